@@ -1,0 +1,57 @@
+# uwgate — build, run and test. `make run` and `make test` do all the set-up they need.
+BOARD ?= x86_64-centos7
+include board/$(BOARD)/board.mk
+
+CARGO   ?= cargo
+TARGET  := $(BOARD_TARGET)
+BIN     := target/$(TARGET)/release/uwgate
+OUT     := out
+RUNDIR  := $(OUT)/run
+VENV    := $(OUT)/venv
+PYTHON  ?= python3
+
+.PHONY: all build toolchain run test unit lint venv clean size
+
+all: build
+
+toolchain:
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup"; exit 1; }
+	@rustup target list --installed 2>/dev/null | grep -qx '$(TARGET)' || rustup target add $(TARGET)
+
+build: toolchain
+	RUSTFLAGS="$(BOARD_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET)
+	@file $(BIN) | grep -Eq 'static(ally)? (linked|-pie linked)' || { file $(BIN); echo "not a static binary"; exit 1; }
+	@ls -l $(BIN) | awk '{print "uwgate: " $$5 " bytes, static $(TARGET)"}'
+
+size: build
+	@stat -c '%s bytes  $(BIN)' $(BIN)
+
+# A demo config rewritten from the appliance's default: paths into this checkout,
+# 127.0.0.1:8080, logs on stderr.
+$(RUNDIR)/uwgate.ini: rootfs/etc/uwgate.ini Makefile
+	@mkdir -p $(RUNDIR)/tmp
+	sed -e 's#/django/DjangoBlog/#$(CURDIR)/tests/django_app/#g' \
+	    -e 's#/opt/venv/#$(CURDIR)/$(VENV)/#g' \
+	    -e 's#^listen = .*#listen = 127.0.0.1:8080#' \
+	    -e 's#^syslog = .*#syslog = stderr#' \
+	    -e 's#^pidfile = .*#pidfile = $(CURDIR)/$(RUNDIR)/uwgate.pid#' \
+	    -e 's#^temp_path = .*#temp_path = $(CURDIR)/$(RUNDIR)/tmp#' \
+	    -e 's#^user = .*##' -e 's#^group = .*##' \
+	    rootfs/etc/uwgate.ini > $@
+
+run: build $(RUNDIR)/uwgate.ini
+	@echo "uwgate: serving on http://127.0.0.1:8080/  (Ctrl-C stops)"
+	$(BIN) -f -c $(RUNDIR)/uwgate.ini
+
+# Every test: unit tests beside the code, then the integration tests in tests/ run against
+# the static release binary that ships.
+test: build
+	UWGATE_BIN=$(CURDIR)/$(BIN) $(CARGO) test --locked -- --test-threads=4
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+clean:
+	rm -rf $(OUT)
+	$(CARGO) clean

@@ -1,0 +1,350 @@
+//! One client connection: its phase, its buffer (checked out only while busy), and the
+//! pure-ish steps the event loop drives — read a head, answer it, write the answer, linger.
+//!
+//! Owns: the per-connection state machine and response bodies (`Body`). Never: touches
+//! another connection, allocates per request (except the rare multipart range body), or
+//! blocks — every socket call is non-blocking and every loop here is bounded.
+//!
+//! Phases: `Idle` (no buffer) → `ReadingHead` → `Writing` → `Idle` (keep-alive) | closed;
+//! `Lingering` drains a client we answered early so our reply is not lost to a RST.
+
+use crate::http::response::HeadWriter;
+use crate::pool::BufId;
+use crate::sys;
+use mio::net::TcpStream;
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+/// Bytes a connection may write in one turn before it yields to the others.
+pub const WRITE_BUDGET: usize = 512 * 1024;
+
+/// Where a connection is in its request cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for a request; holds no buffer.
+    Idle,
+    /// Reading a request head into its buffer.
+    ReadingHead,
+    /// Writing a response: the head in the buffer's output region, then `Body`.
+    Writing,
+    /// Answered and half-closed; reading and discarding until EOF or the deadline.
+    Lingering,
+    /// Forwarding to uWSGI: the `upstream::Proxy` in slot `proxy` says where.
+    Proxy,
+}
+
+/// What follows the response head.
+pub enum Body {
+    None,
+    /// `[pos, end)` of a file, by sendfile.
+    File { file: File, pos: u64, end: u64 },
+    /// Several ranges as multipart/byteranges.
+    Multipart(Box<Multipart>),
+}
+
+/// A multipart/byteranges body: part heads are formatted into the output region between
+/// the file ranges, deterministically, so the Content-Length computed up front holds.
+pub struct Multipart {
+    file: File,
+    ranges: heapless::Vec<(u64, u64), 16>,
+    mime: &'static str,
+    charset: bool,
+    size: u64,
+    boundary: u64,
+    /// Next range to start; `ranges.len()` means the closing boundary is next.
+    next: usize,
+    /// The file range being sent, `[pos, end)`.
+    pos: u64,
+    end: u64,
+    finished: bool,
+}
+
+impl Multipart {
+    pub fn new(
+        file: File,
+        ranges: heapless::Vec<(u64, u64), 16>,
+        mime: &'static str,
+        charset: bool,
+        size: u64,
+        seed: u64,
+    ) -> Multipart {
+        Multipart {
+            file,
+            ranges,
+            mime,
+            charset,
+            size,
+            boundary: seed.wrapping_mul(6364136223846793005) % 100_000_000_000,
+            next: 0,
+            pos: 0,
+            end: 0,
+            finished: false,
+        }
+    }
+
+    /// The boundary string (a zero-padded number, as nginx uses).
+    pub fn write_boundary(&self, w: &mut HeadWriter<'_>) {
+        let mut digits = [b'0'; 11];
+        let mut n = self.boundary;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        w.put(&digits);
+    }
+
+    fn part_head(&self, i: usize, w: &mut HeadWriter<'_>) {
+        let (first, last) = self.ranges[i];
+        w.put(b"\r\n--");
+        self.write_boundary(w);
+        w.put(b"\r\n");
+        crate::static_files::content_type(w, self.mime, self.charset);
+        w.put(b"Content-Range: bytes ")
+            .num(first)
+            .put(b"-")
+            .num(last)
+            .put(b"/")
+            .num(self.size)
+            .put(b"\r\n\r\n");
+    }
+
+    fn closing(&self, w: &mut HeadWriter<'_>) {
+        w.put(b"\r\n--");
+        self.write_boundary(w);
+        w.put(b"--\r\n");
+    }
+
+    /// Total body length: every part head, every range, the closing boundary.
+    pub fn content_length(&self) -> u64 {
+        let mut scratch = [0u8; 512];
+        let mut total = 0u64;
+        for (i, (first, last)) in self.ranges.iter().enumerate() {
+            let mut w = HeadWriter::new(&mut scratch);
+            self.part_head(i, &mut w);
+            total += w.len() as u64 + (last - first + 1);
+        }
+        let mut w = HeadWriter::new(&mut scratch);
+        self.closing(&mut w);
+        total + w.len() as u64
+    }
+}
+
+/// One connection slot.
+pub struct Conn {
+    pub sock: TcpStream,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub phase: Phase,
+    pub buf: Option<BufId>,
+    /// Input bytes held at `buf[..in_len]`; never beyond the head limit.
+    pub in_len: usize,
+    /// Input length at the last parse attempt (no re-parse without new bytes).
+    pub parsed_len: usize,
+    /// Output region bytes still to send: `buf[out_pos..out_end]`.
+    pub out_pos: usize,
+    pub out_end: usize,
+    pub body: Body,
+    /// Length of the current request's head at the front of the buffer (0 when none).
+    pub head_len: usize,
+    /// Bytes of the current request at the front of the buffer (head plus a buffered body),
+    /// dropped when the response is done; what follows is pipelined input.
+    pub req_len: usize,
+    /// The proxy slot of a request being forwarded.
+    pub proxy: Option<usize>,
+    /// Server and location of a forwarded request.
+    pub server: u16,
+    pub location: u16,
+    /// An upstream head carrying X-Accel-Redirect, between reading it and serving the file.
+    pub redirect_head: Option<crate::upstream::response::UpstreamHead>,
+    pub keep_alive: bool,
+    pub head_only: bool,
+    /// The request came with a body we did not read: linger after answering.
+    pub unread_body: bool,
+    pub requests: u32,
+    pub deadline: Option<Instant>,
+    pub readable: bool,
+    pub writable: bool,
+    /// In the loop's run queue (more work without a new readiness event).
+    pub queued: bool,
+    /// Access-log facts for the current response.
+    pub status: u16,
+    pub body_sent: u64,
+    /// Length of a body sent from the output region (error pages, status text).
+    pub inline_body: usize,
+}
+
+/// What a step asks the loop to do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to do until a readiness event or a deadline.
+    Wait,
+    /// More work is ready now: put the connection in the run queue.
+    Yield,
+    /// The connection needs a buffer and the pool is empty.
+    NeedBuffer,
+    Close,
+}
+
+impl Conn {
+    pub fn new(sock: TcpStream, peer: SocketAddr, local: SocketAddr) -> Conn {
+        Conn {
+            sock,
+            peer,
+            local,
+            phase: Phase::Idle,
+            buf: None,
+            in_len: 0,
+            parsed_len: 0,
+            out_pos: 0,
+            out_end: 0,
+            body: Body::None,
+            head_len: 0,
+            req_len: 0,
+            proxy: None,
+            server: 0,
+            location: 0,
+            redirect_head: None,
+            keep_alive: false,
+            head_only: false,
+            unread_body: false,
+            requests: 0,
+            deadline: None,
+            readable: true,
+            writable: true,
+            queued: false,
+            status: 0,
+            body_sent: 0,
+            inline_body: 0,
+        }
+    }
+
+    /// Reads into `buf[in_len..limit]`. `Ok(0)` means EOF; WouldBlock clears `readable`.
+    pub fn read_into(&mut self, buf: &mut [u8], limit: usize) -> io::Result<usize> {
+        let Some(space) = buf.get_mut(self.in_len..limit) else {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        };
+        let want = space.len();
+        loop {
+            match self.sock.read(space) {
+                Ok(n) => {
+                    // A short read drained the socket: edge-triggered epoll will report
+                    // the next arrival, so no extra read(2) is spent finding EAGAIN.
+                    if n < want {
+                        self.readable = false;
+                    }
+                    self.in_len += n;
+                    return Ok(n);
+                }
+                Err(e) if sys::interrupted(&e) => continue,
+                Err(e) => {
+                    if sys::would_block(&e) {
+                        self.readable = false;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Sends the output region, then the body, within `WRITE_BUDGET`.
+    /// Returns `Ok(true)` when the whole response is out, `Ok(false)` when blocked or out of
+    /// budget (then `writable` tells which).
+    pub fn write_out(&mut self, buf: &mut [u8], out_base: usize) -> io::Result<bool> {
+        let fd = self.sock.as_raw_fd();
+        let mut budget = WRITE_BUDGET;
+        loop {
+            if self.out_pos < self.out_end {
+                let more = !self.head_only && !matches!(self.body, Body::None);
+                let chunk = &buf[self.out_pos..self.out_end];
+                match sys::send(fd, chunk, more) {
+                    Ok(n) => {
+                        self.out_pos += n;
+                        budget = budget.saturating_sub(n);
+                    }
+                    Err(e) if sys::interrupted(&e) => continue,
+                    Err(e) if sys::would_block(&e) => {
+                        self.writable = false;
+                        return Ok(false);
+                    }
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            if self.head_only {
+                self.body = Body::None;
+                return Ok(true);
+            }
+            if budget == 0 {
+                return Ok(false);
+            }
+            match &mut self.body {
+                Body::None => return Ok(true),
+                Body::File { file, pos, end } => {
+                    if *pos >= *end {
+                        self.body = Body::None;
+                        continue;
+                    }
+                    let count = ((*end - *pos) as usize).min(budget);
+                    match sys::sendfile(fd, file, pos, count) {
+                        // The file shrank under us: the promised length cannot be met.
+                        Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                        Ok(n) => {
+                            self.body_sent += n as u64;
+                            budget = budget.saturating_sub(n);
+                        }
+                        Err(e) if sys::interrupted(&e) => continue,
+                        Err(e) if sys::would_block(&e) => {
+                            self.writable = false;
+                            return Ok(false);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Body::Multipart(mp) => {
+                    if mp.pos < mp.end {
+                        let count = ((mp.end - mp.pos) as usize).min(budget);
+                        match sys::sendfile(fd, &mp.file, &mut mp.pos, count) {
+                            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+                            Ok(n) => {
+                                self.body_sent += n as u64;
+                                budget = budget.saturating_sub(n);
+                            }
+                            Err(e) if sys::interrupted(&e) => continue,
+                            Err(e) if sys::would_block(&e) => {
+                                self.writable = false;
+                                return Ok(false);
+                            }
+                            Err(e) => return Err(e),
+                        }
+                        continue;
+                    }
+                    if mp.finished {
+                        self.body = Body::None;
+                        continue;
+                    }
+                    // Format the next part head (or the closing boundary) into the output region.
+                    let len = {
+                        let mut w = HeadWriter::new(&mut buf[out_base..]);
+                        if mp.next < mp.ranges.len() {
+                            mp.part_head(mp.next, &mut w);
+                            let (first, last) = mp.ranges[mp.next];
+                            mp.pos = first;
+                            mp.end = last + 1;
+                            mp.next += 1;
+                        } else {
+                            mp.closing(&mut w);
+                            mp.finished = true;
+                        }
+                        w.len()
+                    };
+                    self.out_pos = out_base;
+                    self.out_end = out_base + len;
+                    self.body_sent += len as u64;
+                }
+            }
+        }
+    }
+}

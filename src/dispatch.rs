@@ -1,0 +1,395 @@
+//! Answers one parsed request head: canonical path, limits, routing, access rules, and the
+//! handler (static file, stub_status; uwsgi comes through `upstream`). Writes the response
+//! head into the connection's output region and leaves the connection in `Writing`.
+//!
+//! Never: reads from or writes to a socket (the loop does), or allocates.
+
+use crate::config::{AccessRule, Config, Handler};
+use crate::conn::{Body, Conn, Phase};
+use crate::http::request::{Head, Method, Span};
+use crate::http::response::{error_page, error_page_len, start, HeadWriter};
+use crate::http::Status;
+use crate::router::Router;
+use crate::static_files::{self, connection_header, ReplyCtx, StaticRequest};
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// Connection counters, kept by the loop, read by stub_status.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Stats {
+    pub accepts: u64,
+    pub handled: u64,
+    pub requests: u64,
+    pub active: u64,
+    pub reading: u64,
+    pub writing: u64,
+    pub waiting: u64,
+}
+
+/// What the loop lends a request while it is answered.
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub router: &'a Router,
+    pub date: &'a [u8; 29],
+    pub now: Instant,
+    pub unix: i64,
+    pub stats: Stats,
+    /// Input may fill `buf[..head_limit]`; the output region is `buf[head_limit..]`.
+    pub head_limit: usize,
+    pub stopping: bool,
+}
+
+/// Extra header an error response carries.
+#[derive(Clone, Copy)]
+pub enum Extra {
+    None,
+    /// `Allow: GET, HEAD` with 405 on a static location.
+    AllowGetHead,
+}
+
+/// Statuses after which the request framing can't be trusted: answer and close.
+fn loses_framing(status: Status) -> bool {
+    matches!(
+        status,
+        Status::BadRequest
+            | Status::RequestTimeout
+            | Status::LengthRequired
+            | Status::ContentTooLarge
+            | Status::UriTooLong
+            | Status::RequestHeaderFieldsTooLarge
+            | Status::NotImplemented
+            | Status::HttpVersionNotSupported
+            | Status::ExpectationFailed
+    )
+}
+
+/// Writes a complete error response (nginx-style HTML page) and enters `Writing`.
+pub fn respond_error(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>, status: Status, extra: Extra) {
+    if loses_framing(status) {
+        conn.keep_alive = false;
+    }
+    let tokens = ctx.cfg.global.server_tokens;
+    let page_len = error_page_len(status, tokens);
+    let base = ctx.head_limit;
+    let len = {
+        let mut w = HeadWriter::new(&mut buf[base..]);
+        start(&mut w, status, tokens, ctx.date);
+        w.header(b"Content-Type", b"text/html")
+            .put(b"Content-Length: ")
+            .num(page_len as u64)
+            .put(b"\r\n");
+        if let Extra::AllowGetHead = extra {
+            w.header(b"Allow", b"GET, HEAD");
+        }
+        connection_header(&mut w, conn.keep_alive);
+        w.put(b"\r\n");
+        if !conn.head_only {
+            error_page(&mut w, status, tokens);
+        }
+        w.len()
+    };
+    conn.body = Body::None;
+    conn.inline_body = if conn.head_only { 0 } else { page_len };
+    begin_writing(conn, base, len, status);
+}
+
+fn begin_writing(conn: &mut Conn, base: usize, len: usize, status: Status) {
+    conn.out_pos = base;
+    conn.out_end = base + len;
+    conn.status = status.code();
+    conn.body_sent = 0;
+    conn.phase = Phase::Writing;
+}
+
+/// First match of allow/deny wins; no rule matching means allowed (nginx's access module).
+pub fn access_allowed(rules: &[AccessRule], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    for rule in rules {
+        let hit = match rule.net {
+            None => true,
+            Some((net, bits)) => in_net(ip, net, bits),
+        };
+        if hit {
+            return rule.allow;
+        }
+    }
+    true
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits.min(32) as u32) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits.min(128) as u32) };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+fn span(buf: &[u8], r: Option<Span>) -> Option<&[u8]> {
+    r.map(|s| s.get(buf))
+}
+
+/// Answers the request whose head is at `buf[..head.head_len]`. Returns the (server,
+/// location) to forward to when the location is a uwsgi one; the loop starts the proxy.
+pub fn on_head(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option<(usize, usize)> {
+    let g = &ctx.cfg.global;
+    conn.head_len = head.head_len as usize;
+    conn.req_len = conn.head_len;
+    conn.requests = conn.requests.saturating_add(1);
+    conn.head_only = head.method == Method::Head;
+    conn.keep_alive = head.keep_alive
+        && !g.keepalive_timeout.is_zero()
+        && conn.requests < g.keepalive_requests
+        && !ctx.stopping;
+    let has_body = head.chunked || head.content_length.is_some_and(|n| n > 0);
+    conn.unread_body = has_body;
+
+    if let Some(cl) = head.content_length {
+        if g.client_max_body_size > 0 && cl > g.client_max_body_size {
+            conn.keep_alive = false;
+            respond_error(conn, buf, ctx, Status::ContentTooLarge, Extra::None);
+            return None;
+        }
+    }
+    let forward = answer(conn, buf, head, ctx, has_body);
+    if forward.is_none() && has_body {
+        // Only forwarding reads a body; anything else answers, then lingers and closes.
+        conn.keep_alive = false;
+        if conn.phase == Phase::Writing {
+            // The Connection header already went into the head: rewrite it as close.
+            rewrite_connection_close(conn, buf);
+        }
+    }
+    forward
+}
+
+/// A head already written with `Connection: keep-alive` becomes `Connection: close      `
+/// in place (same length, padded), so the bytes promised stay the same.
+fn rewrite_connection_close(conn: &mut Conn, buf: &mut [u8]) {
+    let region = &mut buf[conn.out_pos..conn.out_end];
+    let needle = b"Connection: keep-alive";
+    if let Some(at) = region.windows(needle.len()).position(|w| w == needle) {
+        region[at..at + needle.len()].copy_from_slice(b"Connection: close     ");
+    }
+}
+
+fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>, has_body: bool) -> Option<(usize, usize)> {
+    let _ = has_body;
+
+    // 1. Canonical path into a stack buffer (decoded once, dot segments resolved).
+    let mut path_buf = [0u8; 4096];
+    let raw_path = head.path(buf);
+    let path_len = match crate::http::path::canonicalize(raw_path, &mut path_buf) {
+        Ok(n) => n,
+        Err(status) => {
+            respond_error(conn, buf, ctx, status, Extra::None);
+            return None;
+        }
+    };
+    let path = &path_buf[..path_len];
+
+    // 2. Server by listening address and Host, then the longest-prefix location.
+    let host = span(buf, head.host);
+    let Some(si) = ctx.router.server(ctx.cfg, conn.local, host) else {
+        respond_error(conn, buf, ctx, Status::NotFound, Extra::None);
+        return None;
+    };
+    let Some((li, loc)) = ctx.router.location(ctx.cfg, si, path, false) else {
+        respond_error(conn, buf, ctx, Status::NotFound, Extra::None);
+        return None;
+    };
+    if !access_allowed(&loc.access, conn.peer.ip()) {
+        respond_error(conn, buf, ctx, Status::Forbidden, Extra::None);
+        return None;
+    }
+
+    match &loc.handler {
+        Handler::Static(sc) => {
+            if !matches!(head.method, Method::Get | Method::Head) {
+                respond_error(conn, buf, ctx, Status::MethodNotAllowed, Extra::AllowGetHead);
+                return None;
+            }
+            serve_static(conn, buf, ctx, sc, path, loc.prefix.as_bytes(), Some(head));
+            None
+        }
+        Handler::StubStatus => {
+            stub_status(conn, buf, ctx);
+            None
+        }
+        Handler::Uwsgi(_) => Some((si, li)),
+    }
+}
+
+/// Serves `path` from a static location. `head` carries the client's conditional and range
+/// headers; an internal redirect (X-Accel-Redirect) passes `None` and gets the plain file.
+fn serve_static(
+    conn: &mut Conn,
+    buf: &mut [u8],
+    ctx: &Ctx<'_>,
+    sc: &crate::config::StaticConf,
+    path: &[u8],
+    prefix: &[u8],
+    head: Option<&Head>,
+) {
+    let g = &ctx.cfg.global;
+    let (input, output) = buf.split_at_mut(ctx.head_limit);
+    let field = |f: fn(&Head) -> Option<Span>| head.and_then(|h| span(input, f(h)));
+    let req = StaticRequest {
+        path,
+        query: field(|h| h.query),
+        location_prefix: prefix,
+        if_none_match: field(|h| h.if_none_match),
+        if_modified_since: field(|h| h.if_modified_since),
+        range: head
+            .filter(|h| h.method == Method::Get)
+            .and_then(|h| span(input, h.range)),
+        if_range: field(|h| h.if_range),
+        accepts_gzip: field(|h| h.accept_encoding)
+            .is_some_and(|v| crate::http::request::header_contains_token(v, b"gzip")),
+    };
+    let rctx = ReplyCtx {
+        date: ctx.date,
+        now: ctx.unix,
+        server_tokens: g.server_tokens,
+        keep_alive: conn.keep_alive,
+        head_only: conn.head_only,
+    };
+    let mut w = HeadWriter::new(output);
+    match static_files::serve(sc, &req, &rctx, &mut w) {
+        Ok(body) if !w.overflowed() => {
+            let len = w.len();
+            let status = status_of(output);
+            conn.body = body;
+            // serve() writes the page itself after a 301 or 416 head.
+            let inline = matches!(status, Status::MovedPermanently | Status::RangeNotSatisfiable);
+            conn.inline_body = if inline && !conn.head_only {
+                error_page_len(status, g.server_tokens)
+            } else {
+                0
+            };
+            begin_writing(conn, ctx.head_limit, len, status);
+        }
+        Ok(_) => respond_error(conn, buf, ctx, Status::InternalServerError, Extra::None),
+        Err(status) => respond_error(conn, buf, ctx, status, Extra::None),
+    }
+}
+
+/// X-Accel-Redirect from the app: serve `uri` from an `internal = on` static location of the
+/// request's server, as nginx does for Django's protected downloads.
+pub fn serve_internal(conn: &mut Conn, buf: &mut [u8], uri: &[u8], ctx: &Ctx<'_>) {
+    let raw_path = match uri.iter().position(|&b| b == b'?') {
+        Some(q) => &uri[..q],
+        None => uri,
+    };
+    let mut path_buf = [0u8; 4096];
+    let path = match crate::http::path::canonicalize(raw_path, &mut path_buf) {
+        Ok(n) => &path_buf[..n],
+        Err(status) => return respond_error(conn, buf, ctx, status, Extra::None),
+    };
+    let si = conn.server as usize;
+    match ctx.router.location(ctx.cfg, si, path, true) {
+        Some((_, loc)) => match &loc.handler {
+            Handler::Static(sc) => {
+                serve_static(conn, buf, ctx, sc, path, loc.prefix.as_bytes(), None)
+            }
+            _ => {
+                log::error!("X-Accel-Redirect to a non-static location: {}", String::from_utf8_lossy(uri));
+                respond_error(conn, buf, ctx, Status::InternalServerError, Extra::None)
+            }
+        },
+        None => respond_error(conn, buf, ctx, Status::NotFound, Extra::None),
+    }
+}
+
+/// Reads the status code back from a head we just wrote (`HTTP/1.1 NNN …`).
+fn status_of(out: &[u8]) -> Status {
+    let code = out
+        .get(9..12)
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|s| s.parse::<u16>().ok())
+        .unwrap_or(500);
+    Status::from_code(code).unwrap_or(Status::InternalServerError)
+}
+
+/// nginx's stub_status text, byte for byte, so existing monitors parse it.
+fn stub_status(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) {
+    let s = ctx.stats;
+    let mut body = [0u8; 256];
+    let body_len = {
+        let mut w = HeadWriter::new(&mut body);
+        w.put(b"Active connections: ")
+            .num(s.active)
+            .put(b" \nserver accepts handled requests\n ")
+            .num(s.accepts)
+            .put(b" ")
+            .num(s.handled)
+            .put(b" ")
+            .num(s.requests)
+            .put(b" \nReading: ")
+            .num(s.reading)
+            .put(b" Writing: ")
+            .num(s.writing)
+            .put(b" Waiting: ")
+            .num(s.waiting)
+            .put(b" \n");
+        w.len()
+    };
+    let base = ctx.head_limit;
+    let len = {
+        let mut w = HeadWriter::new(&mut buf[base..]);
+        start(&mut w, Status::Ok, ctx.cfg.global.server_tokens, ctx.date);
+        w.header(b"Content-Type", b"text/plain")
+            .put(b"Content-Length: ")
+            .num(body_len as u64)
+            .put(b"\r\n")
+            .header(b"Cache-Control", b"no-cache");
+        connection_header(&mut w, conn.keep_alive);
+        w.put(b"\r\n");
+        if !conn.head_only {
+            w.put(&body[..body_len]);
+        }
+        w.len()
+    };
+    conn.body = Body::None;
+    conn.inline_body = if conn.head_only { 0 } else { body_len };
+    begin_writing(conn, base, len, Status::Ok);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AccessRule;
+
+    #[test]
+    fn first_matching_access_rule_wins() {
+        let rules = [
+            AccessRule {
+                allow: true,
+                net: Some(("127.0.0.1".parse().unwrap(), 32)),
+            },
+            AccessRule {
+                allow: false,
+                net: None,
+            },
+        ];
+        assert!(access_allowed(&rules, "127.0.0.1".parse().unwrap()));
+        assert!(!access_allowed(&rules, "10.1.2.3".parse().unwrap()));
+        assert!(access_allowed(&rules, "::ffff:127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn cidr_masks_compare_network_bits_only() {
+        assert!(in_net("10.9.8.7".parse().unwrap(), "10.0.0.0".parse().unwrap(), 8));
+        assert!(!in_net("11.0.0.1".parse().unwrap(), "10.0.0.0".parse().unwrap(), 8));
+        assert!(in_net("fd00::1".parse().unwrap(), "fd00::".parse().unwrap(), 8));
+        assert!(in_net("1.2.3.4".parse().unwrap(), "0.0.0.0".parse().unwrap(), 0));
+    }
+}

@@ -1,0 +1,53 @@
+//! uwgate: nginx-grade static files, uwsgi forwarding and a supervisor-style watchdog in one
+//! process, one thread, one mio event loop, with memory fixed at start.
+//!
+//! Layering (dependencies point one way): `sys` ← `event_loop` ← `dispatch` ←
+//! {`static_files`, `upstream`}; `watchdog` beside them, driven by the same loop;
+//! `config` is read by all and written by none at run time.
+
+pub mod config;
+pub mod conn;
+pub mod dispatch;
+pub mod event_loop;
+pub mod http;
+pub mod logging;
+pub mod mime;
+pub mod pool;
+pub mod router;
+pub mod slab;
+pub mod static_files;
+pub mod upstream;
+pub mod sys;
+pub mod watchdog;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static STDERR_LOGGING: AtomicBool = AtomicBool::new(false);
+
+/// Whether `-f` asked for logs on stderr too (kept for reloads).
+pub fn stderr_logging() -> bool {
+    STDERR_LOGGING.load(Ordering::Relaxed)
+}
+
+/// Records the `-f` choice.
+pub fn set_stderr_logging(on: bool) {
+    STDERR_LOGGING.store(on, Ordering::Relaxed);
+}
+
+/// The logging settings a config asks for.
+pub fn log_settings(cfg: &config::Config, stderr: bool) -> logging::LogSettings {
+    let g = &cfg.global;
+    let target = match &g.syslog {
+        config::SyslogTarget::Unix(p) => logging::Target::Unix(p.clone()),
+        config::SyslogTarget::Udp(a) => logging::Target::Udp(*a),
+        config::SyslogTarget::Stderr => logging::Target::Stderr,
+    };
+    logging::LogSettings {
+        target,
+        facility: g.syslog_facility,
+        tag: g.syslog_tag.clone(),
+        access_tag: g.access_log_tag.clone(),
+        level: g.error_log_level,
+        stderr,
+    }
+}

@@ -1,0 +1,155 @@
+//! `uwgate [-c FILE] [-t] [-f] [-s SIGNAL]`: parses the command line, checks the config,
+//! binds, and hands over to the event loop. Exit codes: 0 ok, 1 config/usage/start-up error.
+
+use argh::FromArgs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use uwgate::{config, event_loop, sys};
+
+/// uwgate: static files, uwsgi forwarding and a process watchdog in one binary.
+#[derive(FromArgs)]
+struct Args {
+    /// configuration file (default /etc/uwgate.ini)
+    #[argh(option, short = 'c', default = "PathBuf::from(\"/etc/uwgate.ini\")")]
+    config: PathBuf,
+    /// test the configuration file and exit, like nginx -t
+    #[argh(switch, short = 't')]
+    test: bool,
+    /// stay in the foreground and log to stderr as well
+    #[argh(switch, short = 'f')]
+    foreground: bool,
+    /// signal the running instance through its pidfile: reload, stop, quit, reopen
+    #[argh(option, short = 's')]
+    signal: Option<String>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    if args.version {
+        println!("uwgate version {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let path = args.config.display().to_string();
+    let cfg = match config::load(&args.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("uwgate: {e}");
+            if args.test {
+                eprintln!("uwgate: configuration file {path} test failed");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.test {
+        for w in &cfg.warnings {
+            eprintln!("uwgate: [warn] {w}");
+        }
+        eprintln!("uwgate: the configuration file {path} syntax is ok");
+        eprintln!("uwgate: configuration file {path} test is successful");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(sig) = args.signal {
+        return send_signal(&cfg, &sig);
+    }
+    match start(cfg, args.foreground) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uwgate: {e}");
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn pidfile(cfg: &config::Config) -> PathBuf {
+    cfg.global
+        .pidfile
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/run/uwgate.pid"))
+}
+
+/// `-s reload|stop|quit|reopen`, as `nginx -s`.
+fn send_signal(cfg: &config::Config, name: &str) -> ExitCode {
+    let sig = match name {
+        "reload" => libc::SIGHUP,
+        "stop" => libc::SIGTERM,
+        "quit" => libc::SIGQUIT,
+        "reopen" => libc::SIGUSR1,
+        other => {
+            eprintln!("uwgate: invalid option: \"-s {other}\" (reload, stop, quit or reopen)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = pidfile(cfg);
+    let pid = match std::fs::read_to_string(&file) {
+        Ok(text) => match text.trim().parse::<i32>() {
+            Ok(pid) if pid > 0 => pid,
+            _ => {
+                eprintln!("uwgate: invalid PID number \"{}\" in \"{}\"", text.trim(), file.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        Err(e) => {
+            eprintln!("uwgate: open() \"{}\" failed: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match sys::kill(pid, sig) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("uwgate: kill({pid}, {sig}) failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
+    uwgate::set_stderr_logging(foreground);
+    uwgate::logging::init(&uwgate::log_settings(&cfg, foreground))?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
+    let g = &cfg.global;
+    // Each slot may hold a client and an upstream socket, plus a file or a spool.
+    let need = (g.worker_connections as u64) * 3 + 64;
+    sys::raise_nofile(need).map_err(|e| {
+        format!("worker_connections = {} needs {need} descriptors: {e}", g.worker_connections)
+    })?;
+    let signals = sys::signalfd(&sys::LOOP_SIGNALS).map_err(|e| format!("signalfd: {e}"))?;
+    let bound = event_loop::bind_all(&cfg).map_err(|e| e.to_string())?;
+    if let Err(e) = std::fs::create_dir_all(&g.temp_path) {
+        log::warn!("temp_path {}: {e}", g.temp_path.display());
+    }
+    if !foreground {
+        sys::daemonize().map_err(|e| format!("daemonize: {e}"))?;
+    }
+    let pidfile = g.pidfile.clone();
+    if let Some(p) = &pidfile {
+        std::fs::write(p, format!("{}\n", sys::getpid()))
+            .map_err(|e| format!("pidfile {}: {e}", p.display()))?;
+    }
+    if let (Some(user), 0) = (&g.user, sys::geteuid()) {
+        let (uid, mut gid) = sys::lookup_user(user).map_err(|e| e.to_string())?;
+        if let Some(group) = &g.group {
+            gid = sys::lookup_group(group).map_err(|e| e.to_string())?;
+        }
+        sys::drop_privileges(uid, gid).map_err(|e| format!("dropping to {user}: {e}"))?;
+    }
+    log::info!(
+        "uwgate {} started: {} listener(s), {} connection slots, {} buffers of {} bytes",
+        env!("CARGO_PKG_VERSION"),
+        bound.len(),
+        g.worker_connections,
+        g.buffer_pool,
+        event_loop::buffer_size(&cfg)
+    );
+    let mut gate = event_loop::Gate::new(cfg, bound, signals).map_err(|e| e.to_string())?;
+    let result = gate.run().map_err(|e| format!("event loop: {e}"));
+    if let Some(p) = &pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    result
+}

@@ -1,0 +1,513 @@
+//! Static files as an nginx user expects them: alias/root mapping, index, 301 for
+//! directories, MIME types, ETag/Last-Modified/304, Range/206/416 (multipart too), HEAD,
+//! gzip_static, expires, and bodies by sendfile.
+//!
+//! Owns: mapping a canonical path onto the filesystem and writing the response head.
+//! Never: reads a file outside the mapped directory, follows a symlink when
+//! `disable_symlinks = on`, or allocates (paths are built in fixed stack buffers).
+
+use crate::config::{Expires, StaticBase, StaticConf};
+use crate::conn::{Body, Multipart};
+use crate::http::date::{format_http_date, parse_http_date};
+use crate::http::range::{if_range_matches, parse_range, RangeSpec};
+use crate::http::response::{start, HeadWriter};
+use crate::http::Status;
+use crate::sys;
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+
+/// Longest filesystem path we build (PATH_MAX).
+const PATH_MAX: usize = 4096;
+
+/// What the request asks of a static location, borrowed from the request buffer.
+pub struct StaticRequest<'a> {
+    /// Canonical (decoded, normalised) path.
+    pub path: &'a [u8],
+    /// Raw query string, without '?'.
+    pub query: Option<&'a [u8]>,
+    pub location_prefix: &'a [u8],
+    pub if_none_match: Option<&'a [u8]>,
+    pub if_modified_since: Option<&'a [u8]>,
+    pub range: Option<&'a [u8]>,
+    pub if_range: Option<&'a [u8]>,
+    pub accepts_gzip: bool,
+}
+
+/// Per-response facts the caller knows.
+pub struct ReplyCtx<'a> {
+    pub date: &'a [u8],
+    pub now: i64,
+    pub server_tokens: bool,
+    pub keep_alive: bool,
+    /// HEAD: heads only, no inline page after them.
+    pub head_only: bool,
+}
+
+/// Maps errno onto the status nginx answers (the one place this mapping lives).
+pub fn status_for_io_error(err: &io::Error) -> Status {
+    match err.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => Status::NotFound,
+        Some(libc::EACCES) | Some(libc::ELOOP) | Some(libc::EPERM) => Status::Forbidden,
+        Some(libc::ENAMETOOLONG) => Status::UriTooLong,
+        Some(libc::EMFILE) | Some(libc::ENFILE) => Status::ServiceUnavailable,
+        _ => Status::InternalServerError,
+    }
+}
+
+/// A fixed path buffer with a trailing NUL for open(2).
+struct PathBuf0 {
+    buf: [u8; PATH_MAX + 1],
+    len: usize,
+}
+
+impl PathBuf0 {
+    fn new() -> PathBuf0 {
+        PathBuf0 {
+            buf: [0; PATH_MAX + 1],
+            len: 0,
+        }
+    }
+    fn push(&mut self, bytes: &[u8]) -> Result<(), Status> {
+        if bytes.contains(&0) {
+            return Err(Status::BadRequest);
+        }
+        let end = self.len + bytes.len();
+        if end > PATH_MAX {
+            return Err(Status::UriTooLong);
+        }
+        self.buf[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+        Ok(())
+    }
+    fn truncate(&mut self, len: usize) {
+        self.len = len.min(self.len);
+    }
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+    fn cstr(&mut self) -> &CStr {
+        self.buf[self.len] = 0;
+        // The buffer holds no interior NUL (push refuses them) and ends in one.
+        CStr::from_bytes_with_nul(&self.buf[..=self.len]).unwrap_or(c"")
+    }
+}
+
+/// Where the file lives: the base directory and the path relative to it.
+struct Mapping {
+    full: PathBuf0,
+    /// Length of the base directory prefix inside `full` (relative part follows).
+    base_len: usize,
+}
+
+fn map_path(sc: &StaticConf, req: &StaticRequest<'_>) -> Result<Mapping, Status> {
+    let mut full = PathBuf0::new();
+    let rel: &[u8] = match &sc.base {
+        StaticBase::Root(root) => {
+            full.push(root.as_os_str().as_encoded_bytes())?;
+            req.path
+        }
+        StaticBase::Alias(alias) => {
+            full.push(alias.as_os_str().as_encoded_bytes())?;
+            req.path.get(req.location_prefix.len()..).unwrap_or(b"")
+        }
+    };
+    // The classic alias off-by-slash (`location /static` + `alias …/static/` + `/static../x`)
+    // leaves a `..` segment in the remainder: it never reaches the filesystem.
+    if rel.split(|&b| b == b'/').any(|seg| seg == b"..") {
+        return Err(Status::NotFound);
+    }
+    while full.len > 1 && full.bytes().ends_with(b"/") {
+        full.truncate(full.len - 1);
+    }
+    let base_len = full.len;
+    if !rel.starts_with(b"/") {
+        full.push(b"/")?;
+    }
+    full.push(rel)?;
+    Ok(Mapping { full, base_len })
+}
+
+/// Opens the mapped path, refusing symlinks below the base when asked to.
+fn open_mapped(m: &mut Mapping, no_symlinks: bool) -> io::Result<File> {
+    if !no_symlinks {
+        return sys::open_read(m.full.cstr(), false);
+    }
+    let base_len = m.base_len;
+    let mut base = PathBuf0::new();
+    base.push(&m.full.bytes()[..base_len])
+        .map_err(|_| io::Error::from_raw_os_error(libc::ENAMETOOLONG))?;
+    if base.len == 0 {
+        base.push(b"/").ok();
+    }
+    let dir = sys::open_dir(base.cstr())?;
+    let rel = m.full.bytes()[base_len..].trim_ascii_start();
+    let rel = trim_slashes(rel);
+    let rel = if rel.is_empty() { &b"."[..] } else { rel };
+    sys::open_beneath_nofollow(dir.as_raw_fd(), rel)
+}
+
+fn trim_slashes(mut s: &[u8]) -> &[u8] {
+    while let [b'/', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b'/'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Serves `req` from `sc`: writes the whole response head into `w` (status line through the
+/// blank line) and returns the body to send. `Err(status)` asks the caller for an error page.
+pub fn serve(
+    sc: &StaticConf,
+    req: &StaticRequest<'_>,
+    ctx: &ReplyCtx<'_>,
+    w: &mut HeadWriter<'_>,
+) -> Result<Body, Status> {
+    let mut m = map_path(sc, req)?;
+    let mut name_len = m.full.len;
+
+    // 1. A directory request tries each index file in order.
+    if req.path.ends_with(b"/") {
+        let dir_len = m.full.len;
+        let mut found = None;
+        for index in &sc.index {
+            m.full.truncate(dir_len);
+            m.full.push(index.as_bytes())?;
+            match open_mapped(&mut m, sc.disable_symlinks) {
+                Ok(f) => match f.metadata() {
+                    Ok(md) if md.is_file() => {
+                        found = Some(f);
+                        break;
+                    }
+                    _ => continue,
+                },
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT)) => continue,
+                Err(e) => return Err(status_for_io_error(&e)),
+            }
+        }
+        name_len = m.full.len;
+        return match found {
+            Some(f) => send_file(sc, req, ctx, w, f, &mut m, name_len),
+            None => {
+                // No index: 403 for an existing directory, 404 otherwise (nginx).
+                m.full.truncate(dir_len);
+                match open_mapped(&mut m, sc.disable_symlinks) {
+                    Ok(_) => Err(Status::Forbidden),
+                    Err(e) => Err(status_for_io_error(&e)),
+                }
+            }
+        };
+    }
+
+    let file = open_mapped(&mut m, sc.disable_symlinks).map_err(|e| status_for_io_error(&e))?;
+    let md = file.metadata().map_err(|e| status_for_io_error(&e))?;
+    if md.is_dir() {
+        // 2. A directory named without its slash: 301 to the slashed path, query kept.
+        return redirect_to_dir(req, ctx, w);
+    }
+    if !md.is_file() {
+        return Err(Status::Forbidden);
+    }
+    send_file(sc, req, ctx, w, file, &mut m, name_len)
+}
+
+fn redirect_to_dir(
+    req: &StaticRequest<'_>,
+    ctx: &ReplyCtx<'_>,
+    w: &mut HeadWriter<'_>,
+) -> Result<Body, Status> {
+    let page_len = crate::http::response::error_page_len(Status::MovedPermanently, ctx.server_tokens);
+    start(w, Status::MovedPermanently, ctx.server_tokens, ctx.date);
+    w.header(b"Content-Type", b"text/html")
+        .put(b"Content-Length: ")
+        .num(page_len as u64)
+        .put(b"\r\nLocation: ");
+    escape_path(w, req.path);
+    w.put(b"/");
+    if let Some(q) = req.query {
+        w.put(b"?").put(q);
+    }
+    w.put(b"\r\n");
+    connection_header(w, ctx.keep_alive);
+    w.put(b"\r\n");
+    if !ctx.head_only {
+        crate::http::response::error_page(w, Status::MovedPermanently, ctx.server_tokens);
+    }
+    Ok(Body::None)
+}
+
+/// Percent-encodes what may not appear raw in a Location path.
+fn escape_path(w: &mut HeadWriter<'_>, path: &[u8]) {
+    for &b in path {
+        let safe = b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b);
+        if safe {
+            w.put(&[b]);
+        } else {
+            w.put(b"%");
+            let hex = b"0123456789ABCDEF";
+            w.put(&[hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
+        }
+    }
+}
+
+/// `Connection: keep-alive` or `Connection: close`.
+pub fn connection_header(w: &mut HeadWriter<'_>, keep_alive: bool) {
+    w.header(
+        b"Connection",
+        if keep_alive { b"keep-alive" } else { b"close" },
+    );
+}
+
+fn send_file(
+    sc: &StaticConf,
+    req: &StaticRequest<'_>,
+    ctx: &ReplyCtx<'_>,
+    w: &mut HeadWriter<'_>,
+    mut file: File,
+    m: &mut Mapping,
+    name_len: usize,
+) -> Result<Body, Status> {
+    let mime = crate::mime::mime_type(&m.full.bytes()[..name_len]);
+
+    // 3. gzip_static: a sibling FILE.gz wins when the client takes gzip.
+    let mut gzipped = false;
+    if sc.gzip_static && req.accepts_gzip {
+        m.full.truncate(name_len);
+        if m.full.push(b".gz").is_ok() {
+            if let Ok(gz) = open_mapped(m, sc.disable_symlinks) {
+                if gz.metadata().map(|md| md.is_file()).unwrap_or(false) {
+                    file = gz;
+                    gzipped = true;
+                }
+            }
+        }
+    }
+    let md = file.metadata().map_err(|e| status_for_io_error(&e))?;
+    let size = md.size();
+    let mtime = md.mtime();
+
+    let mut etag_buf = [0u8; 40];
+    let etag_len = {
+        let mut e = HeadWriter::new(&mut etag_buf);
+        e.put(b"\"").hex(mtime as u64).put(b"-").hex(size).put(b"\"");
+        e.len()
+    };
+    let etag = &etag_buf[..etag_len];
+    let mut lm = [0u8; 29];
+    format_http_date(mtime, &mut lm);
+
+    // 4. Conditional GET: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+    let not_modified = match (req.if_none_match, req.if_modified_since) {
+        (Some(inm), _) => etag_list_matches(inm, etag),
+        (None, Some(ims)) => parse_http_date(ims).is_some_and(|t| mtime <= t),
+        (None, None) => false,
+    };
+    if not_modified {
+        start(w, Status::NotModified, ctx.server_tokens, ctx.date);
+        w.header(b"Last-Modified", &lm).header(b"ETag", etag);
+        cache_headers(w, sc, ctx);
+        connection_header(w, ctx.keep_alive);
+        w.put(b"\r\n");
+        return Ok(Body::None);
+    }
+
+    // 5. Range, honoured only while If-Range (if any) still names this representation.
+    let spec = match req.range {
+        Some(r) if req.if_range.is_none_or(|ir| if_range_matches(ir, etag, mtime)) => {
+            parse_range(r, size)
+        }
+        _ => RangeSpec::Ignore,
+    };
+    match spec {
+        RangeSpec::Unsatisfiable => {
+            let page_len = crate::http::response::error_page_len(
+                Status::RangeNotSatisfiable,
+                ctx.server_tokens,
+            );
+            start(w, Status::RangeNotSatisfiable, ctx.server_tokens, ctx.date);
+            w.header(b"Content-Type", b"text/html")
+                .put(b"Content-Length: ")
+                .num(page_len as u64)
+                .put(b"\r\nContent-Range: bytes */")
+                .num(size)
+                .put(b"\r\n");
+            connection_header(w, ctx.keep_alive);
+            w.put(b"\r\n");
+            if !ctx.head_only {
+                crate::http::response::error_page(w, Status::RangeNotSatisfiable, ctx.server_tokens);
+            }
+            Ok(Body::None)
+        }
+        RangeSpec::Ranges(ranges) if ranges.len() == 1 => {
+            let (first, last) = ranges[0];
+            start(w, Status::PartialContent, ctx.server_tokens, ctx.date);
+            content_type(w, mime, sc.charset);
+            w.put(b"Content-Length: ")
+                .num(last - first + 1)
+                .put(b"\r\nContent-Range: bytes ")
+                .num(first)
+                .put(b"-")
+                .num(last)
+                .put(b"/")
+                .num(size)
+                .put(b"\r\n");
+            validators(w, &lm, etag, gzipped, sc);
+            cache_headers(w, sc, ctx);
+            connection_header(w, ctx.keep_alive);
+            w.put(b"\r\n");
+            Ok(Body::File {
+                file,
+                pos: first,
+                end: last + 1,
+            })
+        }
+        RangeSpec::Ranges(ranges) => {
+            let mp = Multipart::new(file, ranges, mime, sc.charset, size, ctx.now as u64);
+            start(w, Status::PartialContent, ctx.server_tokens, ctx.date);
+            w.put(b"Content-Type: multipart/byteranges; boundary=");
+            mp.write_boundary(w);
+            w.put(b"\r\nContent-Length: ").num(mp.content_length()).put(b"\r\n");
+            validators(w, &lm, etag, gzipped, sc);
+            cache_headers(w, sc, ctx);
+            connection_header(w, ctx.keep_alive);
+            w.put(b"\r\n");
+            Ok(Body::Multipart(Box::new(mp)))
+        }
+        RangeSpec::Ignore => {
+            start(w, Status::Ok, ctx.server_tokens, ctx.date);
+            content_type(w, mime, sc.charset);
+            w.put(b"Content-Length: ").num(size).put(b"\r\n");
+            validators(w, &lm, etag, gzipped, sc);
+            cache_headers(w, sc, ctx);
+            connection_header(w, ctx.keep_alive);
+            w.put(b"\r\n");
+            Ok(Body::File {
+                file,
+                pos: 0,
+                end: size,
+            })
+        }
+    }
+}
+
+/// `Content-Type: mime[; charset=utf-8]`.
+pub fn content_type(w: &mut HeadWriter<'_>, mime: &str, charset: bool) {
+    w.put(b"Content-Type: ").put(mime.as_bytes());
+    if charset && crate::mime::wants_charset(mime) {
+        w.put(b"; charset=utf-8");
+    }
+    w.put(b"\r\n");
+}
+
+fn validators(w: &mut HeadWriter<'_>, lm: &[u8], etag: &[u8], gzipped: bool, sc: &StaticConf) {
+    w.header(b"Last-Modified", lm)
+        .header(b"ETag", etag)
+        .header(b"Accept-Ranges", b"bytes");
+    if gzipped {
+        w.header(b"Content-Encoding", b"gzip");
+    }
+    if sc.gzip_static {
+        w.header(b"Vary", b"Accept-Encoding");
+    }
+}
+
+/// `expires` → Expires and Cache-Control, as nginx's headers module writes them.
+fn cache_headers(w: &mut HeadWriter<'_>, sc: &StaticConf, ctx: &ReplyCtx<'_>) {
+    let mut date = [0u8; 29];
+    match sc.expires {
+        Expires::Off => {}
+        Expires::Epoch => {
+            w.header(b"Expires", b"Thu, 01 Jan 1970 00:00:01 GMT")
+                .header(b"Cache-Control", b"no-cache");
+        }
+        Expires::Max => {
+            w.header(b"Expires", b"Thu, 31 Dec 2037 23:55:55 GMT")
+                .header(b"Cache-Control", b"max-age=315360000");
+        }
+        Expires::Seconds(secs) => {
+            format_http_date(ctx.now.saturating_add(secs), &mut date);
+            w.header(b"Expires", &date);
+            if secs <= 0 {
+                w.header(b"Cache-Control", b"no-cache");
+            } else {
+                w.put(b"Cache-Control: max-age=").num(secs as u64).put(b"\r\n");
+            }
+        }
+    }
+}
+
+/// If-None-Match: `*` or a comma list of entity tags, compared weakly (RFC 9110 13.1.2).
+fn etag_list_matches(list: &[u8], etag: &[u8]) -> bool {
+    let list = list.trim_ascii();
+    if list == b"*" {
+        return true;
+    }
+    list.split(|&b| b == b',').any(|t| {
+        let t = t.trim_ascii();
+        let t = t.strip_prefix(b"W/").unwrap_or(t);
+        t == etag
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_and_listed_etags_match() {
+        assert!(etag_list_matches(b"\"a\", W/\"5f-10\"", b"\"5f-10\""));
+        assert!(etag_list_matches(b" * ", b"\"x\""));
+        assert!(!etag_list_matches(b"\"5f-11\"", b"\"5f-10\""));
+    }
+
+    #[test]
+    fn alias_remainder_with_dot_dot_never_maps() {
+        let sc = StaticConf {
+            base: StaticBase::Alias("/srv/static/".into()),
+            index: vec!["index.html".into()],
+            gzip_static: false,
+            expires: Expires::Off,
+            disable_symlinks: false,
+            charset: true,
+        };
+        let req = StaticRequest {
+            path: b"/static../secret",
+            query: None,
+            location_prefix: b"/static",
+            if_none_match: None,
+            if_modified_since: None,
+            range: None,
+            if_range: None,
+            accepts_gzip: false,
+        };
+        assert_eq!(map_path(&sc, &req).err(), Some(Status::NotFound));
+    }
+
+    #[test]
+    fn alias_maps_the_remainder_under_the_alias() {
+        let sc = StaticConf {
+            base: StaticBase::Alias("/srv/static/".into()),
+            index: vec![],
+            gzip_static: false,
+            expires: Expires::Off,
+            disable_symlinks: false,
+            charset: true,
+        };
+        let req = StaticRequest {
+            path: b"/static/css/a.css",
+            query: None,
+            location_prefix: b"/static/",
+            if_none_match: None,
+            if_modified_since: None,
+            range: None,
+            if_range: None,
+            accepts_gzip: false,
+        };
+        let m = map_path(&sc, &req).ok().unwrap();
+        assert_eq!(m.full.bytes(), b"/srv/static/css/a.css");
+    }
+}

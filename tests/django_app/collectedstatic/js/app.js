@@ -1,0 +1,3 @@
+document.addEventListener("DOMContentLoaded", function () {
+  document.title = document.title + " (js loaded)";
+});
