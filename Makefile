@@ -39,14 +39,22 @@ $(RUNDIR)/uwgate.ini: rootfs/etc/uwgate.ini Makefile
 	    -e 's#^user = .*##' -e 's#^group = .*##' \
 	    rootfs/etc/uwgate.ini > $@
 
-run: build $(RUNDIR)/uwgate.ini
+run: build venv $(RUNDIR)/uwgate.ini
 	@echo "uwgate: serving on http://127.0.0.1:8080/  (Ctrl-C stops)"
 	$(BIN) -f -c $(RUNDIR)/uwgate.ini
 
+# The real uWSGI and Django the tests (and `make run`) talk to, pinned, in a virtualenv.
+$(VENV)/.stamp: tests/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
 # Every test: unit tests beside the code, then the integration tests in tests/ run against
-# the static release binary that ships.
-test: build
-	UWGATE_BIN=$(CURDIR)/$(BIN) $(CARGO) test --locked -- --test-threads=4
+# the static release binary that ships, a real pyuwsgi and a real Django app.
+test: build venv
+	UWGATE_BIN=$(CURDIR)/$(BIN) UWGATE_VENV=$(CURDIR)/$(VENV) $(CARGO) test --locked -- --test-threads=4
 
 lint:
 	$(CARGO) fmt --check
