@@ -1,0 +1,506 @@
+//! Sections → [`super::Config`]: which server a location belongs to, and the checks that span the
+//! file.
+//!
+//! Owns: the order rules (a location belongs to the `[server]` above it; locations before any
+//! `[server]` make the implicit default server, allowed only in a file with no `[server]`),
+//! duplicate `[uwgate]`/`[program:x]` sections and location prefixes, server_name conflicts,
+//! and sorting warnings into file order. Must never: read keys itself — the section builders
+//! in `global`, `location` and `program` do.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::expand::Vars;
+use super::global::build_global;
+use super::location::{build_location, build_server, default_listen};
+use super::program::{build_program, check_programs, BuiltProgram};
+use super::syntax::{Section, SectionKind};
+use super::{at, ConfigError, Global, Program, Server};
+
+/// A validated file, before its warnings get the file name.
+pub(crate) struct Built {
+    pub global: Global,
+    pub servers: Vec<Server>,
+    pub programs: Vec<Program>,
+    /// `(line, message)`, in line order.
+    pub warnings: Vec<(usize, String)>,
+}
+
+/// Builds and cross-checks every section.
+pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, ConfigError> {
+    let mut global: Option<(Global, usize)> = None;
+    let mut servers: Vec<Server> = Vec::new();
+    let mut implicit: Option<Server> = None;
+    let mut programs: Vec<BuiltProgram> = Vec::new();
+    // Header line of each program, and of each prefix in the current server, by name.
+    let mut program_lines: HashMap<&str, usize> = HashMap::new();
+    let mut prefix_lines: HashMap<&str, usize> = HashMap::new();
+    let mut warnings: Vec<(usize, String)> = Vec::new();
+
+    for section in sections {
+        match &section.kind {
+            SectionKind::Global => {
+                if let Some((_, first)) = &global {
+                    return Err(at(
+                        section.line,
+                        format!("[uwgate] given twice (lines {first} and {})", section.line),
+                    ));
+                }
+                global = Some((build_global(section, vars)?, section.line));
+            }
+            SectionKind::Server => {
+                if let Some(location) = implicit.as_ref().and_then(|s| s.locations.first()) {
+                    return Err(at(
+                        location.line,
+                        format!(
+                            "[location:{}] comes before the first [server] (line {}): a location belongs to the [server] above it, and only a file without any [server] gets an implicit default server",
+                            location.prefix, section.line
+                        ),
+                    ));
+                }
+                servers.push(build_server(section, vars)?);
+                prefix_lines.clear();
+            }
+            SectionKind::Location(prefix) => {
+                let location = build_location(section, prefix, vars, &mut warnings)?;
+                let server = match servers.last_mut() {
+                    Some(server) => server,
+                    None => implicit.get_or_insert_with(|| Server {
+                        line: 0,
+                        listen: vec![default_listen()],
+                        server_name: Vec::new(),
+                        locations: Vec::new(),
+                    }),
+                };
+                if let Some(first) = prefix_lines.insert(prefix, section.line) {
+                    return Err(at(
+                        section.line,
+                        format!(
+                            "duplicate location prefix '{prefix}' in one server (lines {first} and {})",
+                            section.line
+                        ),
+                    ));
+                }
+                server.locations.push(location);
+            }
+            SectionKind::Program(name) => {
+                if let Some(first) = program_lines.insert(name, section.line) {
+                    return Err(at(
+                        section.line,
+                        format!(
+                            "[program:{name}] given twice (lines {first} and {})",
+                            section.line
+                        ),
+                    ));
+                }
+                programs.push(build_program(section, name, vars, &mut warnings)?);
+            }
+        }
+    }
+    // Only reachable when no [server] came after the locations (checked above), so `servers`
+    // is empty here.
+    if let Some(server) = implicit {
+        servers.push(server);
+    }
+    check_programs(&programs)?;
+    warn_server_name_conflicts(&servers, &mut warnings);
+    warnings.sort_by_key(|(line, _)| *line);
+    Ok(Built {
+        global: global.map(|(g, _)| g).unwrap_or_default(),
+        servers,
+        programs: programs.into_iter().map(|b| b.program).collect(),
+        warnings,
+    })
+}
+
+/// Warns when two servers share an address and a name: requests for that name always reach
+/// the first, as in nginx ("conflicting server name").
+fn warn_server_name_conflicts(servers: &[Server], warnings: &mut Vec<(usize, String)>) {
+    let mut owners: HashMap<(SocketAddr, &str), usize> = HashMap::new();
+    for server in servers {
+        for addr in &server.listen {
+            for name in &server.server_name {
+                if let Some(first) = owners.get(&(*addr, name.as_str())) {
+                    warnings.push((
+                        server.line,
+                        format!(
+                            "conflicting server_name '{name}' on {addr}: the [server] at line {first} gets its requests"
+                        ),
+                    ));
+                } else {
+                    owners.insert((*addr, name.as_str()), server.line);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::super::{
+        parse, AccessRule, AutoRestart, Config, Expires, Handler, StaticBase, StaticConf, Upstream,
+        UpstreamAddr, UwsgiConf,
+    };
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        parse(text, Path::new("/etc/uwgate.ini"), &|_| None).unwrap()
+    }
+
+    fn error(text: &str) -> String {
+        parse(text, Path::new("uwgate.ini"), &|_| None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    /// The example of CONFIG.md, verbatim.
+    const CONFIG_MD_EXAMPLE: &str = r#"[uwgate]                          ; global, optional
+user = nginx                      ; drop to this user/group after binding (when started as root)
+group = nginx
+pidfile = /run/uwgate.pid
+worker_connections = 1024         ; fixed connection slots, preallocated at start
+client_header_buffer_size = 8k    ; a request head larger than this: 431 (414 for the request line)
+buffer_size = 16k                 ; per active connection I/O buffer, from a fixed pool
+client_max_body_size = 1m         ; larger: 413
+temp_path = /var/lib/uwgate/tmp   ; spool for request/response bodies larger than the buffers
+client_header_timeout = 60s
+client_body_timeout = 60s
+send_timeout = 60s
+keepalive_timeout = 75s
+syslog = unix:/dev/log            ; or udp:127.0.0.1:514, or stderr
+syslog_facility = daemon
+syslog_tag = uwgate
+access_log = on                   ; nginx "combined" format, sent to syslog
+error_log_level = info
+
+[server]                          ; a virtual server; the [location:*] sections below it belong to it
+listen = 80                       ; repeatable: 80, 127.0.0.1:8080, [::]:80
+server_name = django.blog         ; Host match; the first [server] is the default
+
+[location:/static/]               ; longest prefix wins, as in nginx
+alias = /django/DjangoBlog/collectedstatic/   ; or: root = /srv/www
+index = index.html
+gzip_static = on
+expires = 30d
+
+[location:/]
+uwsgi_pass = 127.0.0.1:8000       ; or unix:/run/django.sock; repeat for round robin
+uwsgi_param = UWSGI_SCHEME https  ; extra or overriding vars (the nginx uwsgi_params set is built in)
+uwsgi_connect_timeout = 60s
+uwsgi_read_timeout = 60s
+uwsgi_send_timeout = 60s
+
+[location:/uwgate_status]
+stub_status = on                  ; nginx stub_status text format, so existing monitors parse it
+allow = 127.0.0.1
+deny = all
+
+[program:django]                  ; supervisor's keys, meanings and defaults
+command = /opt/venv/bin/uwsgi --ini %(here)s/uwgate.ini
+directory = /django/DjangoBlog
+user = nginx
+autostart = true
+startsecs = 10
+startretries = 3
+autorestart = true                ; true, false or unexpected
+exitcodes = 0
+stopsignal = QUIT
+stopwaitsecs = 10
+stopasgroup = true
+killasgroup = true
+priority = 999
+numprocs = 1
+environment = DJANGO_SETTINGS_MODULE="blog.settings",LANG="en_US.UTF-8"
+
+[uwsgi]                           ; read by uWSGI itself, ignored by uwgate
+socket = 127.0.0.1:8000
+chdir = /django/DjangoBlog
+module = djangoblog.wsgi
+processes = 5
+master = true
+"#;
+
+    #[test]
+    fn config_md_example_parses_verbatim() {
+        let c = config(CONFIG_MD_EXAMPLE);
+        assert_eq!(c.file, PathBuf::from("/etc/uwgate.ini"));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        let g = &c.global;
+        assert_eq!(g.user.as_deref(), Some("nginx"));
+        assert_eq!(g.group.as_deref(), Some("nginx"));
+        assert_eq!(g.pidfile, Some(PathBuf::from("/run/uwgate.pid")));
+        assert_eq!(
+            *g,
+            Global {
+                user: Some("nginx".into()),
+                group: Some("nginx".into()),
+                pidfile: Some("/run/uwgate.pid".into()),
+                ..Global::default()
+            }
+        );
+
+        assert_eq!(c.servers.len(), 1);
+        let server = &c.servers[0];
+        assert_eq!(server.line, 20);
+        assert_eq!(server.listen, vec!["0.0.0.0:80".parse().unwrap()]);
+        assert_eq!(server.server_name, vec!["django.blog"]);
+        assert_eq!(server.locations.len(), 3);
+
+        let statics = &server.locations[0];
+        assert_eq!((statics.line, statics.prefix.as_str()), (24, "/static/"));
+        assert_eq!(
+            statics.handler,
+            Handler::Static(StaticConf {
+                gzip_static: true,
+                expires: Expires::Seconds(30 * 86400),
+                ..StaticConf::new(StaticBase::Alias(
+                    "/django/DjangoBlog/collectedstatic/".into()
+                ))
+            })
+        );
+
+        let app = &server.locations[1];
+        assert_eq!((app.line, app.prefix.as_str()), (30, "/"));
+        assert_eq!(
+            app.handler,
+            Handler::Uwsgi(UwsgiConf {
+                params: vec![("UWSGI_SCHEME".into(), "https".into())],
+                ..UwsgiConf::new(vec![Upstream::new(UpstreamAddr::Tcp(
+                    "127.0.0.1:8000".parse().unwrap()
+                ))])
+            })
+        );
+
+        let status = &server.locations[2];
+        assert_eq!(status.prefix, "/uwgate_status");
+        assert_eq!(status.handler, Handler::StubStatus);
+        assert_eq!(
+            status.access,
+            vec![
+                AccessRule {
+                    allow: true,
+                    net: Some(("127.0.0.1".parse().unwrap(), 32))
+                },
+                AccessRule {
+                    allow: false,
+                    net: None
+                },
+            ]
+        );
+
+        assert_eq!(c.programs.len(), 1);
+        let p = &c.programs[0];
+        assert_eq!((p.line, p.name.as_str()), (42, "django"));
+        assert_eq!(p.command, "/opt/venv/bin/uwsgi --ini /etc/uwgate.ini");
+        assert_eq!(p.directory, Some(PathBuf::from("/django/DjangoBlog")));
+        assert_eq!(p.user.as_deref(), Some("nginx"));
+        assert!(p.autostart);
+        assert_eq!(p.startsecs, Duration::from_secs(10));
+        assert_eq!(p.startretries, 3);
+        assert_eq!(p.autorestart, AutoRestart::Always);
+        assert_eq!(p.exitcodes, vec![0]);
+        assert_eq!(p.stopsignal, libc::SIGQUIT);
+        assert_eq!(p.stopwaitsecs, Duration::from_secs(10));
+        assert!(p.stopasgroup && p.killasgroup);
+        assert_eq!(p.priority, 999);
+        assert_eq!(p.numprocs, 1);
+        assert_eq!(
+            p.environment,
+            vec![
+                (
+                    "DJANGO_SETTINGS_MODULE".to_string(),
+                    "blog.settings".to_string()
+                ),
+                ("LANG".to_string(), "en_US.UTF-8".to_string()),
+            ]
+        );
+        let specs = p.processes().unwrap();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].name, "django");
+        assert_eq!(specs[0].process_num, 0);
+        assert_eq!(
+            specs[0].argv,
+            vec!["/opt/venv/bin/uwsgi", "--ini", "/etc/uwgate.ini"]
+        );
+    }
+
+    #[test]
+    fn file_without_sections_is_all_defaults() {
+        for text in ["", "\n\n", "; just a comment\n# and another\n"] {
+            let c = config(text);
+            assert_eq!(c.global, Global::default());
+            assert!(c.servers.is_empty());
+            assert!(c.programs.is_empty());
+            assert!(c.warnings.is_empty());
+        }
+    }
+
+    #[test]
+    fn only_uwsgi_sections_is_all_defaults() {
+        let c = config("[uwsgi]\nsocket = :8000\n[uwsgi:dev]\npy-autoreload = 1\n");
+        assert!(c.servers.is_empty() && c.programs.is_empty());
+    }
+
+    #[test]
+    fn locations_without_server_get_the_implicit_default_server() {
+        let c = config(
+            "[location:/]\nroot = /srv/www\n[location:/api/]\nuwsgi_pass = unix:/run/api.sock\n",
+        );
+        assert_eq!(c.servers.len(), 1);
+        let server = &c.servers[0];
+        assert_eq!(server.line, 0);
+        assert_eq!(server.listen, vec!["0.0.0.0:80".parse().unwrap()]);
+        assert!(server.server_name.is_empty());
+        let prefixes: Vec<&str> = server.locations.iter().map(|l| l.prefix.as_str()).collect();
+        assert_eq!(prefixes, vec!["/", "/api/"]);
+    }
+
+    #[test]
+    fn locations_around_other_sections_still_join_the_implicit_server() {
+        let c = config("[location:/a/]\nroot = /x\n[uwgate]\n[program:p]\ncommand = x\n[location:/b/]\nroot = /y\n");
+        assert_eq!(c.servers.len(), 1);
+        assert_eq!(c.servers[0].locations.len(), 2);
+    }
+
+    #[test]
+    fn location_before_the_first_server_is_an_error() {
+        assert_eq!(
+            error("[uwgate]\n[location:/]\nroot = /x\n[server]\nlisten = 80\n"),
+            "uwgate.ini:2: [location:/] comes before the first [server] (line 4): a location belongs to the [server] above it, and only a file without any [server] gets an implicit default server"
+        );
+    }
+
+    #[test]
+    fn locations_belong_to_the_server_above_them() {
+        let c = config(
+            "[server]\nserver_name = a\n[location:/]\nroot = /a\n[server]\nserver_name = b\nlisten = 8080\n[location:/]\nroot = /b\n[location:/x/]\nroot = /bx\n",
+        );
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.servers[0].locations.len(), 1);
+        assert_eq!(c.servers[1].locations.len(), 2);
+        assert_eq!(c.servers[1].line, 5);
+        assert_eq!(c.servers[1].locations[0].line, 8);
+    }
+
+    #[test]
+    fn server_without_locations_is_fine() {
+        let c = config("[server]\nlisten = 8080\n[server]\nlisten = 8081\n");
+        assert_eq!(c.servers.len(), 2);
+        assert!(c.servers.iter().all(|s| s.locations.is_empty()));
+    }
+
+    #[test]
+    fn duplicate_prefix_in_one_server_is_an_error() {
+        assert_eq!(
+            error("[server]\n[location:/a/]\nroot = /x\n[location:/a/]\nroot = /y\n"),
+            "uwgate.ini:4: duplicate location prefix '/a/' in one server (lines 2 and 4)"
+        );
+        assert!(error("[location:/]\nroot = /x\n[location:/]\nroot = /y\n")
+            .starts_with("uwgate.ini:3: duplicate location prefix '/'"));
+    }
+
+    #[test]
+    fn same_prefix_in_two_servers_is_fine() {
+        let c = config(
+            "[server]\n[location:/]\nroot = /x\n[server]\nlisten = 81\n[location:/]\nroot = /y\n",
+        );
+        assert_eq!(c.servers.len(), 2);
+    }
+
+    #[test]
+    fn prefixes_that_differ_by_a_slash_are_different() {
+        let c = config("[location:/a]\nroot = /x\n[location:/a/]\nroot = /y\n");
+        assert_eq!(c.servers[0].locations.len(), 2);
+    }
+
+    #[test]
+    fn second_uwgate_section_is_an_error() {
+        assert_eq!(
+            error("[uwgate]\nuser = a\n[uwgate]\ngroup = b\n"),
+            "uwgate.ini:3: [uwgate] given twice (lines 1 and 3)"
+        );
+    }
+
+    #[test]
+    fn server_name_shared_on_one_address_warns() {
+        let c = config(
+            "[server]\nserver_name = a.example\n[server]\nserver_name = A.example b.example\n",
+        );
+        assert_eq!(
+            c.warnings,
+            vec!["/etc/uwgate.ini:3: conflicting server_name 'a.example' on 0.0.0.0:80: the [server] at line 1 gets its requests"]
+        );
+        let c = config("[server]\nserver_name = a\n[server]\nlisten = 81\nserver_name = a\n");
+        assert!(c.warnings.is_empty());
+    }
+
+    #[test]
+    fn warnings_come_in_line_order() {
+        let c = config("[server]\nserver_name = a\n[location:/]\nroot = /x\nallow = 10.0.0.1/8\n[server]\nserver_name = a\n[program:p]\ncommand = x\nstdout_logfile = x\n");
+        let lines: Vec<&str> = c
+            .warnings
+            .iter()
+            .map(|w| w.split(':').nth(1).unwrap())
+            .collect();
+        assert_eq!(lines, vec!["5", "6", "10"]);
+    }
+
+    #[test]
+    fn first_error_in_file_order_wins() {
+        assert_eq!(
+            error("[uwgate]\nworker_connections = x\n[server]\nlisten = y\n"),
+            "uwgate.ini:2: invalid value 'x' for 'worker_connections' in [uwgate]: expected a number from 1 to 1000000"
+        );
+    }
+
+    #[test]
+    fn env_and_here_expand_in_server_and_location() {
+        let env = |name: &str| match name {
+            "PORT" => Some("8080".to_string()),
+            "SOCK" => Some("/run/app.sock".to_string()),
+            _ => None,
+        };
+        let c = parse(
+            "[server]\nlisten = 127.0.0.1:%(ENV_PORT)s\n[location:/]\nuwsgi_pass = unix:%(ENV_SOCK)s\n[location:/s/]\nalias = %(here)s/static/\n[location:/pct/]\nroot = /srv/100%%\n",
+            Path::new("/opt/site/conf/../uwgate.ini"),
+            &env,
+        )
+        .unwrap();
+        let server = &c.servers[0];
+        assert_eq!(server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        let Handler::Uwsgi(u) = &server.locations[0].handler else {
+            panic!()
+        };
+        assert_eq!(
+            u.upstreams[0].addr,
+            UpstreamAddr::Unix("/run/app.sock".into())
+        );
+        let Handler::Static(s) = &server.locations[1].handler else {
+            panic!()
+        };
+        assert_eq!(s.base, StaticBase::Alias("/opt/site/static/".into()));
+        let Handler::Static(s) = &server.locations[2].handler else {
+            panic!()
+        };
+        assert_eq!(s.base, StaticBase::Root("/srv/100%".into()));
+    }
+
+    #[test]
+    fn missing_env_is_an_error_naming_key_and_line() {
+        assert_eq!(
+            error("[server]\n[location:/]\nuwsgi_pass = unix:%(ENV_SOCK)s\n"),
+            "uwgate.ini:3: cannot expand 'uwsgi_pass' in [location:/]: environment variable 'SOCK' is not set"
+        );
+    }
+
+    #[test]
+    fn errors_in_sections_are_reported_before_cross_checks() {
+        assert_eq!(
+            error("[program:a]\ncommand = x\ndepends_on = nope\n[program:b]\nbogus = 1\n"),
+            "uwgate.ini:5: unknown key 'bogus' in [program:b]"
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! `[uwgate]`: the global section.
+//!
+//! Owns: reading each global key into [`Global`], with its default and allowed range, and the
+//! one check between two global keys (`buffer_pool` against `worker_connections`). Must never:
+//! look at other sections — file-wide checks live in `build`.
+
+use super::expand::Vars;
+use super::syntax::{Entry, Section, Seen};
+use super::values;
+use super::{ConfigError, Global};
+
+/// Every key `[uwgate]` takes; none repeats.
+const KEYS: &[&str] = &[
+    "user",
+    "group",
+    "pidfile",
+    "worker_connections",
+    "client_header_buffer_size",
+    "buffer_size",
+    "buffer_pool",
+    "client_max_body_size",
+    "temp_path",
+    "client_header_timeout",
+    "client_body_timeout",
+    "client_body_min_rate",
+    "send_timeout",
+    "keepalive_timeout",
+    "keepalive_requests",
+    "shutdown_timeout",
+    "listen_backlog",
+    "server_tokens",
+    "syslog",
+    "syslog_facility",
+    "syslog_tag",
+    "access_log",
+    "access_log_tag",
+    "error_log_level",
+];
+
+/// Largest `worker_connections`.
+const MAX_CONNECTIONS: u64 = 1_000_000;
+
+/// Builds [`Global`] from the `[uwgate]` section.
+pub(crate) fn build_global(section: &Section, vars: &Vars<'_>) -> Result<Global, ConfigError> {
+    let mut global = Global::default();
+    let mut seen = Seen::default();
+    // buffer_pool is checked once worker_connections is known, wherever it is in the section.
+    let mut pool: Option<(u64, &Entry, String)> = None;
+    for entry in &section.entries {
+        let key = entry.key.as_str();
+        if !KEYS.contains(&key) {
+            return Err(section.unknown(entry));
+        }
+        seen.once(section, entry, &[])?;
+        let value = vars.expand(section, entry)?;
+        let bad = |why: String| section.invalid(entry, &value, &why);
+        let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        match key {
+            "user" => global.user = Some(values::account(&value).map_err(bad)?),
+            "group" => global.group = Some(values::account(&value).map_err(bad)?),
+            "pidfile" => global.pidfile = Some(values::absolute_path(&value).map_err(bad)?),
+            "worker_connections" => {
+                let n = values::number_in(&value, 1, MAX_CONNECTIONS).map_err(bad)?;
+                global.worker_connections = usize_of(n);
+            }
+            "client_header_buffer_size" => {
+                let n = values::size_in(&value, 1 << 10, 1 << 20).map_err(bad)?;
+                global.client_header_buffer_size = usize_of(n);
+            }
+            "buffer_size" => {
+                let n = values::size_in(&value, 4 << 10, 16 << 20).map_err(bad)?;
+                global.buffer_size = usize_of(n);
+            }
+            "buffer_pool" => {
+                let n = values::number_in(&value, 1, MAX_CONNECTIONS * 2).map_err(bad)?;
+                pool = Some((n, entry, value.clone()));
+            }
+            "client_max_body_size" => {
+                global.client_max_body_size = values::size(&value).map_err(bad)?;
+            }
+            "temp_path" => global.temp_path = values::absolute_path(&value).map_err(bad)?,
+            "client_header_timeout" => {
+                global.client_header_timeout = values::duration(&value, false).map_err(bad)?;
+            }
+            "client_body_timeout" => {
+                global.client_body_timeout = values::duration(&value, false).map_err(bad)?;
+            }
+            "client_body_min_rate" => {
+                global.client_body_min_rate = values::size(&value).map_err(bad)?;
+            }
+            "send_timeout" => global.send_timeout = values::duration(&value, false).map_err(bad)?,
+            "keepalive_timeout" => {
+                global.keepalive_timeout = values::duration(&value, true).map_err(bad)?;
+            }
+            "keepalive_requests" => {
+                let n = values::number_in(&value, 0, u64::from(u32::MAX)).map_err(bad)?;
+                global.keepalive_requests = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+            "shutdown_timeout" => {
+                global.shutdown_timeout = values::duration(&value, true).map_err(bad)?;
+            }
+            "listen_backlog" => {
+                let n = values::number_in(&value, 1, 65_535).map_err(bad)?;
+                global.listen_backlog = i32::try_from(n).unwrap_or(i32::MAX);
+            }
+            "server_tokens" => global.server_tokens = values::boolean(&value).map_err(bad)?,
+            "syslog" => global.syslog = values::syslog_target(&value).map_err(bad)?,
+            "syslog_facility" => global.syslog_facility = values::facility(&value).map_err(bad)?,
+            "syslog_tag" => global.syslog_tag = values::tag(&value).map_err(bad)?,
+            "access_log" => global.access_log = values::boolean(&value).map_err(bad)?,
+            "access_log_tag" => global.access_log_tag = values::tag(&value).map_err(bad)?,
+            "error_log_level" => global.error_log_level = values::level(&value).map_err(bad)?,
+            _ => return Err(section.unknown(entry)),
+        }
+    }
+    let most = global.worker_connections.saturating_mul(2);
+    global.buffer_pool = match pool {
+        None => global.worker_connections.min(256),
+        Some((n, entry, value)) => {
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if n > most {
+                return Err(section.invalid(
+                    entry,
+                    &value,
+                    &format!("expected a number from 1 to {most} (twice worker_connections)"),
+                ));
+            }
+            n
+        }
+    };
+    Ok(global)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use super::super::{parse, SyslogTarget};
+    use super::*;
+
+    fn global(body: &str) -> Global {
+        let text = format!("[uwgate]\n{body}");
+        parse(&text, Path::new("/etc/uwgate.ini"), &|_| None)
+            .unwrap()
+            .global
+    }
+
+    fn error(body: &str) -> String {
+        let text = format!("[uwgate]\n{body}");
+        parse(&text, Path::new("uwgate.ini"), &|_| None)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn empty_section_gives_every_default() {
+        let g = global("");
+        assert_eq!(g, Global::default());
+        assert_eq!(g.user, None);
+        assert_eq!(g.group, None);
+        assert_eq!(g.pidfile, None);
+        assert_eq!(g.worker_connections, 1024);
+        assert_eq!(g.client_header_buffer_size, 8 << 10);
+        assert_eq!(g.buffer_size, 16 << 10);
+        assert_eq!(g.buffer_pool, 256);
+        assert_eq!(g.client_max_body_size, 1 << 20);
+        assert_eq!(g.temp_path, PathBuf::from("/var/lib/uwgate/tmp"));
+        assert_eq!(g.client_header_timeout, Duration::from_secs(60));
+        assert_eq!(g.client_body_timeout, Duration::from_secs(60));
+        assert_eq!(g.client_body_min_rate, 1024);
+        assert_eq!(g.send_timeout, Duration::from_secs(60));
+        assert_eq!(g.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(g.keepalive_requests, 1000);
+        assert_eq!(g.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(g.listen_backlog, 511);
+        assert!(g.server_tokens);
+        assert_eq!(g.syslog, SyslogTarget::Unix(PathBuf::from("/dev/log")));
+        assert_eq!(g.syslog_facility, 3);
+        assert_eq!(g.syslog_tag, "uwgate");
+        assert!(g.access_log);
+        assert_eq!(g.access_log_tag, "uwgate-access");
+        assert_eq!(g.error_log_level, log::LevelFilter::Info);
+    }
+
+    #[test]
+    fn every_key_is_read() {
+        let g = global(
+            "user = nginx\ngroup = www\npidfile = /run/uwgate.pid\nworker_connections = 100\n\
+             client_header_buffer_size = 4k\nbuffer_size = 64k\nbuffer_pool = 150\n\
+             client_max_body_size = 0\ntemp_path = %(here)s/tmp\nclient_header_timeout = 5s\n\
+             client_body_timeout = 1m\nclient_body_min_rate = 0\nsend_timeout = 500ms\n\
+             keepalive_timeout = 0\nkeepalive_requests = 5\nshutdown_timeout = 30s\n\
+             listen_backlog = 128\nserver_tokens = off\nsyslog = udp:127.0.0.1:5514\n\
+             syslog_facility = local3\nsyslog_tag = web\naccess_log = no\n\
+             access_log_tag = web-access\nerror_log_level = warn\n",
+        );
+        assert_eq!(g.user.as_deref(), Some("nginx"));
+        assert_eq!(g.group.as_deref(), Some("www"));
+        assert_eq!(g.pidfile, Some(PathBuf::from("/run/uwgate.pid")));
+        assert_eq!(g.worker_connections, 100);
+        assert_eq!(g.client_header_buffer_size, 4096);
+        assert_eq!(g.buffer_size, 65536);
+        assert_eq!(g.buffer_pool, 150);
+        assert_eq!(g.client_max_body_size, 0);
+        assert_eq!(g.temp_path, PathBuf::from("/etc/tmp"));
+        assert_eq!(g.client_header_timeout, Duration::from_secs(5));
+        assert_eq!(g.client_body_timeout, Duration::from_secs(60));
+        assert_eq!(g.client_body_min_rate, 0);
+        assert_eq!(g.send_timeout, Duration::from_millis(500));
+        assert_eq!(g.keepalive_timeout, Duration::ZERO);
+        assert_eq!(g.keepalive_requests, 5);
+        assert_eq!(g.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(g.listen_backlog, 128);
+        assert!(!g.server_tokens);
+        assert_eq!(
+            g.syslog,
+            SyslogTarget::Udp("127.0.0.1:5514".parse().unwrap())
+        );
+        assert_eq!(g.syslog_facility, 19);
+        assert_eq!(g.syslog_tag, "web");
+        assert!(!g.access_log);
+        assert_eq!(g.access_log_tag, "web-access");
+        assert_eq!(g.error_log_level, log::LevelFilter::Warn);
+    }
+
+    #[test]
+    fn buffer_pool_defaults_to_worker_connections_up_to_256() {
+        assert_eq!(global("worker_connections = 10\n").buffer_pool, 10);
+        assert_eq!(global("worker_connections = 10000\n").buffer_pool, 256);
+    }
+
+    #[test]
+    fn buffer_pool_may_reach_twice_worker_connections_wherever_it_is_written() {
+        assert_eq!(
+            global("buffer_pool = 20\nworker_connections = 10\n").buffer_pool,
+            20
+        );
+        assert_eq!(
+            error("buffer_pool = 21\nworker_connections = 10\n"),
+            "uwgate.ini:2: invalid value '21' for 'buffer_pool' in [uwgate]: expected a number from 1 to 20 (twice worker_connections)"
+        );
+        assert_eq!(
+            error("buffer_pool = 0\n"),
+            "uwgate.ini:2: invalid value '0' for 'buffer_pool' in [uwgate]: expected a number from 1 to 2000000"
+        );
+    }
+
+    #[test]
+    fn ranges_are_enforced_with_the_expected_form() {
+        assert_eq!(
+            error("worker_connections = 0\n"),
+            "uwgate.ini:2: invalid value '0' for 'worker_connections' in [uwgate]: expected a number from 1 to 1000000"
+        );
+        assert!(error("worker_connections = 1000001\n").contains("from 1 to 1000000"));
+        assert_eq!(
+            error("client_header_buffer_size = 512\n"),
+            "uwgate.ini:2: invalid value '512' for 'client_header_buffer_size' in [uwgate]: expected a size from 1k to 1m (like 512, 8k, 16K, 10m, 1g)"
+        );
+        assert!(error("client_header_buffer_size = 2m\n").contains("from 1k to 1m"));
+        assert!(error("buffer_size = 2k\n").contains("from 4k to 16m"));
+        assert!(error("buffer_size = 17m\n").contains("from 4k to 16m"));
+        assert!(error("listen_backlog = 0\n").contains("from 1 to 65535"));
+        assert!(error("keepalive_requests = -1\n").contains("'keepalive_requests'"));
+    }
+
+    #[test]
+    fn bad_values_name_key_and_expected_form() {
+        assert_eq!(
+            error("client_max_body_size = 1mb\n"),
+            "uwgate.ini:2: invalid value '1mb' for 'client_max_body_size' in [uwgate]: expected a size like 512, 8k, 16K, 10m or 1g"
+        );
+        assert_eq!(
+            error("send_timeout = soon\n"),
+            "uwgate.ini:2: invalid value 'soon' for 'send_timeout' in [uwgate]: expected a duration like 500ms, 60s, 5m, 1h or 30d (a bare number is seconds)"
+        );
+        assert!(error("client_header_timeout = 0\n").contains("above 0"));
+        assert!(error("server_tokens = maybe\n").contains("expected on or off"));
+        assert!(error("syslog = dev/log\n").contains("'syslog'"));
+        assert!(error("syslog_facility = local9\n").contains("local0..local7"));
+        assert!(error("error_log_level = loud\n").contains("expected debug, info"));
+        assert!(error("temp_path = tmp\n").contains("expected an absolute path"));
+        assert!(error("pidfile = uwgate.pid\n").contains("expected an absolute path"));
+        assert!(error("syslog_tag = a b\n").contains("'syslog_tag'"));
+        assert!(error("access_log_tag =\n").contains("'access_log_tag'"));
+    }
+
+    #[test]
+    fn empty_user_or_group_is_an_error() {
+        assert_eq!(
+            error("user =\n"),
+            "uwgate.ini:2: invalid value '' for 'user' in [uwgate]: expected a user or group name"
+        );
+        assert_eq!(
+            error("user = nginx\ngroup = ; nobody\n"),
+            "uwgate.ini:3: invalid value '' for 'group' in [uwgate]: expected a user or group name"
+        );
+    }
+
+    #[test]
+    fn unknown_and_duplicate_keys_are_errors() {
+        assert_eq!(
+            error("\nlisten = 80\n"),
+            "uwgate.ini:3: unknown key 'listen' in [uwgate]"
+        );
+        assert_eq!(
+            error("User = x\n"),
+            "uwgate.ini:2: unknown key 'User' in [uwgate]"
+        );
+        assert_eq!(
+            error("user = a\n; c\nuser = b\n"),
+            "uwgate.ini:4: 'user' given twice in [uwgate] (lines 2 and 4)"
+        );
+    }
+
+    #[test]
+    fn env_values_expand_and_missing_ones_are_errors() {
+        let text = "[uwgate]\nuser = %(ENV_APP_USER)s\n";
+        let env = |name: &str| (name == "APP_USER").then(|| "django".to_string());
+        let config = parse(text, Path::new("uwgate.ini"), &env).unwrap();
+        assert_eq!(config.global.user.as_deref(), Some("django"));
+        assert_eq!(
+            parse(text, Path::new("uwgate.ini"), &|_| None).unwrap_err().to_string(),
+            "uwgate.ini:2: cannot expand 'user' in [uwgate]: environment variable 'APP_USER' is not set"
+        );
+    }
+}
