@@ -34,6 +34,8 @@ pub enum Phase {
     Lingering,
     /// Forwarding to uWSGI: the `upstream::Proxy` in slot `proxy` says where.
     Proxy,
+    /// Answer ready in the output region; first reading and discarding the request body.
+    Discarding,
 }
 
 /// What follows the response head.
@@ -152,6 +154,9 @@ pub struct Conn {
     /// Bytes of the current request at the front of the buffer (head plus a buffered body),
     /// dropped when the response is done; what follows is pipelined input.
     pub req_len: usize,
+    /// Body bytes still to discard (Content-Length), or the chunked decoder discarding it.
+    pub discard_left: u64,
+    pub discard_chunked: Option<crate::http::chunked::ChunkedDecoder>,
     /// The proxy slot of a request being forwarded.
     pub proxy: Option<usize>,
     /// Server and location of a forwarded request.
@@ -203,6 +208,8 @@ impl Conn {
             body: Body::None,
             head_len: 0,
             req_len: 0,
+            discard_left: 0,
+            discard_chunked: None,
             proxy: None,
             server: 0,
             location: 0,
@@ -257,7 +264,14 @@ impl Conn {
         let mut budget = WRITE_BUDGET;
         loop {
             if self.out_pos < self.out_end {
-                let more = !self.head_only && !matches!(self.body, Body::None);
+                // MSG_MORE only while body bytes follow at once: a corked last segment would
+                // wait for the kernel's 200 ms timer.
+                let more = !self.head_only
+                    && match &self.body {
+                        Body::None => false,
+                        Body::File { pos, end, .. } => pos < end,
+                        Body::Multipart(mp) => !mp.finished,
+                    };
                 let chunk = &buf[self.out_pos..self.out_end];
                 match sys::send(fd, chunk, more) {
                     Ok(n) => {

@@ -6,6 +6,7 @@
 
 use crate::config::{AccessRule, Config, Handler};
 use crate::conn::{Body, Conn, Phase};
+use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{Head, Method, Span};
 use crate::http::response::{error_page, error_page_len, start, HeadWriter};
 use crate::http::Status;
@@ -159,13 +160,19 @@ pub fn on_head(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> O
             return None;
         }
     }
-    let forward = answer(conn, buf, head, ctx, has_body);
-    if forward.is_none() && has_body {
-        // Only forwarding reads a body; anything else answers, then lingers and closes.
-        conn.keep_alive = false;
-        if conn.phase == Phase::Writing {
-            // The Connection header already went into the head: rewrite it as close.
+    let forward = answer(conn, buf, head, ctx);
+    if forward.is_none() && has_body && conn.phase == Phase::Writing {
+        if head.expect_continue {
+            // The client holds its body back for a 100 we will not send: answer, then close.
+            conn.keep_alive = false;
             rewrite_connection_close(conn, buf);
+        } else {
+            // Read and discard the body first (validating its framing), then answer, so the
+            // connection stays usable, as nginx's discard_request_body does.
+            conn.unread_body = false;
+            conn.phase = Phase::Discarding;
+            conn.discard_left = head.content_length.unwrap_or(0);
+            conn.discard_chunked = head.chunked.then(ChunkedDecoder::new);
         }
     }
     forward
@@ -181,8 +188,53 @@ fn rewrite_connection_close(conn: &mut Conn, buf: &mut [u8]) {
     }
 }
 
-fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>, has_body: bool) -> Option<(usize, usize)> {
-    let _ = has_body;
+/// Discards body bytes of a request we answer without forwarding. `Ok(true)` when the whole
+/// body is gone; bytes after it (pipelined input) stay in the buffer after the head.
+pub fn discard_body(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) -> Result<bool, Status> {
+    let head_len = conn.head_len;
+    let max = ctx.cfg.global.client_max_body_size;
+    loop {
+        let have = conn.in_len - head_len;
+        if have > 0 {
+            if let Some(dec) = &mut conn.discard_chunked {
+                let d = dec.decode_in_place(&mut buf[head_len..conn.in_len])?;
+                if max > 0 && dec.total() > max {
+                    return Err(Status::ContentTooLarge);
+                }
+                let rest = head_len + d.consumed;
+                buf.copy_within(rest..conn.in_len, head_len);
+                conn.in_len -= d.consumed;
+                if d.done {
+                    conn.discard_chunked = None;
+                    return Ok(true);
+                }
+            } else {
+                let take = (have as u64).min(conn.discard_left) as usize;
+                buf.copy_within(head_len + take..conn.in_len, head_len);
+                conn.in_len -= take;
+                conn.discard_left -= take as u64;
+            }
+        }
+        if conn.discard_chunked.is_none() && conn.discard_left == 0 {
+            return Ok(true);
+        }
+        if !conn.readable {
+            return Ok(false);
+        }
+        let limit = match conn.discard_chunked {
+            Some(_) => ctx.head_limit,
+            None => ctx.head_limit.min(head_len + conn.discard_left.min(ctx.head_limit as u64) as usize),
+        };
+        match conn.read_into(buf, limit) {
+            Ok(0) => return Err(Status::BadRequest),
+            Ok(_) => {}
+            Err(e) if crate::sys::would_block(&e) => return Ok(false),
+            Err(_) => return Err(Status::BadRequest),
+        }
+    }
+}
+
+fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option<(usize, usize)> {
 
     // 1. Canonical path into a stack buffer (decoded once, dot segments resolved).
     let mut path_buf = [0u8; 4096];

@@ -33,8 +33,11 @@ const LISTENER_BASE: usize = 1;
 const MAX_LISTENERS: usize = 256;
 /// Connection slot `i` is `Token(CONN_BASE + 2 * i)` (client) and `+ 1` (its upstream).
 const CONN_BASE: usize = LISTENER_BASE + MAX_LISTENERS;
-/// Steps one connection may take per turn; reaching it is a bug, logged, and the slot closed.
+/// Steps one connection may take per turn without finishing a request; reaching it is a bug,
+/// logged, and the slot closed.
 const MAX_STEPS: usize = 64;
+/// Pipelined requests answered in one turn before the connection yields to the others.
+const MAX_PIPELINED_PER_TURN: usize = 16;
 /// How often deadlines are checked: timeouts are coarse (seconds), so a sweep over the
 /// slots four times a second is cheaper and simpler than a timer structure.
 const SWEEP: Duration = Duration::from_millis(250);
@@ -339,7 +342,7 @@ impl Gate {
     fn count_phase(&mut self, phase: Phase, delta: i64) {
         let counter = match phase {
             Phase::Idle => &mut self.stats.waiting,
-            Phase::ReadingHead => &mut self.stats.reading,
+            Phase::ReadingHead | Phase::Discarding => &mut self.stats.reading,
             Phase::Writing | Phase::Lingering | Phase::Proxy => &mut self.stats.writing,
         };
         *counter = (*counter as i64 + delta).max(0) as u64;
@@ -693,7 +696,14 @@ fn step(
     slot: usize,
 ) -> Step {
     let g = &ctx.cfg.global;
-    for _ in 0..MAX_STEPS {
+    let mut steps = 0;
+    let mut served = 0;
+    loop {
+        steps += 1;
+        if steps > MAX_STEPS {
+            log::error!("bug: slot {slot} did not settle in {MAX_STEPS} steps; closing it");
+            return Step::Close;
+        }
         match conn.phase {
             Phase::Idle => {
                 if !conn.readable {
@@ -778,6 +788,13 @@ fn step(
                         if let Some(next) = finish(conn, buf, ctx) {
                             return next;
                         }
+                        // Progress made: the step cap counts steps without a finished request.
+                        steps = 0;
+                        served += 1;
+                        if served >= MAX_PIPELINED_PER_TURN {
+                            // Let other connections run; the rest of the pipeline is queued.
+                            return Step::Yield;
+                        }
                     }
                     Ok(false) => {
                         conn.deadline = Some(ctx.now + g.send_timeout);
@@ -792,6 +809,28 @@ fn step(
             Phase::Proxy => {
                 if let Some(stop) = upstream::step(conn, pool, ctx, up, slot) {
                     return stop;
+                }
+            }
+            Phase::Discarding => {
+                let Some(b) = conn.buf else {
+                    return Step::Close;
+                };
+                let buf = pool.get_mut(b);
+                match dispatch::discard_body(conn, buf, ctx) {
+                    Ok(true) => {
+                        conn.phase = Phase::Writing;
+                        conn.deadline = Some(ctx.now + g.send_timeout);
+                    }
+                    Ok(false) => {
+                        conn.deadline = Some(ctx.now + g.client_body_timeout);
+                        return Step::Wait;
+                    }
+                    Err(status) => {
+                        // Framing lost inside the body: the prepared answer is replaced.
+                        conn.body = crate::conn::Body::None;
+                        request_error(conn, buf, ctx, status);
+                        conn.requests = conn.requests.saturating_sub(1);
+                    }
                 }
             }
             Phase::Lingering => {
@@ -812,8 +851,6 @@ fn step(
             }
         }
     }
-    log::error!("bug: slot {slot} did not settle in {MAX_STEPS} steps; closing it");
-    Step::Close
 }
 
 /// A head that could not be parsed: answer with its status and close after.

@@ -160,8 +160,9 @@ mod tests {
         let mut b = [0u8; 512];
         let mut w = HeadWriter::new(&mut b);
         error_page(&mut w, Status::NotFound, true);
-        assert_eq!(w.len(), error_page_len(Status::NotFound, true));
-        let s = std::str::from_utf8(&b[..w.len()]).unwrap();
+        let n = w.len();
+        assert_eq!(n, error_page_len(Status::NotFound, true));
+        let s = std::str::from_utf8(&b[..n]).unwrap();
         assert!(s.contains("<title>404 Not Found</title>"));
     }
 }

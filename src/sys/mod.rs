@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// Calls a libc function and turns `-1` into the thread's `errno` as an `io::Error`.
-#[macro_export]
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
         // SAFETY: each caller passes arguments valid for this libc function (see its call site).

@@ -1277,8 +1277,9 @@ fn push_client(
     let fd = conn.sock.as_raw_fd();
     let mut progress = 0;
     // Output region first (response head, chunk framing).
+    let follows = !p.discard && (p.spool_r < p.spool_w || p.rb_start < p.rb_end);
     while conn.out_pos < conn.out_end {
-        match sys::send(fd, &cbuf[conn.out_pos..conn.out_end], true) {
+        match sys::send(fd, &cbuf[conn.out_pos..conn.out_end], follows) {
             Ok(n) => {
                 conn.out_pos += n;
                 progress += n;

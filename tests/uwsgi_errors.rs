@@ -1,0 +1,286 @@
+//! Upstream failures: 502 when uWSGI is down or answers garbage, 504 on connect/read/send
+//! timeouts, uWSGI's `buffer-size` refusal named in the log — each logged with the upstream's
+//! address, as nginx does.
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "uwsgi_support/mod.rs"]
+mod uwsgi_support;
+
+use std::time::{Duration, Instant};
+use uwsgi_support::{gate_ini, get, logs, Fake, FakeUpstream, Uwsgi, UwsgiOpts};
+
+/// `GET /pid` with a header that makes the uwsgi vars about `bytes` long.
+fn get_with_big_vars(port: u16, bytes: usize) -> common::Response {
+    common::request(
+        port,
+        format!(
+            "GET /pid HTTP/1.1\r\nHost: localhost:{}\r\nX-Padding: {}\r\nConnection: close\r\n\r\n",
+            port,
+            "p".repeat(bytes)
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn uwsgi_down_gives_502_and_the_log_names_the_address() {
+    let dead = common::free_port(); // nothing listens there
+    let addr = format!("127.0.0.1:{}", dead);
+    let gate = common::Server::start(&gate_ini("", &[addr.clone()], ""));
+    let r = get(gate.port, "/pid");
+    assert_eq!(r.status, 502, "{}{}", r.head_raw, gate.stderr());
+    assert!(
+        gate.wait_stderr_contains(&addr, Duration::from_secs(3)),
+        "no log line names {}:\n{}",
+        addr,
+        gate.stderr()
+    );
+    // The server keeps serving: static files still work.
+    let r = get(gate.port, "/static/css/site.css");
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn a_missing_unix_socket_gives_502_and_the_log_names_the_path() {
+    let tree = common::TempTree::new("nosock");
+    let sock = tree.join("nothing-here.sock");
+    let gate = common::Server::start(&gate_ini("", &[format!("unix:{}", sock.display())], ""));
+    let r = get(gate.port, "/pid");
+    assert_eq!(r.status, 502, "{}{}", r.head_raw, gate.stderr());
+    let path = sock.to_string_lossy().into_owned();
+    assert!(
+        gate.wait_stderr_contains(&path, Duration::from_secs(3)),
+        "no log line names {}:\n{}",
+        path,
+        gate.stderr()
+    );
+}
+
+#[test]
+fn a_view_slower_than_uwsgi_read_timeout_gives_504() {
+    let up = Uwsgi::start_default();
+    let gate = common::Server::start(&gate_ini("", &[up.pass()], "uwsgi_read_timeout = 1s\n"));
+    let t = Instant::now();
+    let r = get(gate.port, "/slow?secs=5");
+    let took = t.elapsed();
+    assert_eq!(r.status, 504, "{}{}", r.head_raw, logs(&gate, &up));
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_millis(3500),
+        "504 after {:?}, read timeout is 1s",
+        took
+    );
+    assert!(
+        gate.wait_stderr_contains(&up.pass(), Duration::from_secs(3)),
+        "no log line names {}:\n{}",
+        up.pass(),
+        gate.stderr()
+    );
+    // A fast view on the same location is unaffected.
+    let r = get(gate.port, "/slow?secs=0.1");
+    assert_eq!(r.status, 200, "{}", r.head_raw);
+}
+
+#[test]
+fn an_upstream_that_never_accepts_gives_504_after_uwsgi_connect_timeout() {
+    // A listener with a full accept queue: the kernel drops further SYNs, so connect() hangs.
+    // SAFETY: socket(2) with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0);
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes([127, 0, 0, 1]),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: a valid sockaddr_in of the right length on a socket we own.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            &addr as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    // SAFETY: listen(2) on our socket.
+    assert_eq!(unsafe { libc::listen(fd, 0) }, 0);
+    // SAFETY: sockaddr_in is plain data; all-zero is a valid value.
+    let mut bound: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: getsockname into a sockaddr_in we own, with its length.
+    unsafe {
+        libc::getsockname(
+            fd,
+            &mut bound as *mut libc::sockaddr_in as *mut libc::sockaddr,
+            &mut len,
+        )
+    };
+    let port = u16::from_be(bound.sin_port);
+    // Fill the accept queue (backlog 0 admits one or two) with connections never accepted.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(
+            &format!("127.0.0.1:{}", port).parse().unwrap(),
+            Duration::from_millis(300),
+        ) {
+            fillers.push(s);
+        }
+    }
+    let pass = format!("127.0.0.1:{}", port);
+    let gate = common::Server::start(&gate_ini(
+        "",
+        &[pass.clone()],
+        "uwsgi_connect_timeout = 1s\n",
+    ));
+    let t = Instant::now();
+    let r = get(gate.port, "/pid");
+    let took = t.elapsed();
+    assert_eq!(r.status, 504, "{}{}", r.head_raw, gate.stderr());
+    assert!(took < Duration::from_secs(4), "504 after {:?}", took);
+    assert!(
+        gate.wait_stderr_contains(&pass, Duration::from_secs(3)),
+        "no log line names {}:\n{}",
+        pass,
+        gate.stderr()
+    );
+    drop(fillers);
+    // SAFETY: closing the socket we opened.
+    unsafe { libc::close(fd) };
+}
+
+#[test]
+fn an_upstream_that_stops_reading_the_body_gives_504_after_uwsgi_send_timeout() {
+    let fake = FakeUpstream::start(Fake::Hold);
+    let gate = common::Server::start(&gate_ini(
+        "client_max_body_size = 100m",
+        &[fake.pass()],
+        "uwsgi_send_timeout = 1s\n",
+    ));
+    let body = common::pattern(40 << 20, 1);
+    let mut c = common::Client::connect(gate.port);
+    c.stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    c.send(
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    c.set_read_timeout(Duration::from_secs(20));
+    let t = Instant::now();
+    let r = c.read_response();
+    assert_eq!(r.status, 504, "{}{}", r.head_raw, gate.stderr());
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "504 after {:?}",
+        t.elapsed()
+    );
+    assert!(
+        gate.wait_stderr_contains(&fake.pass(), Duration::from_secs(3)),
+        "no log line names {}:\n{}",
+        fake.pass(),
+        gate.stderr()
+    );
+}
+
+#[test]
+fn vars_over_uwsgi_s_default_buffer_size_give_502_and_the_log_says_buffer_size() {
+    let up = Uwsgi::start(UwsgiOpts {
+        buffer_size: None, // uWSGI's default: 4096
+        processes: 1,
+        ..UwsgiOpts::default()
+    });
+    let gate = common::Server::start(&gate_ini("", &[up.pass()], ""));
+    // Small vars pass.
+    assert_eq!(get_with_big_vars(gate.port, 100).status, 200);
+    let r = get_with_big_vars(gate.port, 5000);
+    assert_eq!(r.status, 502, "{}{}", r.head_raw, logs(&gate, &up));
+    assert!(
+        up.wait_log_contains("invalid request block size", Duration::from_secs(3)),
+        "uWSGI did not refuse it:\n{}",
+        up.log()
+    );
+    assert!(
+        gate.wait_stderr_contains("buffer-size", Duration::from_secs(3)),
+        "the log does not name buffer-size:\n{}",
+        gate.stderr()
+    );
+    let line = gate
+        .stderr()
+        .lines()
+        .find(|l| l.contains("buffer-size"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains(&up.pass()), "names the upstream: {}", line);
+}
+
+#[test]
+fn the_same_vars_pass_when_uwsgi_s_buffer_size_is_raised() {
+    let up = Uwsgi::start(UwsgiOpts {
+        buffer_size: Some(32768),
+        processes: 1,
+        ..UwsgiOpts::default()
+    });
+    let gate = common::Server::start(&gate_ini("", &[up.pass()], ""));
+    let r = get_with_big_vars(gate.port, 5000);
+    assert_eq!(r.status, 200, "{}{}", r.head_raw, logs(&gate, &up));
+    assert!(!gate.stderr().contains("buffer-size"), "{}", gate.stderr());
+}
+
+#[test]
+fn garbage_from_the_upstream_gives_502_and_is_logged() {
+    let fake = FakeUpstream::start(Fake::Answer(b"<html>not http</html>\r\n\r\n".to_vec()));
+    let gate = common::Server::start(&gate_ini("", &[fake.pass()], ""));
+    let r = get(gate.port, "/");
+    assert_eq!(r.status, 502, "{}{}", r.head_raw, gate.stderr());
+    assert!(
+        gate.wait_stderr_contains(&fake.pass(), Duration::from_secs(3)),
+        "{}",
+        gate.stderr()
+    );
+}
+
+#[test]
+fn an_ambiguous_upstream_head_gives_502() {
+    // Two different Content-Lengths: a response that could be read two ways is refused.
+    let fake = FakeUpstream::start(Fake::Answer(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+    ));
+    let gate = common::Server::start(&gate_ini("", &[fake.pass()], ""));
+    let r = get(gate.port, "/");
+    assert_eq!(r.status, 502, "{}{}", r.head_raw, gate.stderr());
+}
+
+#[test]
+fn an_upstream_that_closes_without_answering_gives_502() {
+    let fake = FakeUpstream::start(Fake::CloseSilently);
+    let gate = common::Server::start(&gate_ini("", &[fake.pass()], ""));
+    let r = get(gate.port, "/");
+    assert_eq!(r.status, 502, "{}{}", r.head_raw, gate.stderr());
+    assert!(
+        gate.wait_stderr_contains(&fake.pass(), Duration::from_secs(3)),
+        "{}",
+        gate.stderr()
+    );
+}
+
+#[test]
+fn a_response_head_larger_than_the_buffer_gives_502_and_is_logged() {
+    // About 40 KB of response head against buffer_size 16k (nginx: "upstream sent too big
+    // header").
+    let up = Uwsgi::start_default();
+    let gate = common::Server::start(&gate_ini("buffer_size = 16k", &[up.pass()], ""));
+    let r = get(gate.port, "/big-headers?n=400&size=100");
+    assert_eq!(r.status, 502, "{}{}", r.head_raw, logs(&gate, &up));
+    assert!(
+        gate.wait_stderr_contains(&up.pass(), Duration::from_secs(3)),
+        "no log line names {}:\n{}",
+        up.pass(),
+        gate.stderr()
+    );
+}
