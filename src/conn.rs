@@ -42,7 +42,11 @@ pub enum Phase {
 pub enum Body {
     None,
     /// `[pos, end)` of a file, by sendfile.
-    File { file: File, pos: u64, end: u64 },
+    File {
+        file: File,
+        pos: u64,
+        end: u64,
+    },
     /// Several ranges as multipart/byteranges.
     Multipart(Box<Multipart>),
 }
@@ -157,6 +161,9 @@ pub struct Conn {
     /// Body bytes still to discard (Content-Length), or the chunked decoder discarding it.
     pub discard_left: u64,
     pub discard_chunked: Option<crate::http::chunked::ChunkedDecoder>,
+    /// When discarding began and how many body bytes have arrived (for the minimum rate).
+    pub discard_started: Instant,
+    pub discard_seen: u64,
     /// The proxy slot of a request being forwarded.
     pub proxy: Option<usize>,
     /// Server and location of a forwarded request.
@@ -172,6 +179,8 @@ pub struct Conn {
     pub deadline: Option<Instant>,
     pub readable: bool,
     pub writable: bool,
+    /// The peer has shut down its side (sticky, from the readiness event).
+    pub read_closed: bool,
     /// In the loop's run queue (more work without a new readiness event).
     pub queued: bool,
     /// Access-log facts for the current response.
@@ -210,6 +219,8 @@ impl Conn {
             req_len: 0,
             discard_left: 0,
             discard_chunked: None,
+            discard_started: Instant::now(),
+            discard_seen: 0,
             proxy: None,
             server: 0,
             location: 0,
@@ -221,6 +232,7 @@ impl Conn {
             deadline: None,
             readable: true,
             writable: true,
+            read_closed: false,
             queued: false,
             status: 0,
             body_sent: 0,
@@ -239,7 +251,9 @@ impl Conn {
                 Ok(n) => {
                     // A short read drained the socket: edge-triggered epoll will report
                     // the next arrival, so no extra read(2) is spent finding EAGAIN.
-                    if n < want {
+                    // The peer's FIN may have come with the data: with `read_closed` seen,
+                    // read on to the 0 that says so, or no later event would report it.
+                    if n < want && !self.read_closed {
                         self.readable = false;
                     }
                     self.in_len += n;

@@ -123,11 +123,19 @@ pub fn access_allowed(rules: &[AccessRule], ip: IpAddr) -> bool {
 fn in_net(ip: IpAddr, net: IpAddr, bits: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits.min(32) as u32) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits.min(32) as u32)
+            };
             u32::from(a) & mask == u32::from(n) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits.min(128) as u32) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits.min(128) as u32)
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
@@ -140,7 +148,12 @@ fn span(buf: &[u8], r: Option<Span>) -> Option<&[u8]> {
 
 /// Answers the request whose head is at `buf[..head.head_len]`. Returns the (server,
 /// location) to forward to when the location is a uwsgi one; the loop starts the proxy.
-pub fn on_head(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option<(usize, usize)> {
+pub fn on_head(
+    conn: &mut Conn,
+    buf: &mut [u8],
+    head: &Head,
+    ctx: &Ctx<'_>,
+) -> Option<(usize, usize)> {
     let g = &ctx.cfg.global;
     conn.head_len = head.head_len as usize;
     conn.req_len = conn.head_len;
@@ -172,6 +185,8 @@ pub fn on_head(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> O
             conn.unread_body = false;
             conn.phase = Phase::Discarding;
             conn.discard_left = head.content_length.unwrap_or(0);
+            conn.discard_started = ctx.now;
+            conn.discard_seen = 0;
             conn.discard_chunked = head.chunked.then(ChunkedDecoder::new);
         }
     }
@@ -186,6 +201,20 @@ fn rewrite_connection_close(conn: &mut Conn, buf: &mut [u8]) {
     if let Some(at) = region.windows(needle.len()).position(|w| w == needle) {
         region[at..at + needle.len()].copy_from_slice(b"Connection: close     ");
     }
+}
+
+/// Body deadline: `client_body_timeout` between reads, and overall a minimum average rate
+/// (`client_body_min_rate` bytes/s after a grace of `client_body_timeout`), so a client that
+/// trickles a byte per timeout period is still cut off.
+pub fn body_deadline(ctx: &Ctx<'_>, started: Instant, received: u64) -> Instant {
+    let g = &ctx.cfg.global;
+    let per_read = ctx.now + g.client_body_timeout;
+    if g.client_body_min_rate == 0 {
+        return per_read;
+    }
+    let earned =
+        std::time::Duration::from_secs_f64(received as f64 / g.client_body_min_rate as f64);
+    per_read.min(started + g.client_body_timeout + earned)
 }
 
 /// Discards body bytes of a request we answer without forwarding. `Ok(true)` when the whole
@@ -223,11 +252,13 @@ pub fn discard_body(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) -> Result<bo
         }
         let limit = match conn.discard_chunked {
             Some(_) => ctx.head_limit,
-            None => ctx.head_limit.min(head_len + conn.discard_left.min(ctx.head_limit as u64) as usize),
+            None => ctx
+                .head_limit
+                .min(head_len + conn.discard_left.min(ctx.head_limit as u64) as usize),
         };
         match conn.read_into(buf, limit) {
             Ok(0) => return Err(Status::BadRequest),
-            Ok(_) => {}
+            Ok(n) => conn.discard_seen += n as u64,
             Err(e) if crate::sys::would_block(&e) => return Ok(false),
             Err(_) => return Err(Status::BadRequest),
         }
@@ -235,7 +266,6 @@ pub fn discard_body(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) -> Result<bo
 }
 
 fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option<(usize, usize)> {
-
     // 1. Canonical path into a stack buffer (decoded once, dot segments resolved).
     let mut path_buf = [0u8; 4096];
     let raw_path = head.path(buf);
@@ -266,10 +296,25 @@ fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option
     match &loc.handler {
         Handler::Static(sc) => {
             if !matches!(head.method, Method::Get | Method::Head) {
-                respond_error(conn, buf, ctx, Status::MethodNotAllowed, Extra::AllowGetHead);
+                respond_error(
+                    conn,
+                    buf,
+                    ctx,
+                    Status::MethodNotAllowed,
+                    Extra::AllowGetHead,
+                );
                 return None;
             }
-            serve_static(conn, buf, ctx, sc, path, loc.prefix.as_bytes(), Some(head));
+            serve_static(
+                conn,
+                buf,
+                ctx,
+                sc,
+                path,
+                loc.prefix.as_bytes(),
+                Some(head),
+                b"",
+            );
             None
         }
         Handler::StubStatus => {
@@ -290,6 +335,7 @@ fn serve_static(
     path: &[u8],
     prefix: &[u8],
     head: Option<&Head>,
+    extra_headers: &[u8],
 ) {
     let g = &ctx.cfg.global;
     let (input, output) = buf.split_at_mut(ctx.head_limit);
@@ -306,6 +352,7 @@ fn serve_static(
         if_range: field(|h| h.if_range),
         accepts_gzip: field(|h| h.accept_encoding)
             .is_some_and(|v| crate::http::request::header_contains_token(v, b"gzip")),
+        extra_headers,
     };
     let rctx = ReplyCtx {
         date: ctx.date,
@@ -321,7 +368,10 @@ fn serve_static(
             let status = status_of(output);
             conn.body = body;
             // serve() writes the page itself after a 301 or 416 head.
-            let inline = matches!(status, Status::MovedPermanently | Status::RangeNotSatisfiable);
+            let inline = matches!(
+                status,
+                Status::MovedPermanently | Status::RangeNotSatisfiable
+            );
             conn.inline_body = if inline && !conn.head_only {
                 error_page_len(status, g.server_tokens)
             } else {
@@ -336,7 +386,7 @@ fn serve_static(
 
 /// X-Accel-Redirect from the app: serve `uri` from an `internal = on` static location of the
 /// request's server, as nginx does for Django's protected downloads.
-pub fn serve_internal(conn: &mut Conn, buf: &mut [u8], uri: &[u8], ctx: &Ctx<'_>) {
+pub fn serve_internal(conn: &mut Conn, buf: &mut [u8], uri: &[u8], extra: &[u8], ctx: &Ctx<'_>) {
     let raw_path = match uri.iter().position(|&b| b == b'?') {
         Some(q) => &uri[..q],
         None => uri,
@@ -350,10 +400,13 @@ pub fn serve_internal(conn: &mut Conn, buf: &mut [u8], uri: &[u8], ctx: &Ctx<'_>
     match ctx.router.location(ctx.cfg, si, path, true) {
         Some((_, loc)) => match &loc.handler {
             Handler::Static(sc) => {
-                serve_static(conn, buf, ctx, sc, path, loc.prefix.as_bytes(), None)
+                serve_static(conn, buf, ctx, sc, path, loc.prefix.as_bytes(), None, extra)
             }
             _ => {
-                log::error!("X-Accel-Redirect to a non-static location: {}", String::from_utf8_lossy(uri));
+                log::error!(
+                    "X-Accel-Redirect to a non-static location: {}",
+                    String::from_utf8_lossy(uri)
+                );
                 respond_error(conn, buf, ctx, Status::InternalServerError, Extra::None)
             }
         },
@@ -439,9 +492,25 @@ mod tests {
 
     #[test]
     fn cidr_masks_compare_network_bits_only() {
-        assert!(in_net("10.9.8.7".parse().unwrap(), "10.0.0.0".parse().unwrap(), 8));
-        assert!(!in_net("11.0.0.1".parse().unwrap(), "10.0.0.0".parse().unwrap(), 8));
-        assert!(in_net("fd00::1".parse().unwrap(), "fd00::".parse().unwrap(), 8));
-        assert!(in_net("1.2.3.4".parse().unwrap(), "0.0.0.0".parse().unwrap(), 0));
+        assert!(in_net(
+            "10.9.8.7".parse().unwrap(),
+            "10.0.0.0".parse().unwrap(),
+            8
+        ));
+        assert!(!in_net(
+            "11.0.0.1".parse().unwrap(),
+            "10.0.0.0".parse().unwrap(),
+            8
+        ));
+        assert!(in_net(
+            "fd00::1".parse().unwrap(),
+            "fd00::".parse().unwrap(),
+            8
+        ));
+        assert!(in_net(
+            "1.2.3.4".parse().unwrap(),
+            "0.0.0.0".parse().unwrap(),
+            0
+        ));
     }
 }

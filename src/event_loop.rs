@@ -233,9 +233,11 @@ impl Gate {
                     };
                     p.up_readable |= readable;
                     p.up_writable |= writable;
+                    p.up_read_closed |= ev.is_read_closed();
                 } else {
                     conn.readable |= readable;
                     conn.writable |= writable;
+                    conn.read_closed |= ev.is_read_closed();
                 }
                 self.drive(i);
             }
@@ -271,16 +273,10 @@ impl Gate {
             return;
         }
         loop {
-            if self.conns.is_full() {
-                match self.conns.idle_oldest() {
-                    // Every slot taken: the longest-idle keep-alive connection makes room.
-                    Some(old) => self.close(old),
-                    None => {
-                        // None idle: leave new connections in the listen backlog.
-                        self.accept_paused = true;
-                        return;
-                    }
-                }
+            if self.conns.is_full() && self.conns.idle_oldest().is_none() {
+                // Every slot busy, none idle: leave new connections in the listen backlog.
+                self.accept_paused = true;
+                return;
             }
             let Some(listener) = self.listeners.get(li) else {
                 return;
@@ -288,6 +284,14 @@ impl Gate {
             let listen_addr = listener.addr;
             match listener.sock.accept() {
                 Ok((sock, peer)) => {
+                    if self.conns.is_full() {
+                        // A client arrived and every slot is taken: the longest-idle
+                        // keep-alive connection makes room (only now, so none is closed
+                        // for a wakeup that brings nobody).
+                        if let Some(old) = self.conns.idle_oldest() {
+                            self.close(old);
+                        }
+                    }
                     self.stats.accepts += 1;
                     let local = if listen_addr.ip().is_unspecified() {
                         sock.local_addr().unwrap_or(listen_addr)
@@ -371,7 +375,14 @@ impl Gate {
             registry: self.poll.registry(),
             token: Token(CONN_BASE + 2 * i + 1),
         };
-        let step = step(conn, &mut self.pool, &ctx, &mut up, self.access_buf.as_mut_slice(), i);
+        let step = step(
+            conn,
+            &mut self.pool,
+            &ctx,
+            &mut up,
+            self.access_buf.as_mut_slice(),
+            i,
+        );
         let after = conn.phase;
         let served = conn.requests - requests_before;
         let idle_keepalive = after == Phase::Idle && conn.requests > 0;
@@ -438,7 +449,12 @@ impl Gate {
             return;
         };
         let _ = self.poll.registry().deregister(&mut conn.sock);
-        upstream::release(&mut conn, &mut self.pool, &mut self.proxies, self.poll.registry());
+        upstream::release(
+            &mut conn,
+            &mut self.pool,
+            &mut self.proxies,
+            self.poll.registry(),
+        );
         if let Some(b) = conn.buf.take() {
             self.pool.checkin(b);
         }
@@ -499,7 +515,10 @@ impl Gate {
         match conn.phase {
             Phase::ReadingHead if conn.in_len > 0 && conn.status != 408 => {
                 // Answer 408 once, best effort, then close whatever happens.
-                log::info!("slot {i}: client {} timed out sending its request head", conn.peer);
+                log::info!(
+                    "slot {i}: client {} timed out sending its request head",
+                    conn.peer
+                );
                 if let Some(b) = conn.buf {
                     let ctx = Ctx {
                         cfg: &self.cfg,
@@ -529,7 +548,10 @@ impl Gate {
                 self.close(i);
             }
             Phase::Writing => {
-                log::info!("slot {i}: client {} timed out reading the response", conn.peer);
+                log::info!(
+                    "slot {i}: client {} timed out reading the response",
+                    conn.peer
+                );
                 self.close(i);
             }
             Phase::Proxy => {
@@ -645,7 +667,9 @@ impl Gate {
             .collect();
         let mut added = Vec::new();
         for &addr in &wanted {
-            if self.listeners.iter().any(|l| l.addr == addr) || added.iter().any(|(_, a)| *a == addr) {
+            if self.listeners.iter().any(|l| l.addr == addr)
+                || added.iter().any(|(_, a)| *a == addr)
+            {
                 continue;
             }
             let sock = sys::listen_tcp(addr, new.global.listen_backlog)
@@ -731,7 +755,9 @@ fn step(
                         Ok(Some(head)) => {
                             conn.deadline = Some(ctx.now + g.send_timeout);
                             if let Some((si, li)) = dispatch::on_head(conn, buf, &head, ctx) {
-                                if let Some(stop) = upstream::begin(conn, buf, &head, ctx, up, si, li) {
+                                if let Some(stop) =
+                                    upstream::begin(conn, buf, &head, ctx, up, si, li)
+                                {
                                     // No proxy slot yet: re-parse this head when woken.
                                     conn.parsed_len = 0;
                                     conn.requests = conn.requests.saturating_sub(1);
@@ -798,7 +824,11 @@ fn step(
                     }
                     Ok(false) => {
                         conn.deadline = Some(ctx.now + g.send_timeout);
-                        return if conn.writable { Step::Yield } else { Step::Wait };
+                        return if conn.writable {
+                            Step::Yield
+                        } else {
+                            Step::Wait
+                        };
                     }
                     Err(e) => {
                         log::debug!("slot {slot}: write to {} failed: {e}", conn.peer);
@@ -822,7 +852,11 @@ fn step(
                         conn.deadline = Some(ctx.now + g.send_timeout);
                     }
                     Ok(false) => {
-                        conn.deadline = Some(ctx.now + g.client_body_timeout);
+                        conn.deadline = Some(dispatch::body_deadline(
+                            ctx,
+                            conn.discard_started,
+                            conn.discard_seen,
+                        ));
                         return Step::Wait;
                     }
                     Err(status) => {

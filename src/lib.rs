@@ -16,8 +16,8 @@ pub mod pool;
 pub mod router;
 pub mod slab;
 pub mod static_files;
-pub mod upstream;
 pub mod sys;
+pub mod upstream;
 pub mod watchdog;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -88,7 +88,11 @@ fn send_signal(cfg: &config::Config, name: &str) -> ExitCode {
         Ok(text) => match text.trim().parse::<i32>() {
             Ok(pid) if pid > 0 => pid,
             _ => {
-                eprintln!("uwgate: invalid PID number \"{}\" in \"{}\"", text.trim(), file.display());
+                eprintln!(
+                    "uwgate: invalid PID number \"{}\" in \"{}\"",
+                    text.trim(),
+                    file.display()
+                );
                 return ExitCode::FAILURE;
             }
         },
@@ -116,7 +120,10 @@ fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
     // Each slot may hold a client and an upstream socket, plus a file or a spool.
     let need = (g.worker_connections as u64) * 3 + 64;
     sys::raise_nofile(need).map_err(|e| {
-        format!("worker_connections = {} needs {need} descriptors: {e}", g.worker_connections)
+        format!(
+            "worker_connections = {} needs {need} descriptors: {e}",
+            g.worker_connections
+        )
     })?;
     let signals = sys::signalfd(&sys::LOOP_SIGNALS).map_err(|e| format!("signalfd: {e}"))?;
     let bound = event_loop::bind_all(&cfg).map_err(|e| e.to_string())?;

@@ -46,7 +46,11 @@ impl BufferPool {
     pub fn get_two(&mut self, a: BufId, b: BufId) -> (&mut [u8], &mut [u8]) {
         assert_ne!(a, b, "get_two needs two different buffers");
         let size = self.size;
-        let (lo, hi, swapped) = if a.0 < b.0 { (a, b, false) } else { (b, a, true) };
+        let (lo, hi, swapped) = if a.0 < b.0 {
+            (a, b, false)
+        } else {
+            (b, a, true)
+        };
         let (left, right) = self.mem.split_at_mut(hi.0 as usize * size);
         let lo_slice = &mut left[lo.0 as usize * size..lo.0 as usize * size + size];
         let hi_slice = &mut right[..size];

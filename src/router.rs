@@ -40,7 +40,11 @@ impl Router {
                 }
             }
         }
-        default.or(if cfg.servers.is_empty() { None } else { Some(0) })
+        default.or(if cfg.servers.is_empty() {
+            None
+        } else {
+            Some(0)
+        })
     }
 
     /// The longest-prefix location of server `si` for the canonical `path`. `internal`
@@ -70,8 +74,7 @@ impl Router {
 fn listens_on(s: &Server, local: SocketAddr) -> bool {
     s.listen.iter().any(|l| {
         l.port() == local.port()
-            && (l.ip() == local.ip()
-                || (l.ip().is_unspecified() && l.is_ipv4() == local.is_ipv4()))
+            && (l.ip() == local.ip() || (l.ip().is_unspecified() && l.is_ipv4() == local.is_ipv4()))
     })
 }
 

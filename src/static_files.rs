@@ -34,6 +34,9 @@ pub struct StaticRequest<'a> {
     pub range: Option<&'a [u8]>,
     pub if_range: Option<&'a [u8]>,
     pub accepts_gzip: bool,
+    /// Header lines carried over from the app (X-Accel-Redirect): written as they are; an
+    /// app's Content-Type replaces ours.
+    pub extra_headers: &'a [u8],
 }
 
 /// Per-response facts the caller knows.
@@ -220,7 +223,8 @@ fn redirect_to_dir(
     ctx: &ReplyCtx<'_>,
     w: &mut HeadWriter<'_>,
 ) -> Result<Body, Status> {
-    let page_len = crate::http::response::error_page_len(Status::MovedPermanently, ctx.server_tokens);
+    let page_len =
+        crate::http::response::error_page_len(Status::MovedPermanently, ctx.server_tokens);
     start(w, Status::MovedPermanently, ctx.server_tokens, ctx.date);
     w.header(b"Content-Type", b"text/html")
         .put(b"Content-Length: ")
@@ -293,7 +297,11 @@ fn send_file(
     let mut etag_buf = [0u8; 40];
     let etag_len = {
         let mut e = HeadWriter::new(&mut etag_buf);
-        e.put(b"\"").hex(mtime as u64).put(b"-").hex(size).put(b"\"");
+        e.put(b"\"")
+            .hex(mtime as u64)
+            .put(b"-")
+            .hex(size)
+            .put(b"\"");
         e.len()
     };
     let etag = &etag_buf[..etag_len];
@@ -317,7 +325,11 @@ fn send_file(
 
     // 5. Range, honoured only while If-Range (if any) still names this representation.
     let spec = match req.range {
-        Some(r) if req.if_range.is_none_or(|ir| if_range_matches(ir, etag, mtime)) => {
+        Some(r)
+            if req
+                .if_range
+                .is_none_or(|ir| if_range_matches(ir, etag, mtime)) =>
+        {
             parse_range(r, size)
         }
         _ => RangeSpec::Ignore,
@@ -338,14 +350,18 @@ fn send_file(
             connection_header(w, ctx.keep_alive);
             w.put(b"\r\n");
             if !ctx.head_only {
-                crate::http::response::error_page(w, Status::RangeNotSatisfiable, ctx.server_tokens);
+                crate::http::response::error_page(
+                    w,
+                    Status::RangeNotSatisfiable,
+                    ctx.server_tokens,
+                );
             }
             Ok(Body::None)
         }
         RangeSpec::Ranges(ranges) if ranges.len() == 1 => {
             let (first, last) = ranges[0];
             start(w, Status::PartialContent, ctx.server_tokens, ctx.date);
-            content_type(w, mime, sc.charset);
+            typed(w, req, mime, sc.charset);
             w.put(b"Content-Length: ")
                 .num(last - first + 1)
                 .put(b"\r\nContent-Range: bytes ")
@@ -370,7 +386,9 @@ fn send_file(
             start(w, Status::PartialContent, ctx.server_tokens, ctx.date);
             w.put(b"Content-Type: multipart/byteranges; boundary=");
             mp.write_boundary(w);
-            w.put(b"\r\nContent-Length: ").num(mp.content_length()).put(b"\r\n");
+            w.put(b"\r\nContent-Length: ")
+                .num(mp.content_length())
+                .put(b"\r\n");
             validators(w, &lm, etag, gzipped, sc);
             cache_headers(w, sc, ctx);
             connection_header(w, ctx.keep_alive);
@@ -379,7 +397,7 @@ fn send_file(
         }
         RangeSpec::Ignore => {
             start(w, Status::Ok, ctx.server_tokens, ctx.date);
-            content_type(w, mime, sc.charset);
+            typed(w, req, mime, sc.charset);
             w.put(b"Content-Length: ").num(size).put(b"\r\n");
             validators(w, &lm, etag, gzipped, sc);
             cache_headers(w, sc, ctx);
@@ -392,6 +410,18 @@ fn send_file(
             })
         }
     }
+}
+
+/// Our Content-Type unless the app's carried-over headers bring one, then those headers.
+fn typed(w: &mut HeadWriter<'_>, req: &StaticRequest<'_>, mime: &str, charset: bool) {
+    let has_type = req
+        .extra_headers
+        .split(|&b| b == b'\n')
+        .any(|line| line.len() >= 13 && line[..13].eq_ignore_ascii_case(b"content-type:"));
+    if !has_type {
+        content_type(w, mime, charset);
+    }
+    w.put(req.extra_headers);
 }
 
 /// `Content-Type: mime[; charset=utf-8]`.
@@ -434,7 +464,9 @@ fn cache_headers(w: &mut HeadWriter<'_>, sc: &StaticConf, ctx: &ReplyCtx<'_>) {
             if secs <= 0 {
                 w.header(b"Cache-Control", b"no-cache");
             } else {
-                w.put(b"Cache-Control: max-age=").num(secs as u64).put(b"\r\n");
+                w.put(b"Cache-Control: max-age=")
+                    .num(secs as u64)
+                    .put(b"\r\n");
             }
         }
     }
@@ -483,6 +515,7 @@ mod tests {
             range: None,
             if_range: None,
             accepts_gzip: false,
+            extra_headers: b"",
         };
         assert_eq!(map_path(&sc, &req).err(), Some(Status::NotFound));
     }
@@ -506,6 +539,7 @@ mod tests {
             range: None,
             if_range: None,
             accepts_gzip: false,
+            extra_headers: b"",
         };
         let m = map_path(&sc, &req).ok().unwrap();
         assert_eq!(m.full.bytes(), b"/srv/static/css/a.css");

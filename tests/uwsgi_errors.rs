@@ -27,7 +27,7 @@ fn get_with_big_vars(port: u16, bytes: usize) -> common::Response {
 fn uwsgi_down_gives_502_and_the_log_names_the_address() {
     let dead = common::free_port(); // nothing listens there
     let addr = format!("127.0.0.1:{}", dead);
-    let gate = common::Server::start(&gate_ini("", &[addr.clone()], ""));
+    let gate = common::Server::start(&gate_ini("", std::slice::from_ref(&addr), ""));
     let r = get(gate.port, "/pid");
     assert_eq!(r.status, 502, "{}{}", r.head_raw, gate.stderr());
     assert!(
@@ -131,7 +131,7 @@ fn an_upstream_that_never_accepts_gives_504_after_uwsgi_connect_timeout() {
     let pass = format!("127.0.0.1:{}", port);
     let gate = common::Server::start(&gate_ini(
         "",
-        &[pass.clone()],
+        std::slice::from_ref(&pass),
         "uwsgi_connect_timeout = 1s\n",
     ));
     let t = Instant::now();

@@ -6,7 +6,7 @@ mod common;
 #[path = "uwsgi_support/mod.rs"]
 mod uwsgi_support;
 
-use common::{pattern, Client, Closed};
+use common::{Client, Closed};
 use std::time::Duration;
 use uwsgi_support::{logs, start_gate, Uwsgi};
 
@@ -34,11 +34,7 @@ fn a_streamed_3mb_response_is_chunked_to_http_1_1_and_keepalive_survives() {
     );
     assert!(r.header("content-length").is_none(), "{}", r.head_raw);
     assert!(!r.connection_has("close"), "{}", r.head_raw);
-    assert_eq!(r.body.len(), SIZE);
-    assert!(
-        r.body == pattern(SIZE, 0),
-        "streamed bytes differ from the pattern"
-    );
+    uwsgi_support::assert_pattern(&r.body, SIZE, 0);
     // The same connection serves the next request.
     c.send(format!("GET /pid HTTP/1.1\r\nHost: localhost:{}\r\n\r\n", gate.port).as_bytes());
     let r = c.read_response();
@@ -80,11 +76,7 @@ fn a_streamed_response_to_http_1_0_is_close_delimited() {
     assert!(!head.contains("content-length"), "{}", head);
     assert!(!head.contains("connection: keep-alive"), "{}", head);
     let body = &raw[head_end..];
-    assert_eq!(body.len(), SIZE);
-    assert!(
-        body == &pattern(SIZE, 4)[..],
-        "streamed bytes differ from the pattern"
-    );
+    uwsgi_support::assert_pattern(body, SIZE, 4);
 }
 
 #[test]
@@ -101,8 +93,7 @@ fn a_streamed_response_with_connection_close_ends_cleanly() {
     );
     assert_eq!(r.status, 200, "{}", r.head_raw);
     assert!(r.connection_has("close"), "{}", r.head_raw);
-    assert_eq!(r.body.len(), SIZE);
-    assert!(r.body == pattern(SIZE, 9));
+    uwsgi_support::assert_pattern(&r.body, SIZE, 9);
 }
 
 #[test]
@@ -126,7 +117,7 @@ fn a_streamed_response_with_content_length_keeps_it() {
         r.head_raw
     );
     assert!(r.header("transfer-encoding").is_none(), "{}", r.head_raw);
-    assert!(r.body == pattern(1_000_000, 2));
+    uwsgi_support::assert_pattern(&r.body, 1_000_000, 2);
     c.send(
         format!(
             "GET /respond?body=z HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
@@ -184,6 +175,5 @@ fn a_slowly_produced_stream_arrives_complete() {
     );
     let r = c.read_response();
     assert_eq!(r.status, 200, "{}", r.head_raw);
-    assert_eq!(r.body.len(), 400_000);
-    assert!(r.body == pattern(400_000, 6));
+    uwsgi_support::assert_pattern(&r.body, 400_000, 6);
 }

@@ -90,7 +90,9 @@ pub fn start(w: &mut HeadWriter<'_>, status: Status, server_tokens: bool, date: 
         .put(b" ")
         .put(status.reason().as_bytes())
         .put(b"\r\n");
-    w.put(b"Server: ").put(server_name(server_tokens)).put(b"\r\n");
+    w.put(b"Server: ")
+        .put(server_name(server_tokens))
+        .put(b"\r\n");
     w.header(b"Date", date);
 }
 
@@ -141,7 +143,11 @@ mod tests {
     fn numbers_are_written_in_decimal_and_hex() {
         let mut b = [0u8; 64];
         let mut w = HeadWriter::new(&mut b);
-        w.num(0).put(b" ").num(18446744073709551615).put(b" ").hex(0x5f3a);
+        w.num(0)
+            .put(b" ")
+            .num(18446744073709551615)
+            .put(b" ")
+            .hex(0x5f3a);
         let n = w.len();
         assert_eq!(&b[..n], b"0 18446744073709551615 5f3a");
     }

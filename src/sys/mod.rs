@@ -100,7 +100,12 @@ pub fn send(fd: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
     if more {
         flags |= libc::MSG_MORE;
     }
-    let n = syscall!(send(fd, buf.as_ptr() as *const libc::c_void, buf.len(), flags))?;
+    let n = syscall!(send(
+        fd,
+        buf.as_ptr() as *const libc::c_void,
+        buf.len(),
+        flags
+    ))?;
     Ok(n as usize)
 }
 
@@ -156,9 +161,21 @@ pub fn listen_tcp(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpLis
     let one: libc::c_int = 1;
     let one_ptr = &one as *const libc::c_int as *const libc::c_void;
     let int_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    syscall!(setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, one_ptr, int_len))?;
+    syscall!(setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        one_ptr,
+        int_len
+    ))?;
     if addr.is_ipv6() {
-        syscall!(setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, one_ptr, int_len))?;
+        syscall!(setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_V6ONLY,
+            one_ptr,
+            int_len
+        ))?;
     }
     let (storage, len) = sockaddr_from(addr);
     syscall!(bind(
@@ -304,7 +321,11 @@ fn open_walk_nofollow(dir: RawFd, path: &mut [u8], len: usize) -> io::Result<Fil
         } else {
             libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW
         };
-        let res = syscall!(openat(at, path[start..].as_ptr() as *const libc::c_char, flags));
+        let res = syscall!(openat(
+            at,
+            path[start..].as_ptr() as *const libc::c_char,
+            flags
+        ));
         path[end] = saved;
         let fd = res?;
         // SAFETY: openat returned a fresh descriptor that nothing else owns.

@@ -143,6 +143,8 @@ pub struct Proxy {
     pub sock: Option<UpSock>,
     pub up_readable: bool,
     pub up_writable: bool,
+    /// uWSGI shut down its side (sticky): read on to the EOF after a short read.
+    pub up_read_closed: bool,
     pub up_buf: Option<BufId>,
     // Request body.
     body_len: u64,
@@ -167,6 +169,8 @@ pub struct Proxy {
     eof: bool,
     truncated: bool,
     discard: bool,
+    /// Where the client-side output region starts in the client buffer (after the input).
+    out_base: usize,
     chunk_out: bool,
     chunk_left: u64,
     crlf_pending: bool,
@@ -187,6 +191,7 @@ impl Proxy {
             sock: None,
             up_readable: false,
             up_writable: false,
+            up_read_closed: false,
             up_buf: None,
             body_len: 0,
             body_in_buf: 0,
@@ -208,6 +213,7 @@ impl Proxy {
             eof: false,
             truncated: false,
             discard: false,
+            out_base: 0,
             chunk_out: false,
             chunk_left: 0,
             crlf_pending: false,
@@ -344,7 +350,13 @@ pub fn step(
                 };
                 let enc = {
                     let (cbuf, ubuf) = pool.get_two(cb, ub);
-                    encode_packet(conn, p, cbuf, ubuf, conf)
+                    let name = ctx
+                        .cfg
+                        .servers
+                        .get(conn.server as usize)
+                        .and_then(|s| s.server_name.first())
+                        .map(String::as_str);
+                    encode_packet(conn, p, cbuf, ubuf, conf, name)
                 };
                 match enc {
                     Ok(()) => {}
@@ -491,21 +503,12 @@ enum BodyError {
     Closed,
 }
 
-/// Body deadline: per read `client_body_timeout`, and overall a minimum average rate
-/// (`client_body_min_rate` bytes/s after a grace of `client_body_timeout`), so a client
-/// trickling one byte per timeout period is cut off.
 fn body_deadline(p: &Proxy, ctx: &Ctx<'_>) -> Instant {
-    let g = &ctx.cfg.global;
-    let per_read = ctx.now + g.client_body_timeout;
-    if g.client_body_min_rate == 0 {
-        return per_read;
-    }
-    let allowed = g.client_body_timeout
-        + std::time::Duration::from_secs_f64(p.body_len as f64 / g.client_body_min_rate as f64);
-    per_read.min(p.body_started + allowed)
+    dispatch::body_deadline(ctx, p.body_started, p.body_len)
 }
 
-fn spool_write(p: &mut Proxy, ctx: &Ctx<'_>, data: &[u8]) -> Result<(), BodyError> {
+/// Writes `data` at `offset` of the body spool, creating the spool on first use.
+fn spool_write(p: &mut Proxy, ctx: &Ctx<'_>, data: &[u8], offset: u64) -> Result<(), BodyError> {
     if p.body_spool.is_none() {
         let dir = std::ffi::CString::new(ctx.cfg.global.temp_path.as_os_str().as_encoded_bytes())
             .map_err(|_| BodyError::Status(Status::InternalServerError))?;
@@ -521,8 +524,7 @@ fn spool_write(p: &mut Proxy, ctx: &Ctx<'_>, data: &[u8]) -> Result<(), BodyErro
         }
     }
     if let Some(f) = &p.body_spool {
-        let off = p.body_len - data.len() as u64;
-        f.write_all_at(data, off).map_err(|e| {
+        f.write_all_at(data, offset).map_err(|e| {
             log::error!("writing the body spool failed: {e}");
             BodyError::Status(Status::InternalServerError)
         })?;
@@ -567,11 +569,12 @@ fn read_body(
                     conn.in_len = new_end;
                 }
                 if d.done {
+                    // Drop head and buffered payload at the end; what follows is pipelined.
+                    conn.req_len = new_end;
                     if p.body_spool.is_some() {
                         flush_buffered_body(p, buf, head_len, ctx)?;
                     }
                     p.body_done = true;
-                    conn.req_len = head_len + p.body_in_buf;
                     return Ok(true);
                 }
             }
@@ -596,9 +599,9 @@ fn read_body(
                 let have = conn.in_len - head_len;
                 if have > 0 {
                     let take = (have as u64).min(cl - p.body_len) as usize;
-                    p.body_len += take as u64;
                     let chunk = &buf[head_len..head_len + take];
-                    spool_write(p, ctx, chunk)?;
+                    spool_write(p, ctx, chunk, p.body_len)?;
+                    p.body_len += take as u64;
                     buf.copy_within(head_len + take..conn.in_len, head_len);
                     conn.in_len -= take;
                 }
@@ -628,6 +631,7 @@ fn read_body(
     Ok(false)
 }
 
+/// Moves the payload held in the buffer to the end of the body spool.
 fn flush_buffered_body(
     p: &mut Proxy,
     buf: &mut [u8],
@@ -638,19 +642,11 @@ fn flush_buffered_body(
     if n == 0 {
         return Ok(());
     }
-    // body_len already counts these bytes; spool_write places them at body_len - n.
-    let saved = p.body_len;
-    p.body_len = saved - (saved - spooled_len(p)) + n as u64;
-    let data = &buf[head_len..head_len + n];
-    let r = spool_write(p, ctx, data);
-    p.body_len = saved;
+    // body_len already counts these bytes; they sit at the end of the body so far.
+    let offset = p.body_len - n as u64;
+    spool_write(p, ctx, &buf[head_len..head_len + n], offset)?;
     p.body_in_buf = 0;
-    r
-}
-
-/// Bytes already in the body spool (everything counted but not held in the buffer).
-fn spooled_len(p: &Proxy) -> u64 {
-    p.body_len - p.body_in_buf as u64
+    Ok(())
 }
 
 fn encode_packet(
@@ -659,26 +655,29 @@ fn encode_packet(
     cbuf: &[u8],
     ubuf: &mut [u8],
     conf: &UwsgiConf,
+    server_name: Option<&str>,
 ) -> Result<(), Status> {
     let head = &p.head;
     let head_bytes = &cbuf[..head.head_len as usize];
     let mut path_buf = [0u8; 4096];
     let path_len = crate::http::path::canonicalize(head.path(cbuf), &mut path_buf)?;
     let path = &path_buf[..path_len];
-    let (script_name, path_info): (Option<&[u8]>, &[u8]) = match &conf.script_name {
-        Some(sn) if path.starts_with(sn.as_bytes()) => {
-            (Some(sn.as_bytes()), &path[sn.len()..])
+    let script_name = conf.script_name.as_deref().map(str::as_bytes);
+    // nginx's $server_name: the server's first name; a nameless server gives its address.
+    let mut ip_text = heapless::String::<48>::new();
+    let server_name: &[u8] = match server_name {
+        Some(n) => n.as_bytes(),
+        None => {
+            use std::fmt::Write as _;
+            let _ = write!(ip_text, "{}", conn.local.ip());
+            ip_text.as_bytes()
         }
-        Some(sn) => (Some(sn.as_bytes()), path),
-        None => (None, path),
     };
-    let host = head.host.map(|s| s.get(cbuf)).unwrap_or(b"");
-    let server_name = crate::http::request::host_name(host);
     let info = packet::RequestInfo {
         method: head.method_bytes(cbuf),
         request_uri: head.target.get(cbuf),
         query: head.query(cbuf),
-        path_info,
+        path_info: path,
         protocol: if head.version_minor == 0 {
             b"HTTP/1.0"
         } else {
@@ -740,6 +739,7 @@ fn connect_next(
                 p.sock = Some(sock);
                 p.up_readable = false;
                 p.up_writable = false;
+                p.up_read_closed = false;
                 p.stage = Stage::Connecting;
                 p.waiting = Waiting::Upstream;
                 conn.deadline = Some(ctx.now + conf.connect_timeout);
@@ -789,7 +789,10 @@ pub fn on_timeout(
     let p = up.proxies.get_mut(pi)?;
     match (p.stage, p.waiting) {
         (Stage::Body, _) => {
-            log::info!("slot {slot}: client {} timed out sending its request body", conn.peer);
+            log::info!(
+                "slot {slot}: client {} timed out sending its request body",
+                conn.peer
+            );
             conn.keep_alive = false;
             conn.unread_body = true;
             drop_proxy_state(p, pool, up.registry);
@@ -838,7 +841,10 @@ pub fn on_timeout(
             Some(Step::Close)
         }
         (Stage::Stream, Waiting::Client) => {
-            log::info!("slot {slot}: client {} timed out reading the response", conn.peer);
+            log::info!(
+                "slot {slot}: client {} timed out reading the response",
+                conn.peer
+            );
             Some(Step::Close)
         }
     }
@@ -982,6 +988,16 @@ fn read_head(
                 p.up_readable = false;
                 return HeadResult::Wait;
             }
+            Err(e) if p.rb_end == 0 && p.vars_len > UWSGI_DEFAULT_BUFFER_SIZE => {
+                log::error!(
+                    "slot {slot}: upstream {} reset the connection without a response ({e}); the request's uwsgi vars were {} bytes, more than uWSGI's default buffer-size of {} — raise `buffer-size` in uWSGI's config (e.g. buffer-size = 32768), client: {}",
+                    peer_name(p, groups),
+                    p.vars_len,
+                    UWSGI_DEFAULT_BUFFER_SIZE,
+                    conn.peer
+                );
+                return HeadResult::Fail(Status::BadGateway);
+            }
             Err(e) => {
                 log::error!(
                     "slot {slot}: reading the response header from upstream {} failed: {e}, client: {}",
@@ -1028,7 +1044,10 @@ fn start_response(
     p.expected = if no_body { Some(0) } else { h.content_length };
     p.discard = conn.head_only || no_body;
     let (cbuf, ubuf) = pool.get_two(cb, ub);
-    let base = ctx.head_limit;
+    // The client buffer past the request's input is free for our response head (the
+    // upstream's head may be up to a buffer long, so the output region alone may not do).
+    let base = conn.in_len;
+    p.out_base = base;
     let server = crate::http::response::server_name(ctx.cfg.global.server_tokens);
     let Some(len) = response::write_client_head(
         &mut cbuf[base..],
@@ -1039,6 +1058,11 @@ fn start_response(
         framing,
         conn.keep_alive,
     ) else {
+        log::error!(
+            "upstream sent a response head too big to re-frame in buffer_size ({} bytes), client: {}",
+            cbuf.len(),
+            conn.peer
+        );
         return HeadResult::Fail(Status::BadGateway);
     };
     conn.out_pos = base;
@@ -1066,16 +1090,22 @@ fn internal_redirect(
     let p = up.proxies.get_mut(pi)?;
     let ub = p.up_buf?;
     let mut uri = [0u8; 2048];
-    let uri_len = {
+    // nginx carries these of the app's headers onto the file it serves.
+    let mut extra = [0u8; 4096];
+    let (uri_len, extra_len) = {
         let ubuf = pool.get_mut(ub);
         let target = h.x_accel_redirect.map(|s| s.get(ubuf)).unwrap_or(b"");
         let n = target.len().min(uri.len());
         uri[..n].copy_from_slice(&target[..n]);
-        n
+        let keep = |name: &[u8]| {
+            response::kept_on_accel_redirect(name) && !name.eq_ignore_ascii_case(b"accept-ranges")
+        };
+        let e = response::write_fields_where(&mut extra, &ubuf[..p.rb_end], &h, keep).unwrap_or(0);
+        (n, e)
     };
     release(conn, pool, up.proxies, up.registry);
     let cbuf = pool.get_mut(cb);
-    dispatch::serve_internal(conn, cbuf, &uri[..uri_len], ctx);
+    dispatch::serve_internal(conn, cbuf, &uri[..uri_len], &extra[..extra_len], ctx);
     None
 }
 
@@ -1101,7 +1131,7 @@ fn stream(
     let Some(ub) = p.up_buf else {
         return StreamResult::Close;
     };
-    let base = ctx.head_limit;
+    let base = p.out_base;
     let mut budget = crate::conn::WRITE_BUDGET;
     for _ in 0..4096 {
         let mut progressed = false;
@@ -1194,7 +1224,12 @@ fn stream(
 }
 
 /// Reads what uWSGI has into the upstream buffer, spilling the buffer to the spool when full.
-fn pull_upstream(p: &mut Proxy, ubuf: &mut [u8], ctx: &Ctx<'_>, conf: &UwsgiConf) -> io::Result<usize> {
+fn pull_upstream(
+    p: &mut Proxy,
+    ubuf: &mut [u8],
+    ctx: &Ctx<'_>,
+    conf: &UwsgiConf,
+) -> io::Result<usize> {
     let cap = ubuf.len();
     if p.rb_end == cap {
         if p.rb_start > 0 && p.spool_r == p.spool_w {
@@ -1221,7 +1256,7 @@ fn pull_upstream(p: &mut Proxy, ubuf: &mut [u8], ctx: &Ctx<'_>, conf: &UwsgiConf
             Ok(0)
         }
         Ok(n) => {
-            if n < want {
+            if n < want && !p.up_read_closed {
                 p.up_readable = false;
             }
             let n = match p.expected {
@@ -1251,11 +1286,17 @@ fn spill(p: &mut Proxy, ubuf: &mut [u8], ctx: &Ctx<'_>) -> io::Result<()> {
             .map_err(|_| io::Error::other("temp_path contains NUL"))?;
         p.spool = Some(sys::tmpfile(&dir)?);
     }
-    if p.spool_r == p.spool_w {
-        p.spool_r = 0;
-        p.spool_w = 0;
-    }
     if let Some(f) = &p.spool {
+        if p.spool_r == p.spool_w && p.spool_w > 0 {
+            // Drained: start over at offset 0, but truncate first. sendfile(2) queued the
+            // file's page-cache pages on the socket without copying them; writing over those
+            // offsets in place would change bytes still waiting to be transmitted. Truncation
+            // detaches the old pages (the socket keeps its references) and new writes get
+            // fresh pages.
+            f.set_len(0)?;
+            p.spool_r = 0;
+            p.spool_w = 0;
+        }
         f.write_all_at(&ubuf[p.rb_start..p.rb_end], p.spool_w)?;
     }
     p.spool_w += (p.rb_end - p.rb_start) as u64;
@@ -1360,4 +1401,3 @@ fn push_client(
     *budget = budget.saturating_sub(sent);
     Ok(progress + sent)
 }
-

@@ -70,7 +70,10 @@ impl Group {
         if max_fails == 0 {
             return;
         }
-        if st.first_fail.is_none_or(|t| now.duration_since(t) > fail_timeout) {
+        if st
+            .first_fail
+            .is_none_or(|t| now.duration_since(t) > fail_timeout)
+        {
             st.first_fail = Some(now);
             st.fails = 0;
         }

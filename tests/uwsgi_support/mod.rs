@@ -925,3 +925,26 @@ fn read_packet(s: &mut TcpStream) {
         let _ = s.read_exact(&mut vars);
     }
 }
+
+/// Panics unless `body` is exactly `common::pattern(len, seed)`, naming the first differing
+/// offset (a lost, repeated or reordered piece shows up there).
+pub fn assert_pattern(body: &[u8], len: usize, seed: u8) {
+    let want = common::pattern(len, seed);
+    if body == &want[..] {
+        return;
+    }
+    let first = body
+        .iter()
+        .zip(want.iter())
+        .position(|(a, b)| a != b)
+        .unwrap_or(body.len().min(len));
+    panic!(
+        "body differs from the pattern: {} bytes received, {} expected, first difference at \
+         offset {} (received {:?}..., expected {:?}...)",
+        body.len(),
+        len,
+        first,
+        &body[first.min(body.len())..(first + 16).min(body.len())],
+        &want[first.min(len)..(first + 16).min(len)]
+    );
+}

@@ -2,7 +2,8 @@
 
 Environment:
 - UWGATE_TEST_DB: the sqlite database file (the test harness gives each test its own copy of a
-  migrated database with the superuser admin / admin-pass-123). Default: a file in the temp dir.
+  migrated database with the superuser admin / admin-pass-123). Default: out/run/django.sqlite3
+  of the checkout when out/run exists (`make run`), else a file in the temp dir.
 """
 import os
 import tempfile
@@ -11,7 +12,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Fixed on purpose: this project only ever runs in tests and the local demo.
-SECRET_KEY = "uwgate-test-only-3f9c1e7a5b2d4c6e8f0a1b3c5d7e9f11"
+SECRET_KEY = "uwgate-test-only-3f9c1e7a5b2d4c6e8f0a1b3c5d7e9f11-k2Zq8Vw4Xr7Tn5Lp"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 
@@ -53,11 +54,16 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "djangoblog.wsgi.application"
 
+_RUN_DIR = BASE_DIR.parent.parent / "out" / "run"
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("UWGATE_TEST_DB")
-        or os.path.join(tempfile.gettempdir(), "uwgate-demo-db.sqlite3"),
+        or (
+            str(_RUN_DIR / "django.sqlite3")
+            if _RUN_DIR.is_dir()
+            else os.path.join(tempfile.gettempdir(), "uwgate-demo-db.sqlite3")
+        ),
     }
 }
 
