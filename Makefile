@@ -47,6 +47,7 @@ run: build venv $(RUNDIR)/uwgate.ini
 $(VENV)/.stamp: tests/requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	$(VENV)/bin/uwsgi --version >/dev/null
 	touch $@
 
 venv: $(VENV)/.stamp
@@ -63,3 +64,7 @@ lint:
 clean:
 	rm -rf $(OUT)
 	$(CARGO) clean
+
+# `make bench` (bench/bench.mk) and the appliance image, RPM and boot test (board image.mk).
+-include bench/bench.mk
+-include board/$(BOARD)/image.mk
