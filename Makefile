@@ -40,6 +40,7 @@ $(RUNDIR)/uwgate.ini: rootfs/etc/uwgate.ini Makefile
 	    rootfs/etc/uwgate.ini > $@
 
 run: build venv $(RUNDIR)/uwgate.ini
+	cd tests/django_app && PYTHONDONTWRITEBYTECODE=1 $(CURDIR)/$(VENV)/bin/python manage.py migrate --noinput -v 0
 	@echo "uwgate: serving on http://127.0.0.1:8080/  (Ctrl-C stops)"
 	$(BIN) -f -c $(RUNDIR)/uwgate.ini
 

@@ -38,6 +38,8 @@ pub struct Ctx<'a> {
     /// Input may fill `buf[..head_limit]`; the output region is `buf[head_limit..]`.
     pub head_limit: usize,
     pub stopping: bool,
+    /// The supervised programs, for the JSON status page.
+    pub watchdog: &'a crate::watchdog::Watchdog,
 }
 
 /// Extra header an error response carries.
@@ -318,7 +320,8 @@ fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option
             None
         }
         Handler::StubStatus => {
-            stub_status(conn, buf, ctx);
+            let json = header_has_param(head.query(buf), b"format", b"json");
+            stub_status(conn, buf, ctx, json);
             None
         }
         Handler::Uwsgi(_) => Some((si, li)),
@@ -424,34 +427,52 @@ fn status_of(out: &[u8]) -> Status {
     Status::from_code(code).unwrap_or(Status::InternalServerError)
 }
 
-/// nginx's stub_status text, byte for byte, so existing monitors parse it.
-fn stub_status(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) {
+/// True when the query string has `name=value` (no decoding: these are plain words).
+fn header_has_param(query: &[u8], name: &[u8], value: &[u8]) -> bool {
+    query.split(|&b| b == b'&').any(|kv| {
+        let mut it = kv.splitn(2, |&b| b == b'=');
+        it.next() == Some(name) && it.next() == Some(value)
+    })
+}
+
+/// nginx's stub_status text, byte for byte, so existing monitors parse it; with
+/// `?format=json`, the same counters plus the programs (`supervisorctl status` as JSON).
+fn stub_status(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>, json: bool) {
     let s = ctx.stats;
-    let mut body = [0u8; 256];
-    let body_len = {
+    let mut body = [0u8; 8192];
+    let (body_len, overflow) = {
         let mut w = HeadWriter::new(&mut body);
-        w.put(b"Active connections: ")
-            .num(s.active)
-            .put(b" \nserver accepts handled requests\n ")
-            .num(s.accepts)
-            .put(b" ")
-            .num(s.handled)
-            .put(b" ")
-            .num(s.requests)
-            .put(b" \nReading: ")
-            .num(s.reading)
-            .put(b" Writing: ")
-            .num(s.writing)
-            .put(b" Waiting: ")
-            .num(s.waiting)
-            .put(b" \n");
-        w.len()
+        if json {
+            status_json(&mut w, ctx);
+        } else {
+            w.put(b"Active connections: ")
+                .num(s.active)
+                .put(b" \nserver accepts handled requests\n ")
+                .num(s.accepts)
+                .put(b" ")
+                .num(s.handled)
+                .put(b" ")
+                .num(s.requests)
+                .put(b" \nReading: ")
+                .num(s.reading)
+                .put(b" Writing: ")
+                .num(s.writing)
+                .put(b" Waiting: ")
+                .num(s.waiting)
+                .put(b" \n");
+        }
+        (w.len(), w.overflowed())
     };
+    if overflow {
+        log::error!("the status page does not fit its 8 KiB buffer");
+        return respond_error(conn, buf, ctx, Status::InternalServerError, Extra::None);
+    }
     let base = ctx.head_limit;
-    let len = {
+    let (len, overflow) = {
         let mut w = HeadWriter::new(&mut buf[base..]);
         start(&mut w, Status::Ok, ctx.cfg.global.server_tokens, ctx.date);
-        w.header(b"Content-Type", b"text/plain")
+        let ctype: &[u8] = if json { b"application/json" } else { b"text/plain" };
+        w.header(b"Content-Type", ctype)
             .put(b"Content-Length: ")
             .num(body_len as u64)
             .put(b"\r\n")
@@ -461,17 +482,105 @@ fn stub_status(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) {
         if !conn.head_only {
             w.put(&body[..body_len]);
         }
-        w.len()
+        (w.len(), w.overflowed())
     };
+    if overflow {
+        log::error!("the status page does not fit the output region (raise buffer_size)");
+        return respond_error(conn, buf, ctx, Status::InternalServerError, Extra::None);
+    }
     conn.body = Body::None;
     conn.inline_body = if conn.head_only { 0 } else { body_len };
     begin_writing(conn, base, len, Status::Ok);
+}
+
+fn status_json(w: &mut HeadWriter<'_>, ctx: &Ctx<'_>) {
+    let s = ctx.stats;
+    w.put(b"{\"connections\":{\"active\":")
+        .num(s.active)
+        .put(b",\"accepts\":")
+        .num(s.accepts)
+        .put(b",\"handled\":")
+        .num(s.handled)
+        .put(b",\"requests\":")
+        .num(s.requests)
+        .put(b",\"reading\":")
+        .num(s.reading)
+        .put(b",\"writing\":")
+        .num(s.writing)
+        .put(b",\"waiting\":")
+        .num(s.waiting)
+        .put(b"},\"programs\":[");
+    for (i, p) in ctx.watchdog.status().enumerate() {
+        if i > 0 {
+            w.put(b",");
+        }
+        w.put(b"{\"name\":");
+        json_str(w, p.name.as_bytes());
+        w.put(b",\"group\":");
+        json_str(w, p.group.as_bytes());
+        w.put(b",\"state\":\"").put(p.state.as_bytes()).put(b"\",\"pid\":");
+        match p.pid {
+            Some(pid) => w.num(pid as u64),
+            None => w.put(b"null"),
+        };
+        w.put(b",\"uptime\":")
+            .num(p.uptime_secs)
+            .put(b",\"restarts\":")
+            .num(p.restarts as u64)
+            .put(b",\"last_exit\":");
+        match p.last_exit {
+            Some(e) => {
+                let mut text = heapless::String::<64>::new();
+                use std::fmt::Write as _;
+                let _ = write!(text, "{e}");
+                json_str(w, text.as_bytes());
+            }
+            None => {
+                w.put(b"null");
+            }
+        }
+        w.put(b"}");
+    }
+    w.put(b"]}\n");
+}
+
+/// A JSON string literal (names are ini words, but escape anyway).
+fn json_str(w: &mut HeadWriter<'_>, s: &[u8]) {
+    w.put(b"\"");
+    for &b in s {
+        match b {
+            b'"' => w.put(b"\\\""),
+            b'\\' => w.put(b"\\\\"),
+            0..=0x1f => {
+                let hex = b"0123456789abcdef";
+                w.put(b"\\u00").put(&[hex[(b >> 4) as usize], hex[(b & 15) as usize]])
+            }
+            _ => w.put(&[b]),
+        };
+    }
+    w.put(b"\"");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::AccessRule;
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls() {
+        let mut b = [0u8; 64];
+        let mut w = HeadWriter::new(&mut b);
+        json_str(&mut w, b"a\"b\\c\x01\x1f");
+        let n = w.len();
+        assert_eq!(&b[..n], br#""a\"b\\c\u0001\u001f""#);
+    }
+
+    #[test]
+    fn format_json_is_found_among_query_parameters() {
+        assert!(header_has_param(b"x=1&format=json", b"format", b"json"));
+        assert!(!header_has_param(b"format=jsonx", b"format", b"json"));
+        assert!(!header_has_param(b"", b"format", b"json"));
+    }
 
     #[test]
     fn first_matching_access_rule_wins() {

@@ -74,6 +74,7 @@ pub struct Gate {
     signals: OwnedFd,
     watchdog: Watchdog,
     next_sweep: Instant,
+    notifier: crate::notify::Notifier,
     /// Access-log line scratch (fixed, reused).
     access_buf: Box<[u8; 4096]>,
 }
@@ -148,6 +149,7 @@ impl Gate {
             signals,
             watchdog,
             next_sweep: now + SWEEP,
+            notifier: crate::notify::Notifier::from_env(),
             access_buf: Box::new([0u8; 4096]),
             cfg,
         };
@@ -158,6 +160,7 @@ impl Gate {
     /// Runs until a stop signal has been handled and everything has drained.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
+        self.notifier.ready(self.now);
         self.watchdog.start(self.poll.registry(), self.now);
         loop {
             let timeout = self.poll_timeout();
@@ -182,6 +185,7 @@ impl Gate {
                 self.sweep();
                 self.next_sweep = self.now + SWEEP;
             }
+            self.notifier.tick(self.now);
             if self.stopping.is_some() && self.stop_done() {
                 log::info!("exiting");
                 return Ok(());
@@ -210,6 +214,9 @@ impl Gate {
             timeout = timeout.min(d.saturating_duration_since(self.now));
         }
         if let Some(d) = self.stopping {
+            timeout = timeout.min(d.saturating_duration_since(self.now));
+        }
+        if let Some(d) = self.notifier.next_deadline() {
             timeout = timeout.min(d.saturating_duration_since(self.now));
         }
         timeout
@@ -363,6 +370,7 @@ impl Gate {
             stats: self.stats,
             head_limit: self.head_limit,
             stopping: self.stopping.is_some(),
+            watchdog: &self.watchdog,
         };
         let Some(conn) = self.conns.get_mut(i) else {
             return;
@@ -529,6 +537,7 @@ impl Gate {
                         stats: self.stats,
                         head_limit: self.head_limit,
                         stopping: true,
+                        watchdog: &self.watchdog,
                     };
                     conn.head_only = false;
                     conn.head_len = 0;
@@ -564,6 +573,7 @@ impl Gate {
                     stats: self.stats,
                     head_limit: self.head_limit,
                     stopping: self.stopping.is_some(),
+                    watchdog: &self.watchdog,
                 };
                 let mut up = UpCtx {
                     proxies: &mut self.proxies,
@@ -596,6 +606,7 @@ impl Gate {
             self.cfg.global.shutdown_timeout
         );
         self.stopping = Some(self.now + self.cfg.global.shutdown_timeout);
+        self.notifier.stopping();
         for l in &mut self.listeners {
             let _ = self.poll.registry().deregister(&mut l.sock);
         }
@@ -621,6 +632,12 @@ impl Gate {
 
     /// SIGHUP: re-read the config; a bad one is logged and the running one kept.
     fn reload(&mut self) {
+        self.notifier.reloading();
+        self.reload_config();
+        self.notifier.reloaded();
+    }
+
+    fn reload_config(&mut self) {
         let path = self.cfg.file.clone();
         let mut new = match config::load(&path) {
             Ok(c) => c,

@@ -12,6 +12,7 @@ pub mod event_loop;
 pub mod http;
 pub mod logging;
 pub mod mime;
+pub mod notify;
 pub mod pool;
 pub mod router;
 pub mod slab;

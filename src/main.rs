@@ -138,7 +138,14 @@ fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
         std::fs::write(p, format!("{}\n", sys::getpid()))
             .map_err(|e| format!("pidfile {}: {e}", p.display()))?;
     }
-    if let (Some(user), 0) = (&g.user, sys::geteuid()) {
+    if g.user.is_some() && sys::geteuid() == 0 && !cfg.programs.is_empty() {
+        // Like supervisord: spawning programs as their own `user=` and signalling them needs
+        // root, so the process keeps it (programs without `user=` run as root, as there).
+        log::warn!(
+            "[uwgate] user = {} not applied: [program:*] sections need root to spawn and stop their processes",
+            g.user.as_deref().unwrap_or("")
+        );
+    } else if let (Some(user), 0) = (&g.user, sys::geteuid()) {
         let (uid, mut gid) = sys::lookup_user(user).map_err(|e| e.to_string())?;
         if let Some(group) = &g.group {
             gid = sys::lookup_group(group).map_err(|e| e.to_string())?;
