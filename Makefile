@@ -20,7 +20,7 @@ toolchain:
 
 build: toolchain
 	RUSTFLAGS="$(BOARD_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET)
-	@file $(BIN) | grep -Eq 'static(ally)? (linked|-pie linked)' || { file $(BIN); echo "not a static binary"; exit 1; }
+	@file $(BIN) | grep -q 'statically linked' || { file $(BIN); echo "not a static binary"; exit 1; }
 	@ls -l $(BIN) | awk '{print "uwgate: " $$5 " bytes, static $(TARGET)"}'
 
 size: build
@@ -30,7 +30,7 @@ size: build
 # 127.0.0.1:8080, logs on stderr.
 $(RUNDIR)/uwgate.ini: rootfs/etc/uwgate.ini Makefile
 	@mkdir -p $(RUNDIR)/tmp
-	sed -e 's#/django/DjangoBlog/#$(CURDIR)/tests/django_app/#g' \
+	sed -e 's#/django/DjangoBlog#$(CURDIR)/tests/django_app#g' \
 	    -e 's#/opt/venv/#$(CURDIR)/$(VENV)/#g' \
 	    -e 's#^listen = .*#listen = 127.0.0.1:8080#' \
 	    -e 's#^syslog = .*#syslog = stderr#' \

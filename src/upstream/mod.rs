@@ -723,7 +723,9 @@ fn connect_next(
     };
     for _ in 0..group.peers.len().max(1) {
         let Some(i) = group.pick(ctx.now, p.tried) else {
-            log::error!("no live upstreams for {}", conn.peer);
+            if p.tried == 0 {
+                log::error!("no live upstreams, client: {}", conn.peer);
+            }
             return Err(Status::BadGateway);
         };
         p.tried |= 1u64.checked_shl(i as u32).unwrap_or(0);

@@ -66,8 +66,10 @@ impl Group {
             return;
         };
         let (max_fails, fail_timeout) = (peer.max_fails, peer.fail_timeout);
+        let lone = self.peers.len() == 1;
         let st = &mut self.state[i];
-        if max_fails == 0 {
+        if max_fails == 0 || lone {
+            // nginx never marks the only server of a group down.
             return;
         }
         if st
