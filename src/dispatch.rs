@@ -307,16 +307,13 @@ fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option
                 );
                 return None;
             }
-            serve_static(
-                conn,
-                buf,
-                ctx,
-                sc,
+            let target = StaticTarget {
                 path,
-                loc.prefix.as_bytes(),
-                Some(head),
-                b"",
-            );
+                prefix: loc.prefix.as_bytes(),
+                head: Some(head),
+                extra_headers: b"",
+            };
+            serve_static(conn, buf, ctx, sc, target);
             None
         }
         Handler::StubStatus => {
@@ -328,19 +325,33 @@ fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option
     }
 }
 
-/// Serves `path` from a static location. `head` carries the client's conditional and range
-/// headers; an internal redirect (X-Accel-Redirect) passes `None` and gets the plain file.
+/// What to serve from a static location.
+struct StaticTarget<'a> {
+    /// Canonical path and the matched location's prefix.
+    path: &'a [u8],
+    prefix: &'a [u8],
+    /// The client's head (conditional and range headers); `None` for an internal redirect
+    /// (X-Accel-Redirect), which gets the plain file.
+    head: Option<&'a Head>,
+    /// Header lines carried over from the app.
+    extra_headers: &'a [u8],
+}
+
+/// Serves a file from a static location into the output region.
 fn serve_static(
     conn: &mut Conn,
     buf: &mut [u8],
     ctx: &Ctx<'_>,
     sc: &crate::config::StaticConf,
-    path: &[u8],
-    prefix: &[u8],
-    head: Option<&Head>,
-    extra_headers: &[u8],
+    target: StaticTarget<'_>,
 ) {
     let g = &ctx.cfg.global;
+    let StaticTarget {
+        path,
+        prefix,
+        head,
+        extra_headers,
+    } = target;
     let (input, output) = buf.split_at_mut(ctx.head_limit);
     let field = |f: fn(&Head) -> Option<Span>| head.and_then(|h| span(input, f(h)));
     let req = StaticRequest {
@@ -403,7 +414,13 @@ pub fn serve_internal(conn: &mut Conn, buf: &mut [u8], uri: &[u8], extra: &[u8],
     match ctx.router.location(ctx.cfg, si, path, true) {
         Some((_, loc)) => match &loc.handler {
             Handler::Static(sc) => {
-                serve_static(conn, buf, ctx, sc, path, loc.prefix.as_bytes(), None, extra)
+                let target = StaticTarget {
+                    path,
+                    prefix: loc.prefix.as_bytes(),
+                    head: None,
+                    extra_headers: extra,
+                };
+                serve_static(conn, buf, ctx, sc, target)
             }
             _ => {
                 log::error!(
@@ -471,7 +488,11 @@ fn stub_status(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>, json: bool) {
     let (len, overflow) = {
         let mut w = HeadWriter::new(&mut buf[base..]);
         start(&mut w, Status::Ok, ctx.cfg.global.server_tokens, ctx.date);
-        let ctype: &[u8] = if json { b"application/json" } else { b"text/plain" };
+        let ctype: &[u8] = if json {
+            b"application/json"
+        } else {
+            b"text/plain"
+        };
         w.header(b"Content-Type", ctype)
             .put(b"Content-Length: ")
             .num(body_len as u64)
@@ -518,7 +539,9 @@ fn status_json(w: &mut HeadWriter<'_>, ctx: &Ctx<'_>) {
         json_str(w, p.name.as_bytes());
         w.put(b",\"group\":");
         json_str(w, p.group.as_bytes());
-        w.put(b",\"state\":\"").put(p.state.as_bytes()).put(b"\",\"pid\":");
+        w.put(b",\"state\":\"")
+            .put(p.state.as_bytes())
+            .put(b"\",\"pid\":");
         match p.pid {
             Some(pid) => w.num(pid as u64),
             None => w.put(b"null"),
@@ -553,7 +576,8 @@ fn json_str(w: &mut HeadWriter<'_>, s: &[u8]) {
             b'\\' => w.put(b"\\\\"),
             0..=0x1f => {
                 let hex = b"0123456789abcdef";
-                w.put(b"\\u00").put(&[hex[(b >> 4) as usize], hex[(b & 15) as usize]])
+                w.put(b"\\u00")
+                    .put(&[hex[(b >> 4) as usize], hex[(b & 15) as usize]])
             }
             _ => w.put(&[b]),
         };
