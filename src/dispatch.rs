@@ -530,7 +530,12 @@ fn status_json(w: &mut HeadWriter<'_>, ctx: &Ctx<'_>) {
         .num(s.writing)
         .put(b",\"waiting\":")
         .num(s.waiting)
-        .put(b"},\"programs\":[");
+        .put(b"},");
+    #[cfg(feature = "count-alloc")]
+    w.put(b"\"allocations\":")
+        .num(crate::alloc_count::allocations())
+        .put(b",");
+    w.put(b"\"programs\":[");
     for (i, p) in ctx.watchdog.status().enumerate() {
         if i > 0 {
             w.put(b",");

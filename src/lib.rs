@@ -5,6 +5,8 @@
 //! {`static_files`, `upstream`}; `watchdog` beside them, driven by the same loop;
 //! `config` is read by all and written by none at run time.
 
+#[cfg(feature = "count-alloc")]
+pub mod alloc_count;
 pub mod config;
 pub mod conn;
 pub mod dispatch;

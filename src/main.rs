@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use uwgate::{config, event_loop, sys};
 
+#[cfg(feature = "count-alloc")]
+#[global_allocator]
+static ALLOC: uwgate::alloc_count::Counting = uwgate::alloc_count::Counting;
+
 /// uwgate: static files, uwsgi forwarding and a process watchdog in one binary.
 #[derive(FromArgs)]
 struct Args {
