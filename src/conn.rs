@@ -16,6 +16,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::time::Instant;
 
 /// Bytes a connection may write in one turn before it yields to the others.
@@ -38,12 +39,29 @@ pub enum Phase {
     Discarding,
 }
 
+/// A file being sent: owned by this response, or shared with the open-file cache.
+pub enum FileRef {
+    Owned(File),
+    Shared(Rc<File>),
+}
+
+impl FileRef {
+    pub fn get(&self) -> &File {
+        match self {
+            FileRef::Owned(f) => f,
+            FileRef::Shared(f) => f,
+        }
+    }
+}
+
 /// What follows the response head.
 pub enum Body {
     None,
+    /// This many body bytes were written after the head in the output region.
+    Inline(usize),
     /// `[pos, end)` of a file, by sendfile.
     File {
-        file: File,
+        file: FileRef,
         pos: u64,
         end: u64,
     },
@@ -54,7 +72,7 @@ pub enum Body {
 /// A multipart/byteranges body: part heads are formatted into the output region between
 /// the file ranges, deterministically, so the Content-Length computed up front holds.
 pub struct Multipart {
-    file: File,
+    file: FileRef,
     ranges: heapless::Vec<(u64, u64), 16>,
     mime: &'static str,
     charset: bool,
@@ -70,7 +88,7 @@ pub struct Multipart {
 
 impl Multipart {
     pub fn new(
-        file: File,
+        file: FileRef,
         ranges: heapless::Vec<(u64, u64), 16>,
         mime: &'static str,
         charset: bool,
@@ -282,7 +300,7 @@ impl Conn {
                 // wait for the kernel's 200 ms timer.
                 let more = !self.head_only
                     && match &self.body {
-                        Body::None => false,
+                        Body::None | Body::Inline(_) => false,
                         Body::File { pos, end, .. } => pos < end,
                         Body::Multipart(mp) => !mp.finished,
                     };
@@ -309,14 +327,14 @@ impl Conn {
                 return Ok(false);
             }
             match &mut self.body {
-                Body::None => return Ok(true),
+                Body::None | Body::Inline(_) => return Ok(true),
                 Body::File { file, pos, end } => {
                     if *pos >= *end {
                         self.body = Body::None;
                         continue;
                     }
                     let count = ((*end - *pos) as usize).min(budget);
-                    match sys::sendfile(fd, file, pos, count) {
+                    match sys::sendfile(fd, file.get(), pos, count) {
                         // The file shrank under us: the promised length cannot be met.
                         Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
                         Ok(n) => {
@@ -334,7 +352,7 @@ impl Conn {
                 Body::Multipart(mp) => {
                     if mp.pos < mp.end {
                         let count = ((mp.end - mp.pos) as usize).min(budget);
-                        match sys::sendfile(fd, &mp.file, &mut mp.pos, count) {
+                        match sys::sendfile(fd, mp.file.get(), &mut mp.pos, count) {
                             Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
                             Ok(n) => {
                                 self.body_sent += n as u64;

@@ -40,6 +40,8 @@ pub struct Ctx<'a> {
     pub stopping: bool,
     /// The supervised programs, for the JSON status page.
     pub watchdog: &'a crate::watchdog::Watchdog,
+    /// The open-file cache.
+    pub files: &'a std::cell::RefCell<crate::file_cache::FileCache>,
 }
 
 /// Extra header an error response carries.
@@ -374,22 +376,28 @@ fn serve_static(
         server_tokens: g.server_tokens,
         keep_alive: conn.keep_alive,
         head_only: conn.head_only,
+        files: Some(ctx.files),
+        mono: ctx.now,
     };
     let mut w = HeadWriter::new(output);
     match static_files::serve(sc, &req, &rctx, &mut w) {
         Ok(body) if !w.overflowed() => {
             let len = w.len();
             let status = status_of(output);
-            conn.body = body;
-            // serve() writes the page itself after a 301 or 416 head.
+            // serve() writes the page itself after a 301 or 416 head, and a cached small
+            // file's bytes after a 200 head.
             let inline = matches!(
                 status,
                 Status::MovedPermanently | Status::RangeNotSatisfiable
             );
-            conn.inline_body = if inline && !conn.head_only {
-                error_page_len(status, g.server_tokens)
-            } else {
-                0
+            conn.inline_body = match body {
+                Body::Inline(n) => n,
+                _ if inline && !conn.head_only => error_page_len(status, g.server_tokens),
+                _ => 0,
+            };
+            conn.body = match body {
+                Body::Inline(_) => Body::None,
+                other => other,
             };
             begin_writing(conn, ctx.head_limit, len, status);
         }

@@ -75,6 +75,7 @@ pub struct Gate {
     watchdog: Watchdog,
     next_sweep: Instant,
     notifier: crate::notify::Notifier,
+    files: std::cell::RefCell<crate::file_cache::FileCache>,
     /// Access-log line scratch (fixed, reused).
     access_buf: Box<[u8; 4096]>,
 }
@@ -150,6 +151,10 @@ impl Gate {
             watchdog,
             next_sweep: now + SWEEP,
             notifier: crate::notify::Notifier::from_env(),
+            files: std::cell::RefCell::new(crate::file_cache::FileCache::new(
+                g.open_file_cache,
+                g.open_file_cache_valid,
+            )),
             access_buf: Box::new([0u8; 4096]),
             cfg,
         };
@@ -371,6 +376,7 @@ impl Gate {
             head_limit: self.head_limit,
             stopping: self.stopping.is_some(),
             watchdog: &self.watchdog,
+            files: &self.files,
         };
         let Some(conn) = self.conns.get_mut(i) else {
             return;
@@ -538,6 +544,7 @@ impl Gate {
                         head_limit: self.head_limit,
                         stopping: true,
                         watchdog: &self.watchdog,
+                        files: &self.files,
                     };
                     conn.head_only = false;
                     conn.head_len = 0;
@@ -574,6 +581,7 @@ impl Gate {
                     head_limit: self.head_limit,
                     stopping: self.stopping.is_some(),
                     watchdog: &self.watchdog,
+                    files: &self.files,
                 };
                 let mut up = UpCtx {
                     proxies: &mut self.proxies,

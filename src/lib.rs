@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod dispatch;
 pub mod event_loop;
+pub mod file_cache;
 pub mod http;
 pub mod logging;
 pub mod mime;

@@ -7,17 +7,20 @@
 //! `disable_symlinks = on`, or allocates (paths are built in fixed stack buffers).
 
 use crate::config::{Expires, StaticBase, StaticConf};
-use crate::conn::{Body, Multipart};
+use crate::conn::{Body, FileRef, Multipart};
+use crate::file_cache::{Cached, FileCache, SMALL};
 use crate::http::date::{format_http_date, parse_http_date};
 use crate::http::range::{if_range_matches, parse_range, RangeSpec};
 use crate::http::response::{start, HeadWriter};
 use crate::http::Status;
 use crate::sys;
+use std::cell::RefCell;
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
+use std::time::Instant;
 
 /// Longest filesystem path we build (PATH_MAX).
 const PATH_MAX: usize = 4096;
@@ -47,6 +50,9 @@ pub struct ReplyCtx<'a> {
     pub keep_alive: bool,
     /// HEAD: heads only, no inline page after them.
     pub head_only: bool,
+    /// The open-file cache and the loop's clock for it.
+    pub files: Option<&'a RefCell<FileCache>>,
+    pub mono: Instant,
 }
 
 /// Maps errno onto the status nginx answers (the one place this mapping lives).
@@ -152,6 +158,81 @@ fn open_mapped(m: &mut Mapping, no_symlinks: bool) -> io::Result<File> {
     sys::open_beneath_nofollow(dir.as_raw_fd(), rel)
 }
 
+/// A file opened for a response, from the open-file cache or the filesystem.
+struct Opened {
+    file: FileRef,
+    is_dir: bool,
+    is_file: bool,
+    size: u64,
+    mtime: i64,
+    /// The whole content of a small regular file, when the cache holds it.
+    small: Option<heapless::Vec<u8, { SMALL }>>,
+}
+
+/// Opens the mapped path through the open-file cache (unless symlinks are refused: those
+/// opens are component walks the cache can't vouch for).
+fn open_path(m: &mut Mapping, sc: &StaticConf, ctx: &ReplyCtx<'_>) -> io::Result<Opened> {
+    let cache = ctx
+        .files
+        .filter(|c| !sc.disable_symlinks && c.borrow().enabled());
+    if let Some(cache) = cache {
+        let mut cache = cache.borrow_mut();
+        match cache.lookup(m.full.cstr(), ctx.mono) {
+            Some(Cached::Missing) => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
+            Some(Cached::File {
+                file,
+                size,
+                mtime,
+                content,
+            }) => {
+                return Ok(Opened {
+                    file: FileRef::Shared(file),
+                    is_dir: false,
+                    is_file: true,
+                    size,
+                    mtime,
+                    small: content.and_then(|c| heapless::Vec::from_slice(c).ok()),
+                })
+            }
+            None => {}
+        }
+    }
+    let file = match open_mapped(m, sc.disable_symlinks) {
+        Ok(f) => f,
+        Err(e) => {
+            if let (Some(cache), Some(libc::ENOENT) | Some(libc::ENOTDIR)) =
+                (cache, e.raw_os_error())
+            {
+                cache.borrow_mut().insert_missing(m.full.cstr(), ctx.mono);
+            }
+            return Err(e);
+        }
+    };
+    let md = file.metadata()?;
+    let (size, mtime) = (md.size(), md.mtime());
+    if let (Some(cache), true) = (cache, md.is_file()) {
+        let shared = cache
+            .borrow_mut()
+            .insert(m.full.cstr(), file, &md, ctx.mono);
+        return Ok(Opened {
+            file: FileRef::Shared(shared),
+            is_dir: false,
+            is_file: true,
+            size,
+            mtime,
+            small: None,
+        });
+    }
+    Ok(Opened {
+        file: FileRef::Owned(file),
+        is_dir: md.is_dir(),
+        is_file: md.is_file(),
+        size,
+        mtime,
+        small: None,
+    })
+}
+
 fn trim_slashes(mut s: &[u8]) -> &[u8] {
     while let [b'/', rest @ ..] = s {
         s = rest;
@@ -180,14 +261,12 @@ pub fn serve(
         for index in &sc.index {
             m.full.truncate(dir_len);
             m.full.push(index.as_bytes())?;
-            match open_mapped(&mut m, sc.disable_symlinks) {
-                Ok(f) => match f.metadata() {
-                    Ok(md) if md.is_file() => {
-                        found = Some(f);
-                        break;
-                    }
-                    _ => continue,
-                },
+            match open_path(&mut m, sc, ctx) {
+                Ok(f) if f.is_file => {
+                    found = Some(f);
+                    break;
+                }
+                Ok(_) => continue,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT)) => continue,
                 Err(e) => return Err(status_for_io_error(&e)),
             }
@@ -206,16 +285,15 @@ pub fn serve(
         };
     }
 
-    let file = open_mapped(&mut m, sc.disable_symlinks).map_err(|e| status_for_io_error(&e))?;
-    let md = file.metadata().map_err(|e| status_for_io_error(&e))?;
-    if md.is_dir() {
+    let opened = open_path(&mut m, sc, ctx).map_err(|e| status_for_io_error(&e))?;
+    if opened.is_dir {
         // 2. A directory named without its slash: 301 to the slashed path, query kept.
         return redirect_to_dir(req, ctx, w);
     }
-    if !md.is_file() {
+    if !opened.is_file {
         return Err(Status::Forbidden);
     }
-    send_file(sc, req, ctx, w, file, &mut m, name_len)
+    send_file(sc, req, ctx, w, opened, &mut m, name_len)
 }
 
 fn redirect_to_dir(
@@ -271,7 +349,7 @@ fn send_file(
     req: &StaticRequest<'_>,
     ctx: &ReplyCtx<'_>,
     w: &mut HeadWriter<'_>,
-    mut file: File,
+    mut opened: Opened,
     m: &mut Mapping,
     name_len: usize,
 ) -> Result<Body, Status> {
@@ -282,17 +360,22 @@ fn send_file(
     if sc.gzip_static && req.accepts_gzip {
         m.full.truncate(name_len);
         if m.full.push(b".gz").is_ok() {
-            if let Ok(gz) = open_mapped(m, sc.disable_symlinks) {
-                if gz.metadata().map(|md| md.is_file()).unwrap_or(false) {
-                    file = gz;
+            match open_path(m, sc, ctx) {
+                Ok(gz) if gz.is_file => {
+                    opened = gz;
                     gzipped = true;
                 }
+                _ => {}
             }
         }
     }
-    let md = file.metadata().map_err(|e| status_for_io_error(&e))?;
-    let size = md.size();
-    let mtime = md.mtime();
+    let Opened {
+        file,
+        size,
+        mtime,
+        small,
+        ..
+    } = opened;
 
     let mut etag_buf = [0u8; 40];
     let etag_len = {
@@ -403,11 +486,18 @@ fn send_file(
             cache_headers(w, sc, ctx);
             connection_header(w, ctx.keep_alive);
             w.put(b"\r\n");
-            Ok(Body::File {
-                file,
-                pos: 0,
-                end: size,
-            })
+            match small {
+                // A cached small file: the body follows the head in one send.
+                Some(bytes) if !ctx.head_only && bytes.len() as u64 == size => {
+                    w.put(&bytes);
+                    Ok(Body::Inline(bytes.len()))
+                }
+                _ => Ok(Body::File {
+                    file,
+                    pos: 0,
+                    end: size,
+                }),
+            }
         }
     }
 }

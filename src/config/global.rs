@@ -35,6 +35,8 @@ const KEYS: &[&str] = &[
     "access_log",
     "access_log_tag",
     "error_log_level",
+    "open_file_cache",
+    "open_file_cache_valid",
 ];
 
 /// Largest `worker_connections`.
@@ -110,6 +112,17 @@ pub(crate) fn build_global(section: &Section, vars: &Vars<'_>) -> Result<Global,
             "access_log" => global.access_log = values::boolean(&value).map_err(bad)?,
             "access_log_tag" => global.access_log_tag = values::tag(&value).map_err(bad)?,
             "error_log_level" => global.error_log_level = values::level(&value).map_err(bad)?,
+            "open_file_cache" => {
+                let n = if values::boolean(&value) == Ok(false) {
+                    0
+                } else {
+                    values::number_in(&value, 0, 1 << 20).map_err(bad)?
+                };
+                global.open_file_cache = usize_of(n);
+            }
+            "open_file_cache_valid" => {
+                global.open_file_cache_valid = values::duration(&value, true).map_err(bad)?;
+            }
             _ => return Err(section.unknown(entry)),
         }
     }

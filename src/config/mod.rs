@@ -92,6 +92,11 @@ pub struct Global {
     pub access_log_tag: String,
     /// Least severe level logged; nginx's names, default info.
     pub error_log_level: log::LevelFilter,
+    /// Entries of the open-file cache (descriptors, metadata, small files' bytes, missing
+    /// paths); 0 or `off` disables it; default 1000.
+    pub open_file_cache: usize,
+    /// How long a cached entry is trusted before one stat(2) revalidates it; default 1s.
+    pub open_file_cache_valid: Duration,
 }
 
 /// Where log lines go (`syslog = ...`).
@@ -475,6 +480,8 @@ impl Default for Global {
             keepalive_timeout: Duration::from_secs(75),
             keepalive_requests: 1000,
             shutdown_timeout: Duration::from_secs(10),
+            open_file_cache: 1000,
+            open_file_cache_valid: Duration::from_secs(1),
             listen_backlog: 511,
             server_tokens: true,
             syslog: SyslogTarget::Unix(PathBuf::from("/dev/log")),

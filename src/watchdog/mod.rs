@@ -174,7 +174,21 @@ impl Watchdog {
                 },
             };
             match self.find_pid(pid) {
-                Some(idx) => self.drive(registry, idx, Event::Exited(status), now),
+                Some(idx) => {
+                    // The leader is gone; with stopasgroup/killasgroup, whatever is left of its
+                    // process group goes too (as systemd's KillMode=control-group), so the
+                    // respawned program does not find the old workers still holding its socket
+                    // (a SIGKILLed uWSGI master leaves workers bound to the port).
+                    let group = self.procs[idx]
+                        .as_ref()
+                        .is_some_and(|p| p.def.config.stopasgroup || p.def.config.killasgroup);
+                    if group {
+                        if let Err(e) = sys::send_signal(pid, libc::SIGKILL, true) {
+                            log::warn!("killing what is left of process group {pid}: {e}");
+                        }
+                    }
+                    self.drive(registry, idx, Event::Exited(status), now)
+                }
                 None => log::debug!("reaped pid {pid} ({status}), not a program"),
             }
         }
