@@ -115,8 +115,11 @@ fn send_signal(cfg: &config::Config, name: &str) -> ExitCode {
 }
 
 fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
-    uwgate::set_stderr_logging(foreground);
-    uwgate::logging::init(&uwgate::log_settings(&cfg, foreground))?;
+    // Under systemd stderr is the journal, which rsyslog already reads: a second copy of
+    // every line would be filed twice.
+    let stderr_copy = foreground && std::env::var_os("JOURNAL_STREAM").is_none();
+    uwgate::set_stderr_logging(stderr_copy);
+    uwgate::logging::init(&uwgate::log_settings(&cfg, stderr_copy))?;
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
@@ -154,6 +157,11 @@ fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
         let (uid, mut gid) = sys::lookup_user(user).map_err(|e| e.to_string())?;
         if let Some(group) = &g.group {
             gid = sys::lookup_group(group).map_err(|e| e.to_string())?;
+        }
+        // The spool directory must stay writable after the drop (nginx chowns its temp
+        // directories the same way).
+        if let Err(e) = std::os::unix::fs::chown(&g.temp_path, Some(uid), Some(gid)) {
+            log::warn!("chown {} to {user}: {e}", g.temp_path.display());
         }
         sys::drop_privileges(uid, gid).map_err(|e| format!("dropping to {user}: {e}"))?;
     }
