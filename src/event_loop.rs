@@ -356,23 +356,27 @@ impl Gate {
     }
 
     fn count_phase(&mut self, phase: Phase, delta: i64) {
-        let counter = match phase {
-            Phase::Idle => &mut self.stats.waiting,
-            Phase::ReadingHead | Phase::Discarding => &mut self.stats.reading,
-            Phase::Writing | Phase::Lingering | Phase::Proxy => &mut self.stats.writing,
-        };
+        let counter = phase_counter(&mut self.stats, phase);
         *counter = (*counter as i64 + delta).max(0) as u64;
     }
 
     /// Runs one connection until it waits, yields, needs a buffer, or closes.
     fn drive(&mut self, i: usize) {
+        // As stub_status sees it, the connection it answers is writing (nginx counts so).
+        let mut stats = self.stats;
+        if let Some(c) = self.conns.get(i) {
+            let counter = phase_counter(&mut stats, c.phase);
+            *counter = counter.saturating_sub(1);
+            stats.writing += 1;
+            stats.requests += 1;
+        }
         let ctx = Ctx {
             cfg: &self.cfg,
             router: &self.router,
             date: &self.date,
             now: self.now,
             unix: self.unix,
-            stats: self.stats,
+            stats,
             head_limit: self.head_limit,
             stopping: self.stopping.is_some(),
             watchdog: &self.watchdog,
@@ -731,6 +735,15 @@ impl Gate {
             self.accept_all(li);
         }
         Ok(())
+    }
+}
+
+/// The stub_status counter a phase counts under (nginx's Reading/Writing/Waiting).
+fn phase_counter(stats: &mut Stats, phase: Phase) -> &mut u64 {
+    match phase {
+        Phase::Idle => &mut stats.waiting,
+        Phase::ReadingHead | Phase::Discarding => &mut stats.reading,
+        Phase::Writing | Phase::Lingering | Phase::Proxy => &mut stats.writing,
     }
 }
 

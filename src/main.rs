@@ -124,9 +124,10 @@ fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
         log::warn!("{w}");
     }
     let g = &cfg.global;
-    // Each slot may hold a client and an upstream socket, plus a file or a spool; the
-    // open-file cache holds up to one descriptor per entry.
-    let need = (g.worker_connections as u64) * 3 + g.open_file_cache as u64 + 64;
+    // A descriptor per slot; an upstream socket, a file or a spool only beside a pool buffer
+    // (two per buffer at most); one per open-file cache entry; a few for the loop itself.
+    let need =
+        g.worker_connections as u64 + 2 * g.buffer_pool as u64 + g.open_file_cache as u64 + 64;
     sys::raise_nofile(need).map_err(|e| {
         format!(
             "worker_connections = {} needs {need} descriptors: {e}",

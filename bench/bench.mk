@@ -1,0 +1,31 @@
+# `make bench` (issue 5): uwgate against nginx and supervisord, side by side, on 127.0.0.1.
+# Included by the top-level Makefile, which defines BIN, VENV, OUT, PYTHON and `build`.
+# Installs what it needs (quick when present), then runs bench/bench.py, which prints the
+# table and writes it to bench/RESULTS.md. BENCH_ARGS passes options (e.g. --rounds 5).
+
+BENCH_VENV  := $(OUT)/bench-venv
+BENCH_SUPERVISOR := supervisor==4.3.0
+BENCH_ARGS ?=
+
+.PHONY: bench bench-deps
+
+# Debian's nginx (nginx-light where it exists), wrk and strace; supervisord in a venv of its own.
+bench-deps:
+	@missing=""; for t in nginx wrk strace; do \
+	    command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "bench: installing$$missing"; \
+	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	    $$sudo apt-get update -qq && \
+	    { DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq nginx-light wrk strace || \
+	      DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq nginx wrk strace; }; \
+	fi
+	@test -x $(BENCH_VENV)/bin/supervisord || { \
+	    $(PYTHON) -m venv $(BENCH_VENV) && \
+	    $(BENCH_VENV)/bin/pip install -q --disable-pip-version-check '$(BENCH_SUPERVISOR)'; }
+
+bench: build venv bench-deps
+	$(PYTHON) bench/bench.py --bin $(CURDIR)/$(BIN) --venv $(CURDIR)/$(VENV) \
+	    --supervisord $(CURDIR)/$(BENCH_VENV)/bin/supervisord \
+	    --nginx $$(command -v nginx || echo /usr/sbin/nginx) \
+	    --results bench/RESULTS.md $(BENCH_ARGS)

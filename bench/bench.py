@@ -1,0 +1,1167 @@
+#!/usr/bin/env python3
+"""`make bench`: uwgate against nginx (and its watchdog against supervisord), side by side.
+
+Everything runs on 127.0.0.1, every load is bounded in time (wrk -d) or in count, and every
+server this script starts is stopped by its pid when it ends, also on failure or Ctrl-C.
+
+Scenarios (issue 5), each alternated uwgate / nginx over --rounds rounds; the table shows the
+median of each figure per side and the ratio uwgate/nginx:
+  1. 1 KiB static, keep-alive, 50 connections: req/s and p99 latency
+  2. 100 KiB static, 20 connections: req/s
+  3. 10 MiB static, 4 connections: MiB/s
+  4. a Django view through uWSGI (the same pyuwsgi backend for both), 20 connections: req/s, p99
+  5. N idle keep-alive connections after one request each: server RSS, is a fresh client served
+  6. crash-to-respawn latency of a supervised program, uwgate vs supervisord (median of 20)
+  7. stripped static binary size; cold start to the first served byte
+  8. system calls per request of scenario 1 (strace -c), one connection and 50 connections
+
+Python 3 standard library only. Usage: see `--help`; `make bench` passes the paths.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+DJANGO_DIR = os.path.join(REPO, "tests", "django_app")
+
+SIZES = {"1k.bin": 1024, "100k.bin": 100 * 1024, "10m.bin": 10 * 1024 * 1024}
+
+# ---------------------------------------------------------------------------------------------
+# Process bookkeeping: every process we start is recorded and stopped by pid at the end.
+# ---------------------------------------------------------------------------------------------
+
+PROCS = []  # (label, Popen), in start order
+EXTRA_PIDS = []  # (pid, comm) of supervised children we saw, killed if still there at the end
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def spawn(label, argv, **kw):
+    """Starts argv in a session of its own (so its pid is also its process group id)."""
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    p = subprocess.Popen(argv, start_new_session=True, **kw)
+    PROCS.append((label, p))
+    return p
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def stop(p, sig=signal.SIGTERM, grace=5.0):
+    """Stops one of our processes: `sig`, a bounded wait, then SIGKILL to its process group."""
+    if p.poll() is not None:
+        return
+    try:
+        os.kill(p.pid, sig)
+    except ProcessLookupError:
+        return
+    try:
+        p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    # Its process group is ours (start_new_session): workers and children go with it.
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        log(f"warning: pid {p.pid} did not exit after SIGKILL")
+
+
+def forget(p):
+    for i, (_, q) in enumerate(PROCS):
+        if q is p:
+            del PROCS[i]
+            return
+
+
+def comm_of(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def cleanup():
+    for label, p in reversed(PROCS):
+        if p.poll() is None:
+            log(f"stopping {label} (pid {p.pid})")
+            stop(p, signal.SIGINT if label.startswith("strace") else signal.SIGTERM)
+    PROCS.clear()
+    for pid, comm in EXTRA_PIDS:
+        if comm_of(pid) == comm and alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def on_signal(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children_of(pid):
+    """Pids whose parent is `pid` (scans /proc: CONFIG_PROC_CHILDREN is not everywhere)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                rest = f.read().rsplit(") ", 1)[1].split()
+            if int(rest[1]) == pid and rest[0] != "Z":
+                out.append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def ppid_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_ns(pids):
+    """On-CPU time of every thread of `pids` so far, in ns (/proc/PID/task/TID/schedstat)."""
+    total = 0
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def http_get(port, path, timeout=5.0, host="127.0.0.1"):
+    """One GET on a fresh connection: (status, body length) or raises."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, len(body)
+
+
+def wait_http_200(port, path, timeout, proc=None):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} while waiting for {path}")
+        try:
+            st, _ = http_get(port, path, timeout=2.0)
+            if st == 200:
+                return
+            last = f"status {st}"
+        except (OSError, ValueError, IndexError) as e:
+            last = str(e)
+        time.sleep(0.05)
+    raise RuntimeError(f"no 200 for {path} on port {port} within {timeout}s ({last})")
+
+
+class KeepAliveClient:
+    """Sequential keep-alive GETs on one connection (Content-Length framed responses)."""
+
+    def __init__(self, port, timeout=10.0):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def get(self, path):
+        self.s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed while reading a head")
+            self.buf += chunk
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        n = int(m.group(1)) if m else 0
+        while len(rest) < n:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed while reading a body")
+            rest += chunk
+        self.buf = rest[n:]
+        return int(head.split(b" ", 2)[1])
+
+    def close(self):
+        self.s.close()
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# ---------------------------------------------------------------------------------------------
+# wrk
+# ---------------------------------------------------------------------------------------------
+
+UNIT_TIME = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+UNIT_BYTES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def wrk(url, conns, duration):
+    """Runs wrk with one thread; returns req/s, bytes/s, p99 (ms), requests, errors."""
+    argv = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "--timeout", "5s", url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60)
+    txt = out.stdout + out.stderr
+    r = {"rps": None, "bps": None, "p99": None, "requests": 0, "errors": 0, "raw": txt}
+    m = re.search(r"Requests/sec:\s*([\d.]+)", txt)
+    if m:
+        r["rps"] = float(m.group(1))
+    m = re.search(r"Transfer/sec:\s*([\d.]+)([KMGT]?B)", txt)
+    if m:
+        r["bps"] = float(m.group(1)) * UNIT_BYTES[m.group(2)]
+    m = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s|m)\s*$", txt, re.M)
+    if m:
+        r["p99"] = float(m.group(1)) * UNIT_TIME[m.group(2)]
+    m = re.search(r"(\d+) requests in", txt)
+    if m:
+        r["requests"] = int(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", txt)
+    if m:
+        r["errors"] += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", txt)
+    if m:
+        r["errors"] += sum(int(x) for x in m.groups())
+    if out.returncode != 0 or r["rps"] is None:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {' '.join(argv)}\n{txt}")
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# The servers
+# ---------------------------------------------------------------------------------------------
+
+
+class Env:
+    """Paths and knobs shared by every server of the run."""
+
+    def __init__(self, args, work):
+        self.args = args
+        self.work = work
+        self.static = os.path.join(work, "static")
+        self.uwsgi_port = None
+        self.worker_connections = 10100
+        self.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def make_static(static):
+    os.makedirs(static, exist_ok=True)
+    for name, size in SIZES.items():
+        with open(os.path.join(static, name), "wb") as f:
+            # Incompressible, deterministic content.
+            seed = size
+            block = bytes(((i * 7 + seed) ^ (i >> 8)) & 0xFF for i in range(65536))
+            left = size
+            while left > 0:
+                f.write(block[: min(left, len(block))])
+                left -= len(block)
+
+
+def uwgate_ini(env, port, tag, programs=""):
+    d = os.path.join(env.work, f"uwgate-{tag}")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    path = os.path.join(d, "uwgate.ini")
+    upstream = ""
+    if env.uwsgi_port:
+        upstream = f"\n[location:/]\nuwsgi_pass = 127.0.0.1:{env.uwsgi_port}\n"
+    with open(path, "w") as f:
+        f.write(
+            f"""; uwgate side of `make bench` (generated)
+[uwgate]
+pidfile = {d}/uwgate.pid
+worker_connections = {env.worker_connections}
+temp_path = {d}/tmp
+syslog = stderr
+access_log = off
+error_log_level = warn
+keepalive_timeout = 75s
+keepalive_requests = 100000
+
+[server]
+listen = 127.0.0.1:{port}
+
+[location:/static/]
+alias = {env.static}/
+{upstream}{programs}"""
+        )
+    return path, d
+
+
+def nginx_conf(env, port, tag):
+    d = os.path.join(env.work, f"nginx-{tag}")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    path = os.path.join(d, "nginx.conf")
+    upstream = ""
+    if env.uwsgi_port:
+        upstream = f"""
+        location / {{
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass 127.0.0.1:{env.uwsgi_port};
+        }}"""
+    with open(path, "w") as f:
+        f.write(
+            f"""# nginx side of `make bench` (generated)
+user root root;
+worker_processes 1;
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+worker_rlimit_nofile {env.nofile};
+events {{
+    worker_connections {env.nginx_connections};
+    use epoll;
+}}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    keepalive_requests 100000;
+    client_body_temp_path {d}/tmp/body;
+    proxy_temp_path {d}/tmp/proxy;
+    fastcgi_temp_path {d}/tmp/fastcgi;
+    uwsgi_temp_path {d}/tmp/uwsgi;
+    scgi_temp_path {d}/tmp/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        server_name localhost;
+        location /static/ {{
+            alias {env.static}/;
+        }}{upstream}
+    }}
+}}
+"""
+        )
+    return path, d
+
+
+class Server:
+    """A running uwgate or nginx on its own port."""
+
+    def __init__(self, env, side, tag, check=True, programs=""):
+        self.side = side
+        self.port = free_port()
+        if side == "uwgate":
+            path, d = uwgate_ini(env, self.port, tag, programs)
+            argv = [env.args.bin, "-f", "-c", path]
+        else:
+            path, d = nginx_conf(env, self.port, tag)
+            argv = [env.args.nginx, "-p", d + "/", "-e", d + "/error.log", "-c", path]
+        self.dir = d
+        self.errlog = open(os.path.join(d, "stderr.log"), "wb")
+        self.t_spawn = time.perf_counter()
+        self.proc = spawn(f"{side}-{tag}", argv, stdout=self.errlog, stderr=subprocess.STDOUT)
+        if check:
+            try:
+                wait_http_200(self.port, "/static/1k.bin", 20, self.proc)
+            except RuntimeError as e:
+                raise RuntimeError(f"{side} did not start: {e}\n{self.stderr()}") from None
+
+    def stderr(self):
+        try:
+            with open(os.path.join(self.dir, "stderr.log"), errors="replace") as f:
+                text = f.read()
+            p = os.path.join(self.dir, "error.log")
+            if os.path.exists(p):
+                with open(p, errors="replace") as f:
+                    text += f.read()
+            return text[-4000:]
+        except OSError:
+            return ""
+
+    def pids(self):
+        """The server's processes: uwgate itself; nginx's master and its workers."""
+        return [self.proc.pid] + children_of(self.proc.pid)
+
+    def worker_pid(self):
+        if self.side == "uwgate":
+            return self.proc.pid
+        kids = children_of(self.proc.pid)
+        if len(kids) != 1:
+            raise RuntimeError(f"nginx has {len(kids)} workers, expected 1")
+        return kids[0]
+
+    def rss_kib(self):
+        return sum(rss_kib(p) for p in self.pids())
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self):
+        stop(self.proc, signal.SIGTERM if self.side == "uwgate" else signal.SIGQUIT)
+        forget(self.proc)
+        self.errlog.close()
+
+
+def start_uwsgi(env):
+    """One pyuwsgi with the Django test app on a migrated private sqlite db (tests' recipe)."""
+    venv = env.args.venv
+    db = os.path.join(env.work, "db.sqlite3")
+    pyenv = dict(os.environ)
+    pyenv.update(
+        DJANGO_SETTINGS_MODULE="djangoblog.settings",
+        UWGATE_TEST_DB=db,
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONUNBUFFERED="1",
+    )
+    pyenv.pop("PYTHONPATH", None)
+    pyenv.pop("PYTHONHOME", None)
+    log("migrating the Django test database")
+    r = subprocess.run(
+        [os.path.join(venv, "bin", "python"), "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=DJANGO_DIR,
+        env=pyenv,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"manage.py migrate failed:\n{r.stdout}{r.stderr}")
+    env.uwsgi_port = free_port()
+    ulog = open(os.path.join(env.work, "uwsgi.log"), "wb")
+    argv = [
+        os.path.join(venv, "bin", "uwsgi"),
+        "--socket", f"127.0.0.1:{env.uwsgi_port}",
+        "--chdir", DJANGO_DIR,
+        "--module", "djangoblog.wsgi:application",
+        "--master",
+        "--processes", str(env.args.uwsgi_processes),
+        "--need-app", "--no-orphans", "--die-on-term", "--vacuum",
+        "--buffer-size", "65535",
+        "--disable-logging",
+    ]  # fmt: skip
+    p = spawn("uwsgi", argv, cwd=env.work, env=pyenv, stdout=ulog, stderr=subprocess.STDOUT)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------------------------
+
+SIDES = ("uwgate", "nginx")
+
+
+def load_scenarios(env, servers, results, rounds, duration):
+    """Scenarios 1–4: wrk against the long-running servers, A B A B per round."""
+    specs = [
+        ("s1", "/static/1k.bin", 50),
+        ("s2", "/static/100k.bin", 20),
+        ("s3", "/static/10m.bin", 4),
+        ("s4", "/", 20),
+    ]
+    specs = [s for s in specs if s[0][1:] in env.args.only]
+    for name, path, conns in specs:  # warm-up: page cache, Django, nginx worker
+        for side in SIDES:
+            wrk(servers[side].url(path), conns, 1)
+    for rnd in range(rounds):
+        for name, path, conns in specs:
+            for side in SIDES:
+                pids = servers[side].pids()
+                c0 = cpu_ns(pids)
+                r = wrk(servers[side].url(path), conns, duration)
+                r["cpu_us"] = (cpu_ns(pids) - c0) / 1e3 / max(1, r["requests"])
+                results.setdefault(name, {}).setdefault(side, []).append(r)
+                extra = f" ERRORS {r['errors']}" if r["errors"] else ""
+                log(
+                    f"round {rnd + 1} {name} {side:6s} {r['rps']:10.0f} req/s "
+                    f"{r['bps'] / 2**20:9.1f} MiB/s p99 {r['p99']:.2f} ms, server CPU "
+                    f"{r['cpu_us']:.1f} us/req{extra}"
+                )
+
+
+def open_idle(port, n):
+    """n keep-alive connections, one GET each, left open. Returns (sockets, failures)."""
+    req = b"GET /static/1k.bin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    socks, failed = [], 0
+    for _ in range(n):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(req)
+            data = b""
+            while True:
+                chunk = s.recv(8192)
+                if not chunk:
+                    raise ConnectionError("closed")
+                data += chunk
+                head, sep, body = data.partition(b"\r\n\r\n")
+                if sep and len(body) >= SIZES["1k.bin"]:
+                    break
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise ConnectionError(head[:40])
+            socks.append(s)
+        except OSError:
+            failed += 1
+    return socks, failed
+
+
+def still_open(socks):
+    """How many of `socks` the server has not closed (no EOF/RST pending)."""
+    ep = select.epoll()
+    for s in socks:
+        ep.register(s.fileno(), select.EPOLLIN | select.EPOLLRDHUP)
+    closed = len(ep.poll(0, maxevents=len(socks) + 1))
+    ep.close()
+    return len(socks) - closed
+
+
+def idle_scenario(env, results, rounds):
+    """Scenario 5: fresh servers, N idle keep-alive connections, RSS and a fresh client."""
+    n = env.idle_n
+    for rnd in range(rounds):
+        for side in SIDES:
+            srv = Server(env, side, f"idle{rnd}")
+            time.sleep(0.3)
+            base = srv.rss_kib()
+            t0 = time.monotonic()
+            socks, failed = open_idle(srv.port, n)
+            t_open = time.monotonic() - t0
+            time.sleep(1.0)
+            rss = srv.rss_kib()
+            try:
+                st, _ = http_get(srv.port, "/static/1k.bin", timeout=5)
+                fresh = st == 200
+            except OSError:
+                fresh = False
+            kept = still_open(socks)
+            for s in socks:
+                s.close()
+            srv.stop()
+            r = {"rss": rss, "base": base, "fresh": fresh, "kept": kept, "failed": failed}
+            results.setdefault("s5", {}).setdefault(side, []).append(r)
+            log(
+                f"round {rnd + 1} s5 {side:6s} RSS {base / 1024:.1f} -> {rss / 1024:.1f} MiB with "
+                f"{len(socks)} idle ({failed} failed, {kept} still open after, opened in "
+                f"{t_open:.1f}s); fresh client served: {fresh}"
+            )
+
+
+def find_new_child(sup_pid, old_pid, last_seen):
+    """A child of sup_pid other than old_pid among pids created since `last_seen` (/proc/loadavg
+    names the newest pid of this namespace), else None. Returns (pid or None, newest)."""
+    with open("/proc/loadavg") as f:
+        newest = int(f.read().split()[4])
+    if newest == last_seen:
+        return None, newest
+    if newest < last_seen:  # the pid counter wrapped: look at the supervisor's children
+        kids = [k for k in children_of(sup_pid) if k != old_pid]
+        return (kids[0] if kids else None), newest
+    for pid in range(last_seen + 1, newest + 1):
+        if pid != old_pid and ppid_of(pid) == sup_pid:
+            return pid, newest
+    return None, newest
+
+
+def sole_child(sup_pid, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = [k for k in children_of(sup_pid) if comm_of(k) == "sleep"]
+        if len(kids) == 1:
+            return kids[0]
+        time.sleep(0.02)
+    raise RuntimeError(f"no single supervised child of pid {sup_pid} within {timeout}s")
+
+
+def respawn_scenario(env, results, samples):
+    """Scenario 6: SIGKILL the supervised child; time until a new child pid exists."""
+    program = """
+[program:victim]
+command = /bin/sleep 1000000
+autostart = true
+autorestart = true
+startsecs = 1
+startretries = 100
+"""
+    gate = Server(env, "uwgate", "respawn", programs=program)
+    d = os.path.join(env.work, "supervisord")
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, "supervisord.conf")
+    with open(conf, "w") as f:
+        f.write(
+            f"""; supervisord side of `make bench` (generated)
+[supervisord]
+nodaemon = true
+logfile = {d}/supervisord.log
+pidfile = {d}/supervisord.pid
+childlogdir = {d}
+loglevel = warn
+{program}stdout_logfile = NONE
+stderr_logfile = NONE
+"""
+        )
+    slog = open(os.path.join(d, "stderr.log"), "wb")
+    sup = spawn(
+        "supervisord", [env.args.supervisord, "-n", "-c", conf], stdout=slog, stderr=subprocess.STDOUT
+    )
+    sups = {"uwgate": gate.proc.pid, "supervisord": sup.pid}
+    child, born = {}, {}
+    for side, pid in sups.items():
+        child[side] = sole_child(pid)
+        born[side] = time.monotonic()
+        EXTRA_PIDS.append((child[side], "sleep"))
+    with open("/proc/loadavg") as f:
+        last = int(f.read().split()[4])
+    for i in range(samples):
+        for side, sup_pid in sups.items():
+            # RUNNING (startsecs) and past uwgate's one-spawn-per-second throttle.
+            wait = 1.3 - (time.monotonic() - born[side])
+            if wait > 0:
+                time.sleep(wait)
+            with open("/proc/loadavg") as f:
+                last = int(f.read().split()[4])
+            old = child[side]
+            t0 = time.perf_counter()
+            os.kill(old, signal.SIGKILL)
+            deadline = t0 + 15
+            new = None
+            while time.perf_counter() < deadline:
+                new, last = find_new_child(sup_pid, old, last)
+                if new:
+                    break
+                # A short sleep, not a busy loop: on a 2-core machine a spinning poller would
+                # take the core the supervisor needs.
+                time.sleep(0.0002)
+            t1 = time.perf_counter()
+            if not new:
+                raise RuntimeError(f"{side}: no respawn within 15 s")
+            child[side], born[side] = new, time.monotonic()
+            EXTRA_PIDS.append((new, "sleep"))
+            results.setdefault("s6", {}).setdefault(side, []).append((t1 - t0) * 1e3)
+        log(
+            f"s6 kill {i + 1:2d}: uwgate {results['s6']['uwgate'][-1]:8.2f} ms, "
+            f"supervisord {results['s6']['supervisord'][-1]:8.2f} ms"
+        )
+    stop(sup)
+    forget(sup)
+    slog.close()
+    gate.stop()
+
+
+def binary_scenario(env, results, samples):
+    """Scenario 7: stripped size; cold start to the first 200 (median of `samples`)."""
+    tmp = os.path.join(env.work, "uwgate.stripped")
+    shutil.copyfile(env.args.bin, tmp)
+    stripped = True
+    if shutil.which("strip"):
+        subprocess.run(["strip", tmp], check=False)
+    else:
+        stripped = False
+    ftype = subprocess.run(["file", "-b", env.args.bin], capture_output=True, text=True).stdout
+    results["s7"] = {
+        "size": os.path.getsize(tmp),
+        "size_as_built": os.path.getsize(env.args.bin),
+        "stripped": stripped,
+        "file": ftype.strip(),
+        "nginx_size": os.path.getsize(env.args.nginx),
+        "start": {s: [] for s in SIDES},
+    }
+    for i in range(samples):
+        for side in SIDES:
+            srv = Server(env, side, f"cold{i}", check=False)
+            deadline = srv.t_spawn + 20
+            t = None
+            while time.perf_counter() < deadline:
+                try:
+                    st, _ = http_get(srv.port, "/static/1k.bin", timeout=2)
+                    if st == 200:
+                        t = time.perf_counter() - srv.t_spawn
+                        break
+                except OSError:
+                    pass
+                if srv.proc.poll() is not None:
+                    break
+            srv.stop()
+            if t is None:
+                raise RuntimeError(f"{side}: no 200 after a cold start\n{srv.stderr()}")
+            results["s7"]["start"][side].append(t * 1e3)
+    log(
+        "s7 cold start medians: "
+        + ", ".join(f"{s} {median(v):.1f} ms" for s, v in results["s7"]["start"].items())
+    )
+
+
+def parse_strace_c(path):
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            # % time  seconds  usecs/call  calls  [errors]  syscall
+            if len(parts) >= 5 and re.match(r"^[\d.]+$", parts[0]) and parts[-1] != "total":
+                try:
+                    n = int(parts[3])
+                except ValueError:
+                    continue
+                calls[parts[-1]] = calls.get(parts[-1], 0) + n
+    return calls
+
+
+class Strace:
+    def __init__(self, pid, out):
+        self.out = out
+        self.proc = spawn(
+            "strace", ["strace", "-q", "-c", "-f", "-p", str(pid), "-o", out],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # attached when the tracee names a tracer
+            with open(f"/proc/{pid}/status") as f:
+                if re.search(r"^TracerPid:\s*[1-9]", f.read(), re.M):
+                    break
+            time.sleep(0.01)
+        else:
+            raise RuntimeError("strace did not attach")
+        time.sleep(0.2)
+
+    def finish(self):
+        stop(self.proc, signal.SIGINT, grace=30)
+        forget(self.proc)
+        return parse_strace_c(self.out)
+
+
+def syscall_scenario(env, servers, results, rounds, requests, duration):
+    """Scenario 8: strace -c over `requests` sequential keep-alive GETs of the 1 KiB file on one
+    connection, then over wrk -c50 for `duration` s (per request wrk counted), then over
+    requests / 10 GETs of the Django view (the proxy path)."""
+    for rnd in range(rounds):
+        for side in SIDES:
+            srv = servers[side]
+            pid = srv.worker_pid()
+            line = []
+            for key, path, n in (("s8", "/static/1k.bin", requests), ("s8c", "/", requests // 10)):
+                c = KeepAliveClient(srv.port)
+                c.get(path)  # connected and warm before tracing starts
+                st = Strace(pid, os.path.join(env.work, f"strace-{key}-{side}-{rnd}.txt"))
+                for _ in range(n):
+                    if c.get(path) != 200:
+                        raise RuntimeError(f"{side}: non-200 for {path} under strace")
+                calls = st.finish()
+                c.close()
+                results.setdefault(key, {}).setdefault(side, []).append((calls, n))
+                line.append(f"{sum(calls.values()) / n:.2f} ({path}, 1 conn)")
+            st = Strace(pid, os.path.join(env.work, f"strace-s8b-{side}-{rnd}.txt"))
+            w = wrk(srv.url("/static/1k.bin"), 50, duration)
+            calls = st.finish()
+            results.setdefault("s8b", {}).setdefault(side, []).append((calls, w["requests"]))
+            line.append(f"{sum(calls.values()) / max(1, w['requests']):.2f} (1 KiB, wrk -c50)")
+            log(f"round {rnd + 1} s8 {side:6s} syscalls/req: " + ", ".join(line))
+
+
+# ---------------------------------------------------------------------------------------------
+# The table
+# ---------------------------------------------------------------------------------------------
+
+
+def fmt(x, nd=1):
+    if x is None:
+        return "—"
+    if isinstance(x, str):
+        return x
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{nd}f}"
+
+
+def verdict(ratio, bar, higher_is_better):
+    if ratio is None or bar is None:
+        return ""
+    ok = ratio >= bar if higher_is_better else ratio <= bar
+    return "pass" if ok else "**FAIL**"
+
+
+def build_rows(env, res):
+    rows = []  # scenario, figure, uwgate, other, ratio, bar text, verdict
+
+    def ratio_row(scen, figure, key, bar, higher, nd=1, other="nginx", scale=1.0):
+        if scen not in res:
+            return
+        u = median([r[key] for r in res[scen]["uwgate"]])
+        n = median([r[key] for r in res[scen][other]])
+        u = u * scale if u is not None else None
+        n = n * scale if n is not None else None
+        ratio = u / n if u is not None and n else None
+        bar_txt = "" if bar is None else (f"≥ {bar:.2f}×" if higher else f"≤ {bar:.2f}×")
+        rows.append([figure[0], figure[1], fmt(u, nd), fmt(n, nd), fmt(ratio, 2) + "×" if ratio else "—",
+                     bar_txt, verdict(ratio, bar, higher)])  # fmt: skip
+
+    ratio_row("s1", ("1. 1 KiB static, 50 conns", "req/s"), "rps", 1.3, True, 0)
+    ratio_row("s1", ("", "p99 latency, ms"), "p99", 1.0, False, 2)
+    ratio_row("s1", ("", "server CPU, µs/request"), "cpu_us", None, False, 1)
+    ratio_row("s2", ("2. 100 KiB static, 20 conns", "req/s"), "rps", 1.0, True, 0)
+    ratio_row("s2", ("", "server CPU, µs/request"), "cpu_us", None, False, 1)
+    ratio_row("s3", ("3. 10 MiB static, 4 conns", "MiB/s"), "bps", 1.0, True, 0, scale=1 / 2**20)
+    ratio_row("s3", ("", "server CPU, µs/request"), "cpu_us", None, False, 0)
+    ratio_row("s4", ("4. Django `/` via uWSGI, 20 conns", "req/s"), "rps", 1.0, True, 0)
+    ratio_row("s4", ("", "p99 latency, ms"), "p99", 1.0, False, 2)
+    ratio_row("s4", ("", "server CPU, µs/request"), "cpu_us", None, False, 1)
+    if "s5" in res:
+        n = env.idle_n
+        ratio_row("s5", (f"5. {n:,} idle keep-alive conns", "server RSS, MiB"), "rss", 0.5, False, 1,
+                  scale=1 / 1024)  # fmt: skip
+        ratio_row("s5", ("", "RSS before them, MiB"), "base", None, False, 1, scale=1 / 1024)
+        per = {s: median([(r["rss"] - r["base"]) * 1024 / n for r in res["s5"][s]]) for s in SIDES}
+        rows.append(["", "RSS per idle conn, bytes", fmt(per["uwgate"], 0), fmt(per["nginx"], 0),
+                     fmt(per["uwgate"] / per["nginx"], 2) + "×" if per["nginx"] else "—", "", ""])  # fmt: skip
+        fresh = {s: all(r["fresh"] for r in res["s5"][s]) for s in SIDES}
+        kept = {s: min(r["kept"] for r in res["s5"][s]) for s in SIDES}
+        rows.append(["", "fresh client served (every round)", "yes" if fresh["uwgate"] else "NO",
+                     "yes" if fresh["nginx"] else "NO", "", "yes",
+                     "pass" if fresh["uwgate"] else "**FAIL**"])  # fmt: skip
+        rows.append(["", "idle conns still open (min)", f"{kept['uwgate']:,}", f"{kept['nginx']:,}",
+                     "", "", ""])  # fmt: skip
+    if "s6" in res:
+        u = median(res["s6"]["uwgate"])
+        s = median(res["s6"]["supervisord"])
+        rows.append(["6. crash → respawn (vs **supervisord**)", f"median of {len(res['s6']['uwgate'])}, ms",
+                     fmt(u, 2), fmt(s, 1), fmt(u / s, 3) + "×", "≤ 5 ms",
+                     "pass" if u <= 5 else "**FAIL**"])  # fmt: skip
+        rows.append(["", "max, ms", fmt(max(res["s6"]["uwgate"]), 2),
+                     fmt(max(res["s6"]["supervisord"]), 1), "", "", ""])  # fmt: skip
+    if "s7" in res:
+        r = res["s7"]
+        mib = r["size"] / 2**20
+        rows.append(["7. stripped static binary", "size, MiB", f"{mib:.3f}",
+                     f"{r['nginx_size'] / 2**20:.3f} (dyn.)", "", "≤ 1 MiB",
+                     "pass" if r["size"] <= 2**20 else "**FAIL**"])  # fmt: skip
+        u = median(r["start"]["uwgate"])
+        n = median(r["start"]["nginx"])
+        rows.append(["", f"cold start → first 200, ms (median of {len(r['start']['uwgate'])})",
+                     fmt(u, 1), fmt(n, 1), fmt(u / n, 2) + "×", "", ""])  # fmt: skip
+    for key, label, fig in (
+        ("s8", "8. syscalls/request", "1 KiB, 1 keep-alive conn"),
+        ("s8b", "", "1 KiB, wrk -c50"),
+        ("s8c", "", "Django `/`, 1 keep-alive conn"),
+    ):
+        if key not in res:
+            continue
+        per = {s: median([sum(c.values()) / max(1, n) for c, n in res[key][s]]) for s in SIDES}
+        rows.append([label, fig, fmt(per["uwgate"], 2), fmt(per["nginx"], 2),
+                     fmt(per["uwgate"] / per["nginx"], 2) + "×", "", ""])  # fmt: skip
+    return rows
+
+
+def syscall_breakdown(res, key):
+    out = []
+    if key not in res:
+        return out
+    for side in SIDES:
+        calls, n = res[key][side][-1]
+        top = sorted(calls.items(), key=lambda kv: -kv[1])
+        parts = [f"{name} {c / n:.2f}" for name, c in top if c / n >= 0.005]
+        out.append(f"- {side}: " + ", ".join(parts))
+    return out
+
+
+def render(env, res, meta):
+    rows = build_rows(env, res)
+    head = ["scenario", "figure", "uwgate", "nginx", "uwgate/nginx", "bar", "verdict"]
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
+
+    def line(r):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+
+    table = [line(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    table += [line(r) for r in rows]
+    md = [
+        "# `make bench` — uwgate vs nginx (+ supervisord)",
+        "",
+        "Written by `bench/bench.py` (run `make bench`); the latest run is committed.",
+        "",
+        f"- date: {meta['date']}",
+        f"- CPU: {meta['cpu']}, {meta['cores']} cores (the load generator shares them)",
+        f"- kernel: {meta['kernel']}",
+        f"- uwgate: {meta['uwgate']} ({meta['bin']}); nginx: {meta['nginx']}; wrk: {meta['wrk']}; "
+        f"supervisord: {meta['supervisord']}; uWSGI backend: pyuwsgi, {env.args.uwsgi_processes} "
+        f"workers, Django test app",
+        f"- rounds: {env.args.rounds} for scenarios 1–4 (A B A B, wrk -t1 -d{env.args.duration}s), "
+        f"{env.args.slow_rounds} for 5 and 8; figures are medians over the rounds; ratio = uwgate / "
+        f"nginx (scenario 6: / supervisord). Server CPU = on-CPU time of the server's processes "
+        f"(/proc/PID/task/*/schedstat) over the run ÷ requests: the figure least disturbed by a "
+        f"load generator and other work sharing the cores",
+        f"- worker_connections: uwgate {env.worker_connections}, nginx {env.nginx_connections} (nginx "
+        f"starts closing idle keep-alive connections when fewer than 1/16 of its slots are free); "
+        f"RLIMIT_NOFILE hard {env.nofile}",
+        "",
+    ]
+    md += table
+    md += [""]
+    md += meta["notes"]
+    if "s8" in res:
+        md += ["", "System calls per request (1 KiB, one keep-alive connection, last round):"]
+        md += syscall_breakdown(res, "s8")
+        md += ["", "Under wrk -c50 (per request wrk counted, last round):"]
+        md += syscall_breakdown(res, "s8b")
+        md += ["", "Django `/` through uWSGI, one keep-alive connection (last round):"]
+        md += syscall_breakdown(res, "s8c")
+    md += ["", "Per-round values:", "", "```"]
+    for key in ("s1", "s2", "s3", "s4"):
+        if key in res:
+            for side in SIDES:
+                vals = res[key][side]
+                md.append(
+                    f"{key} {side:6s} req/s " + " ".join(f"{r['rps']:.0f}" for r in vals)
+                    + "  MiB/s " + " ".join(f"{r['bps'] / 2**20:.1f}" for r in vals)
+                    + "  p99 ms " + " ".join(f"{r['p99']:.2f}" for r in vals)
+                    + "  CPU us/req " + " ".join(f"{r['cpu_us']:.1f}" for r in vals)
+                    + "  errors " + " ".join(str(r["errors"]) for r in vals)
+                )  # fmt: skip
+    if "s5" in res:
+        for side in SIDES:
+            md.append(f"s5 {side:6s} RSS KiB " + " ".join(f"{r['base']}->{r['rss']}" for r in res["s5"][side]))
+    if "s6" in res:
+        for side, vals in res["s6"].items():
+            md.append(f"s6 {side:11s} ms " + " ".join(f"{v:.2f}" for v in vals))
+    if "s7" in res:
+        for side, vals in res["s7"]["start"].items():
+            md.append(f"s7 {side:6s} cold start ms " + " ".join(f"{v:.1f}" for v in vals))
+    md += ["```", ""]
+    return table, "\n".join(md)
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+
+def version_of(argv, pattern=r"[\d][\w.\-+]*"):
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        m = re.search(pattern, r.stdout + r.stderr)
+        return m.group(0) if m else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, help="the uwgate binary")
+    ap.add_argument("--venv", required=True, help="virtualenv with pyuwsgi and Django")
+    ap.add_argument("--supervisord", required=True, help="the supervisord to compare with")
+    ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
+    ap.add_argument("--results", help="write the table (markdown) here")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of scenarios 1-4 (A B A B)")
+    ap.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
+    ap.add_argument("--slow-rounds", type=int, default=3, help="rounds of scenarios 5 and 8")
+    ap.add_argument("--idle", type=int, default=10000, help="idle connections in scenario 5")
+    ap.add_argument("--respawns", type=int, default=20)
+    ap.add_argument("--cold-starts", type=int, default=9)
+    ap.add_argument("--syscall-requests", type=int, default=10000)
+    ap.add_argument("--uwsgi-processes", type=int, default=2)
+    ap.add_argument("--only", default="12345678", help="scenario digits to run (default all)")
+    args = ap.parse_args()
+    args.bin = os.path.abspath(args.bin)
+    args.venv = os.path.abspath(args.venv)
+    args.supervisord = os.path.abspath(args.supervisord)
+    for tool in ("wrk", "strace"):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} not found (make bench installs it)")
+    for path in (args.bin, args.nginx, args.supervisord, os.path.join(args.venv, "bin", "uwsgi")):
+        if not os.access(path, os.X_OK):
+            sys.exit(f"bench: {path} is missing or not executable")
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    work = tempfile.mkdtemp(prefix="uwgate-bench-")
+    os.chmod(work, 0o755)
+    t_start = time.monotonic()
+    res, notes = {}, []
+    try:
+        env = Env(args, work)
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        # uwgate wants 3 × worker_connections + 64 descriptors (src/main.rs): raise the hard limit
+        # if we may (CAP_SYS_RESOURCE), else size worker_connections to what the hard limit allows.
+        want = 3 * (args.idle + 100) + 64
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, hard), max(want, hard)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        env.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        env.worker_connections = min(args.idle + 100, (env.nofile - 64) // 3)
+        env.idle_n = min(args.idle, env.worker_connections - 50)
+        # nginx closes idle keep-alive connections once fewer than 1/16 of its slots are free
+        # (ngx_drain_connections): give it the headroom to hold all of scenario 5's.
+        env.nginx_connections = env.worker_connections * 9 // 8 + 100
+        if env.idle_n < args.idle:
+            msg = (
+                f"Scenario 5 ran with {env.idle_n:,} idle connections, not {args.idle:,}: the hard "
+                f"RLIMIT_NOFILE here is {env.nofile} and cannot be raised (no CAP_SYS_RESOURCE), and "
+                f"uwgate refuses to start unless it can have 3 × worker_connections + 64 descriptors "
+                f"(src/main.rs), so worker_connections is {env.worker_connections} on both sides; "
+                f"nginx alone could hold 10,000 here."
+            )
+            notes.append("Note: " + msg)
+            log(msg)
+        make_static(env.static)
+
+        log("starting the uWSGI backend (shared by both sides)")
+        uw = start_uwsgi(env)
+        servers = {side: Server(env, side, "main") for side in SIDES}
+        for side in SIDES:
+            wait_http_200(servers[side].port, "/", 90, uw)
+        for side in SIDES:  # the same bytes from both
+            for name, size in SIZES.items():
+                st, n = http_get(servers[side].port, "/static/" + name)
+                if (st, n) != (200, size):
+                    raise RuntimeError(f"{side}: /static/{name} gave {st} with {n} bytes")
+        log(f"servers up: uwgate :{servers['uwgate'].port}, nginx :{servers['nginx'].port}, "
+            f"uWSGI :{env.uwsgi_port}")  # fmt: skip
+
+        if any(c in args.only for c in "1234"):
+            load_scenarios(env, servers, res, args.rounds, args.duration)
+        if "8" in args.only:
+            syscall_scenario(env, servers, res, args.slow_rounds, args.syscall_requests, 3)
+        for side in SIDES:
+            servers[side].stop()
+        if "5" in args.only:
+            idle_scenario(env, res, args.slow_rounds)
+        if "6" in args.only:
+            respawn_scenario(env, res, args.respawns)
+        if "7" in args.only:
+            binary_scenario(env, res, args.cold_starts)
+
+        if "s7" in res:
+            r = res["s7"]
+            notes.append(
+                f"Scenario 7: {r['size']:,} bytes after `strip` ({r['size_as_built']:,} as built: "
+                f"{r['file']}); nginx's {r['nginx_size']:,} is a dynamically linked binary "
+                f"without its shared libraries, shown for scale only."
+            )
+        if "s6" in res:
+            notes.append(
+                "Scenario 6: SIGKILL to the supervised `sleep`, then /proc/loadavg's newest pid is "
+                "polled until a process whose parent is the supervisor appears (fork, not exec). "
+                "Each kill waits until the child has lived 1.3 s (startsecs = 1, and uwgate spawns "
+                "a program at most once a second)."
+            )
+        if "s5" in res:
+            notes.append(
+                "Scenario 5: fresh servers each round; RSS = VmRSS of uwgate, or of nginx's master "
+                "plus worker, 1 s after the last connection's response. `still open` counts idle "
+                "connections the server had not closed when the fresh client was done."
+            )
+        if "s8" in res:
+            notes.append(
+                "Scenario 8: `strace -c -f -p` on uwgate / the nginx worker, attached after a warm "
+                f"connection, over {args.syscall_requests:,} sequential keep-alive GETs of the 1 KiB "
+                "file (so every request also waits in epoll), over 3 s of wrk -c50, and over "
+                f"{args.syscall_requests // 10:,} sequential keep-alive GETs of the Django view."
+            )
+        errs = [f"{k} {s}" for k in ("s1", "s2", "s3", "s4") if k in res for s in SIDES
+                if any(r["errors"] for r in res[k][s])]  # fmt: skip
+        if errs:
+            notes.append("wrk reported non-2xx responses or socket errors in: " + ", ".join(errs))
+
+        meta = {
+            "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "kernel": platform.release(),
+            "uwgate": version_of([args.bin, "--version"]),
+            "bin": os.path.relpath(args.bin, REPO) if args.bin.startswith(REPO) else args.bin,
+            "nginx": version_of([args.nginx, "-v"], r"nginx/[\d.]+"),
+            "wrk": version_of(["wrk", "-v"], r"(?<=wrk )\S+"),
+            "supervisord": version_of([args.supervisord, "--version"]),
+            "notes": notes,
+        }
+        table, md = render(env, res, meta)
+        print()
+        print("\n".join(table))
+        print()
+        for n in notes:
+            print(n)
+        if "s8" in res:
+            print("\nsyscalls per request (1 conn):")
+            print("\n".join(syscall_breakdown(res, "s8")))
+            print("syscalls per request (wrk -c50):")
+            print("\n".join(syscall_breakdown(res, "s8b")))
+            print("syscalls per request (Django, 1 conn):")
+            print("\n".join(syscall_breakdown(res, "s8c")))
+        if args.results:
+            with open(args.results, "w") as f:
+                f.write(md)
+            log(f"wrote {args.results}")
+        log(f"done in {time.monotonic() - t_start:.0f} s")
+    finally:
+        cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
