@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 /// Bytes a connection may write in one turn before it yields to the others.
-pub const WRITE_BUDGET: usize = 512 * 1024;
+pub const WRITE_BUDGET: usize = 2 * 1024 * 1024;
 
 /// Where a connection is in its request cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
