@@ -1045,15 +1045,17 @@ def main():
     try:
         env = Env(args, work)
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        # uwgate wants 3 × worker_connections + 64 descriptors (src/main.rs): raise the hard limit
-        # if we may (CAP_SYS_RESOURCE), else size worker_connections to what the hard limit allows.
-        want = 3 * (args.idle + 100) + 64
+        # uwgate wants worker_connections + 2 × buffer_pool (256) + open_file_cache (1000) + 64
+        # descriptors (src/main.rs): raise the hard limit if we may (CAP_SYS_RESOURCE), else size
+        # worker_connections to what the hard limit allows.
+        overhead = 2 * 256 + 1000 + 64
+        want = (args.idle + 100) + overhead
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, hard), max(want, hard)))
         except (ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         env.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-        env.worker_connections = min(args.idle + 100, (env.nofile - 64) // 3)
+        env.worker_connections = min(args.idle + 100, env.nofile - overhead)
         env.idle_n = min(args.idle, env.worker_connections - 50)
         # nginx closes idle keep-alive connections once fewer than 1/16 of its slots are free
         # (ngx_drain_connections): give it the headroom to hold all of scenario 5's.
@@ -1062,7 +1064,7 @@ def main():
             msg = (
                 f"Scenario 5 ran with {env.idle_n:,} idle connections, not {args.idle:,}: the hard "
                 f"RLIMIT_NOFILE here is {env.nofile} and cannot be raised (no CAP_SYS_RESOURCE), and "
-                f"uwgate refuses to start unless it can have 3 × worker_connections + 64 descriptors "
+                f"uwgate refuses to start unless it can have worker_connections + 1,576 descriptors "
                 f"(src/main.rs), so worker_connections is {env.worker_connections} on both sides; "
                 f"nginx alone could hold 10,000 here."
             )
