@@ -333,37 +333,22 @@ impl Conn {
                         self.body = Body::None;
                         continue;
                     }
-                    let count = ((*end - *pos) as usize).min(budget);
-                    match sys::sendfile(fd, file.get(), pos, count) {
-                        // The file shrank under us: the promised length cannot be met.
-                        Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                        Ok(n) => {
-                            self.body_sent += n as u64;
-                            budget = budget.saturating_sub(n);
-                        }
-                        Err(e) if sys::interrupted(&e) => continue,
-                        Err(e) if sys::would_block(&e) => {
+                    match send_range(fd, file.get(), pos, *end, &mut budget)? {
+                        Some(n) => self.body_sent += n as u64,
+                        None => {
                             self.writable = false;
                             return Ok(false);
                         }
-                        Err(e) => return Err(e),
                     }
                 }
                 Body::Multipart(mp) => {
                     if mp.pos < mp.end {
-                        let count = ((mp.end - mp.pos) as usize).min(budget);
-                        match sys::sendfile(fd, mp.file.get(), &mut mp.pos, count) {
-                            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                            Ok(n) => {
-                                self.body_sent += n as u64;
-                                budget = budget.saturating_sub(n);
-                            }
-                            Err(e) if sys::interrupted(&e) => continue,
-                            Err(e) if sys::would_block(&e) => {
+                        match send_range(fd, mp.file.get(), &mut mp.pos, mp.end, &mut budget)? {
+                            Some(n) => self.body_sent += n as u64,
+                            None => {
                                 self.writable = false;
                                 return Ok(false);
                             }
-                            Err(e) => return Err(e),
                         }
                         continue;
                     }
@@ -392,5 +377,28 @@ impl Conn {
                 }
             }
         }
+    }
+}
+
+/// One sendfile of `[*pos, end)` within the budget. `Ok(Some(n))`: n bytes went (0 after an
+/// EINTR); `Ok(None)`: the socket is full.
+fn send_range(
+    fd: std::os::fd::RawFd,
+    file: &File,
+    pos: &mut u64,
+    end: u64,
+    budget: &mut usize,
+) -> io::Result<Option<usize>> {
+    let count = ((end - *pos) as usize).min(*budget);
+    match sys::sendfile(fd, file, pos, count) {
+        // The file shrank under us: the promised length cannot be met.
+        Ok(0) => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+        Ok(n) => {
+            *budget = budget.saturating_sub(n);
+            Ok(Some(n))
+        }
+        Err(e) if sys::interrupted(&e) => Ok(Some(0)),
+        Err(e) if sys::would_block(&e) => Ok(None),
+        Err(e) => Err(e),
     }
 }

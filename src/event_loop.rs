@@ -49,6 +49,26 @@ struct Listener {
     addr: SocketAddr,
 }
 
+/// The request context lent to a connection step: the loop's shared, read-only parts.
+/// A macro rather than a method so the borrows stay per field (the slot is borrowed mutably
+/// beside it).
+macro_rules! ctx {
+    ($gate:ident, $stats:expr, $stopping:expr) => {
+        Ctx {
+            cfg: &$gate.cfg,
+            router: &$gate.router,
+            date: &$gate.date,
+            now: $gate.now,
+            unix: $gate.unix,
+            stats: $stats,
+            head_limit: $gate.head_limit,
+            stopping: $stopping,
+            watchdog: &$gate.watchdog,
+            files: &$gate.files,
+        }
+    };
+}
+
 /// Everything the loop owns.
 pub struct Gate {
     poll: Poll,
@@ -370,18 +390,7 @@ impl Gate {
             stats.writing += 1;
             stats.requests += 1;
         }
-        let ctx = Ctx {
-            cfg: &self.cfg,
-            router: &self.router,
-            date: &self.date,
-            now: self.now,
-            unix: self.unix,
-            stats,
-            head_limit: self.head_limit,
-            stopping: self.stopping.is_some(),
-            watchdog: &self.watchdog,
-            files: &self.files,
-        };
+        let ctx = ctx!(self, stats, self.stopping.is_some());
         let Some(conn) = self.conns.get_mut(i) else {
             return;
         };
@@ -538,18 +547,7 @@ impl Gate {
                     conn.peer
                 );
                 if let Some(b) = conn.buf {
-                    let ctx = Ctx {
-                        cfg: &self.cfg,
-                        router: &self.router,
-                        date: &self.date,
-                        now: self.now,
-                        unix: self.unix,
-                        stats: self.stats,
-                        head_limit: self.head_limit,
-                        stopping: true,
-                        watchdog: &self.watchdog,
-                        files: &self.files,
-                    };
+                    let ctx = ctx!(self, self.stats, true);
                     conn.head_only = false;
                     conn.head_len = 0;
                     dispatch::respond_error(
@@ -575,18 +573,7 @@ impl Gate {
                 self.close(i);
             }
             Phase::Proxy => {
-                let ctx = Ctx {
-                    cfg: &self.cfg,
-                    router: &self.router,
-                    date: &self.date,
-                    now: self.now,
-                    unix: self.unix,
-                    stats: self.stats,
-                    head_limit: self.head_limit,
-                    stopping: self.stopping.is_some(),
-                    watchdog: &self.watchdog,
-                    files: &self.files,
-                };
+                let ctx = ctx!(self, self.stats, self.stopping.is_some());
                 let mut up = UpCtx {
                     proxies: &mut self.proxies,
                     groups: &mut self.groups,
