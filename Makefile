@@ -20,6 +20,7 @@ toolchain:
 
 build: toolchain
 	RUSTFLAGS="$(BOARD_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET)
+	@command -v file >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq file >/dev/null
 	@file $(BIN) | grep -q 'statically linked' || { file $(BIN); echo "not a static binary"; exit 1; }
 	@ls -l $(BIN) | awk '{print "uwgate: " $$5 " bytes, static $(TARGET)"}'
 
