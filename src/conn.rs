@@ -221,7 +221,8 @@ pub enum Step {
 }
 
 impl Conn {
-    pub fn new(sock: TcpStream, peer: SocketAddr, local: SocketAddr) -> Conn {
+    /// A fresh slot for an accepted client; `now` is the loop's clock.
+    pub fn new(sock: TcpStream, peer: SocketAddr, local: SocketAddr, now: Instant) -> Conn {
         Conn {
             sock,
             peer,
@@ -237,7 +238,7 @@ impl Conn {
             req_len: 0,
             discard_left: 0,
             discard_chunked: None,
-            discard_started: Instant::now(),
+            discard_started: now,
             discard_seen: 0,
             proxy: None,
             server: 0,

@@ -319,7 +319,7 @@ fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option
             None
         }
         Handler::StubStatus => {
-            let json = header_has_param(head.query(buf), b"format", b"json");
+            let json = query_has_param(head.query(buf), b"format", b"json");
             stub_status(conn, buf, ctx, json);
             None
         }
@@ -453,7 +453,7 @@ fn status_of(out: &[u8]) -> Status {
 }
 
 /// True when the query string has `name=value` (no decoding: these are plain words).
-fn header_has_param(query: &[u8], name: &[u8], value: &[u8]) -> bool {
+fn query_has_param(query: &[u8], name: &[u8], value: &[u8]) -> bool {
     query.split(|&b| b == b'&').any(|kv| {
         let mut it = kv.splitn(2, |&b| b == b'=');
         it.next() == Some(name) && it.next() == Some(value)
@@ -614,9 +614,9 @@ mod tests {
 
     #[test]
     fn format_json_is_found_among_query_parameters() {
-        assert!(header_has_param(b"x=1&format=json", b"format", b"json"));
-        assert!(!header_has_param(b"format=jsonx", b"format", b"json"));
-        assert!(!header_has_param(b"", b"format", b"json"));
+        assert!(query_has_param(b"x=1&format=json", b"format", b"json"));
+        assert!(!query_has_param(b"format=jsonx", b"format", b"json"));
+        assert!(!query_has_param(b"", b"format", b"json"));
     }
 
     #[test]

@@ -331,7 +331,7 @@ impl Gate {
                         listen_addr
                     };
                     let _ = sock.set_nodelay(true);
-                    let mut conn = Conn::new(sock, peer, local);
+                    let mut conn = Conn::new(sock, peer, local, self.now);
                     conn.deadline = Some(self.now + self.cfg.global.client_header_timeout);
                     let Ok(i) = self.conns.insert(conn) else {
                         continue;

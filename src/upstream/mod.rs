@@ -23,6 +23,7 @@ use crate::pool::{BufId, BufferPool};
 use crate::slab::Slab;
 use crate::sys;
 use mio::{Interest, Registry, Token};
+use packet::UWSGI_DEFAULT_BUFFER_SIZE;
 use peers::Groups;
 use response::{Framing, UpstreamHead};
 use std::fs::File;
@@ -30,9 +31,6 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
-
-/// uWSGI's default `buffer-size`: a vars block larger than this is refused without a reply.
-const UWSGI_DEFAULT_BUFFER_SIZE: usize = 4096;
 
 /// Printable form of an upstream address for logs.
 pub fn addr_display(addr: &UpstreamAddr) -> String {
@@ -283,7 +281,8 @@ pub fn begin(
     None
 }
 
-/// Releases a connection's proxy slot and everything it holds.
+/// Releases a connection's proxy slot and everything it holds: the one place the upstream
+/// socket is deregistered and the upstream buffer returned.
 pub fn release(conn: &mut Conn, pool: &mut BufferPool, proxies: &mut Slab<Proxy>, reg: &Registry) {
     if let Some(pi) = conn.proxy.take() {
         if let Some(mut p) = proxies.remove(pi) {
@@ -328,7 +327,6 @@ pub fn step(
                             return Some(Step::Wait);
                         }
                         Err(BodyError::Status(s)) => {
-                            drop_proxy_state(p, pool, up.registry);
                             conn.keep_alive = false;
                             conn.unread_body = true;
                             release_and_error(conn, pool, up, ctx, s);
@@ -361,13 +359,11 @@ pub fn step(
                 match enc {
                     Ok(()) => {}
                     Err(s) => {
-                        drop_proxy_state(p, pool, up.registry);
                         release_and_error(conn, pool, up, ctx, s);
                         return None;
                     }
                 }
                 if let Err(s) = connect_next(conn, p, ctx, up.groups, up.registry, up.token) {
-                    drop_proxy_state(p, pool, up.registry);
                     release_and_error(conn, pool, up, ctx, s);
                     return None;
                 }
@@ -392,7 +388,6 @@ pub fn step(
                             conn.peer
                         );
                         if let Some(s) = retry(conn, p, ctx, up.groups, up.registry, up.token) {
-                            drop_proxy_state(p, pool, up.registry);
                             release_and_error(conn, pool, up, ctx, s);
                             return None;
                         }
@@ -418,7 +413,6 @@ pub fn step(
                         conn.peer
                     );
                     if let Some(s) = retry(conn, p, ctx, up.groups, up.registry, up.token) {
-                        drop_proxy_state(p, pool, up.registry);
                         release_and_error(conn, pool, up, ctx, s);
                         return None;
                     }
@@ -436,7 +430,6 @@ pub fn step(
                     return internal_redirect(conn, pool, ctx, up, cb);
                 }
                 HeadResult::Fail(s) => {
-                    drop_proxy_state(p, pool, up.registry);
                     release_and_error(conn, pool, up, ctx, s);
                     return None;
                 }
@@ -474,15 +467,6 @@ fn peer_name(p: &Proxy, groups: &mut Groups) -> String {
         .get_mut(p.group)
         .and_then(|g| g.peers.get(p.peer))
         .map_or_else(|| "?".into(), |u| addr_display(&u.addr))
-}
-
-fn drop_proxy_state(p: &mut Proxy, pool: &mut BufferPool, reg: &Registry) {
-    if let Some(mut s) = p.sock.take() {
-        s.deregister(reg);
-    }
-    if let Some(b) = p.up_buf.take() {
-        pool.checkin(b);
-    }
 }
 
 fn release_and_error(
@@ -797,7 +781,6 @@ pub fn on_timeout(
             );
             conn.keep_alive = false;
             conn.unread_body = true;
-            drop_proxy_state(p, pool, up.registry);
             release_and_error(conn, pool, up, ctx, Status::RequestTimeout);
             None
         }
@@ -810,7 +793,6 @@ pub fn on_timeout(
             match retry(conn, p, ctx, up.groups, up.registry, up.token) {
                 None => None,
                 Some(_) => {
-                    drop_proxy_state(p, pool, up.registry);
                     release_and_error(conn, pool, up, ctx, Status::GatewayTimeout);
                     None
                 }
@@ -830,7 +812,6 @@ pub fn on_timeout(
             if let Some(g) = up.groups.get_mut(p.group) {
                 g.failed(p.peer, ctx.now);
             }
-            drop_proxy_state(p, pool, up.registry);
             release_and_error(conn, pool, up, ctx, Status::GatewayTimeout);
             None
         }
