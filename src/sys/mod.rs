@@ -94,6 +94,19 @@ pub fn sendfile(out: RawFd, file: &File, offset: &mut u64, count: usize) -> io::
     Ok(n as usize)
 }
 
+/// TCP_CORK on or off. Off pushes whatever the cork held.
+pub fn set_cork(fd: RawFd, on: bool) -> io::Result<()> {
+    let v: libc::c_int = on as libc::c_int;
+    syscall!(setsockopt(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_CORK,
+        &v as *const libc::c_int as *const libc::c_void,
+        std::mem::size_of::<libc::c_int>() as libc::socklen_t
+    ))?;
+    Ok(())
+}
+
 /// `send(2)` with flags (MSG_MORE when a sendfile body follows, MSG_NOSIGNAL always).
 pub fn send(fd: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
     let mut flags = libc::MSG_NOSIGNAL;
