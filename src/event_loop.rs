@@ -475,13 +475,8 @@ impl Gate {
         let Some(mut conn) = self.conns.remove(i) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.sock);
-        upstream::release(
-            &mut conn,
-            &mut self.pool,
-            &mut self.proxies,
-            self.poll.registry(),
-        );
+        // Closing the socket takes it out of the epoll set: no EPOLL_CTL_DEL (see release).
+        upstream::release(&mut conn, &mut self.pool, &mut self.proxies);
         if let Some(b) = conn.buf.take() {
             self.pool.checkin(b);
         }

@@ -81,12 +81,15 @@ fn a_view_slower_than_uwsgi_read_timeout_gives_504() {
     assert_eq!(r.status, 200, "{}", r.head_raw);
 }
 
-#[test]
-fn an_upstream_that_never_accepts_gives_504_after_uwsgi_connect_timeout() {
-    // A listener with a full accept queue: the kernel drops further SYNs, so connect() hangs.
+/// A listener on 127.0.0.1 whose accept queue is full: the kernel drops further SYNs, so a
+/// connect() to it hangs until the queue drains. Returns it, its port, and the queued clients.
+fn full_listener() -> (std::net::TcpListener, u16, Vec<std::net::TcpStream>) {
+    use std::os::fd::FromRawFd;
     // SAFETY: socket(2) with constant arguments.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
     assert!(fd >= 0);
+    // SAFETY: a fresh descriptor nobody else owns; the listener closes it.
+    let listener = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     let addr = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: 0,
@@ -106,18 +109,7 @@ fn an_upstream_that_never_accepts_gives_504_after_uwsgi_connect_timeout() {
     assert_eq!(rc, 0);
     // SAFETY: listen(2) on our socket.
     assert_eq!(unsafe { libc::listen(fd, 0) }, 0);
-    // SAFETY: sockaddr_in is plain data; all-zero is a valid value.
-    let mut bound: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: getsockname into a sockaddr_in we own, with its length.
-    unsafe {
-        libc::getsockname(
-            fd,
-            &mut bound as *mut libc::sockaddr_in as *mut libc::sockaddr,
-            &mut len,
-        )
-    };
-    let port = u16::from_be(bound.sin_port);
+    let port = listener.local_addr().unwrap().port();
     // Fill the accept queue (backlog 0 admits one or two) with connections never accepted.
     let mut fillers = Vec::new();
     for _ in 0..4 {
@@ -128,6 +120,12 @@ fn an_upstream_that_never_accepts_gives_504_after_uwsgi_connect_timeout() {
             fillers.push(s);
         }
     }
+    (listener, port, fillers)
+}
+
+#[test]
+fn an_upstream_that_never_accepts_gives_504_after_uwsgi_connect_timeout() {
+    let (listener, port, fillers) = full_listener();
     let pass = format!("127.0.0.1:{}", port);
     let gate = common::Server::start(&gate_ini(
         "",
@@ -146,8 +144,49 @@ fn an_upstream_that_never_accepts_gives_504_after_uwsgi_connect_timeout() {
         gate.stderr()
     );
     drop(fillers);
-    // SAFETY: closing the socket we opened.
-    unsafe { libc::close(fd) };
+    drop(listener);
+}
+
+#[test]
+fn a_connect_that_completes_late_still_carries_the_request() {
+    // The gate's SYN is dropped while the queue is full; it sends nothing until the handshake
+    // ends (the kernel retransmits the SYN after 1 s), then the packet must go at once.
+    let (listener, port, fillers) = full_listener();
+    let pass = format!("127.0.0.1:{}", port);
+    let gate = common::Server::start(&gate_ini(
+        "",
+        std::slice::from_ref(&pass),
+        "uwsgi_connect_timeout = 10s\n",
+    ));
+    let gport = gate.port;
+    let t = Instant::now();
+    let client = std::thread::spawn(move || get(gport, "/late"));
+    std::thread::sleep(Duration::from_millis(400));
+    // Drain the queue; the retransmitted SYN then gets in.
+    listener.set_nonblocking(true).unwrap();
+    while listener.accept().is_ok() {}
+    drop(fillers);
+    listener.set_nonblocking(false).unwrap();
+    let (mut up, _) = listener.accept().unwrap();
+    up.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut hdr = [0u8; 4];
+    std::io::Read::read_exact(&mut up, &mut hdr).unwrap();
+    let mut vars = vec![0u8; u16::from_le_bytes([hdr[1], hdr[2]]) as usize];
+    std::io::Read::read_exact(&mut up, &mut vars).unwrap();
+    assert!(
+        vars.windows(5).any(|w| w == b"/late"),
+        "the packet carries the request's path"
+    );
+    std::io::Write::write_all(&mut up, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
+    drop(up);
+    let r = client.join().unwrap();
+    assert_eq!(r.status, 200, "{}{}", r.head_raw, gate.stderr());
+    assert_eq!(r.body, b"ok");
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "answered after {:?}: the connect was not held up, so this tested nothing",
+        t.elapsed()
+    );
 }
 
 #[test]

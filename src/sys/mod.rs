@@ -107,6 +107,27 @@ pub fn set_cork(fd: RawFd, on: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Two slices in one `sendmsg(2)` (MSG_NOSIGNAL): a response head and the body behind it.
+pub fn send2(fd: RawFd, a: &[u8], b: &[u8]) -> io::Result<usize> {
+    let iov = [
+        libc::iovec {
+            iov_base: a.as_ptr() as *mut libc::c_void,
+            iov_len: a.len(),
+        },
+        libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        },
+    ];
+    // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: both iovecs point into live slices of the stated lengths, which sendmsg only reads.
+    let n = syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL))?;
+    Ok(n as usize)
+}
+
 /// `send(2)` with flags (MSG_MORE when a sendfile body follows, MSG_NOSIGNAL always).
 pub fn send(fd: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
     let mut flags = libc::MSG_NOSIGNAL;

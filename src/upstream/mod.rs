@@ -61,22 +61,6 @@ impl UpSock {
         }
     }
 
-    /// `Ok(true)` once connected, `Ok(false)` while still connecting, `Err` when it failed.
-    fn connected(&self) -> io::Result<bool> {
-        let (err, peer) = match self {
-            UpSock::Tcp(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
-            UpSock::Unix(s) => (s.take_error()?, s.peer_addr().map(|_| ())),
-        };
-        if let Some(e) = err {
-            return Err(e);
-        }
-        match peer {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             UpSock::Tcp(s) => s.read(buf),
@@ -91,19 +75,24 @@ impl UpSock {
         }
     }
 
+    /// Registers for reading only: the packet usually leaves at once (a loopback connect
+    /// completes inside connect(2)), and an EPOLLOUT nobody waits for would cost a wakeup
+    /// per request. `want_writable` adds it when a send has to wait.
     fn register(&mut self, reg: &Registry, token: Token) -> io::Result<()> {
-        let interest = Interest::READABLE | Interest::WRITABLE;
         match self {
-            UpSock::Tcp(s) => reg.register(s, token, interest),
-            UpSock::Unix(s) => reg.register(s, token, interest),
+            UpSock::Tcp(s) => reg.register(s, token, Interest::READABLE),
+            UpSock::Unix(s) => reg.register(s, token, Interest::READABLE),
         }
     }
 
-    fn deregister(&mut self, reg: &Registry) {
-        let _ = match self {
-            UpSock::Tcp(s) => reg.deregister(s),
-            UpSock::Unix(s) => reg.deregister(s),
-        };
+    /// EPOLL_CTL_MOD to reading and writing; the kernel re-checks readiness, so an EPOLLOUT
+    /// that came before the call is still reported.
+    fn want_writable(&mut self, reg: &Registry, token: Token) -> io::Result<()> {
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        match self {
+            UpSock::Tcp(s) => reg.reregister(s, token, interest),
+            UpSock::Unix(s) => reg.reregister(s, token, interest),
+        }
     }
 }
 
@@ -143,6 +132,8 @@ pub struct Proxy {
     pub up_writable: bool,
     /// uWSGI shut down its side (sticky): read on to the EOF after a short read.
     pub up_read_closed: bool,
+    /// The upstream socket is registered for EPOLLOUT too (see `UpSock::register`).
+    up_write_interest: bool,
     pub up_buf: Option<BufId>,
     // Request body.
     body_len: u64,
@@ -190,6 +181,7 @@ impl Proxy {
             up_readable: false,
             up_writable: false,
             up_read_closed: false,
+            up_write_interest: false,
             up_buf: None,
             body_len: 0,
             body_in_buf: 0,
@@ -282,13 +274,13 @@ pub fn begin(
 }
 
 /// Releases a connection's proxy slot and everything it holds: the one place the upstream
-/// socket is deregistered and the upstream buffer returned.
-pub fn release(conn: &mut Conn, pool: &mut BufferPool, proxies: &mut Slab<Proxy>, reg: &Registry) {
+/// socket is closed and the upstream buffer returned. No EPOLL_CTL_DEL first: closing the
+/// only descriptor of a socket takes it out of the epoll set (spawned programs never keep a
+/// copy: the loop waits for their exec, and every socket is close-on-exec).
+pub fn release(conn: &mut Conn, pool: &mut BufferPool, proxies: &mut Slab<Proxy>) {
     if let Some(pi) = conn.proxy.take() {
         if let Some(mut p) = proxies.remove(pi) {
-            if let Some(mut s) = p.sock.take() {
-                s.deregister(reg);
-            }
+            drop(p.sock.take());
             if let Some(b) = p.up_buf.take() {
                 pool.checkin(b);
             }
@@ -369,17 +361,25 @@ pub fn step(
                 }
             }
             Stage::Connecting => {
-                let Some(sock) = &p.sock else {
-                    return Some(Step::Close);
-                };
-                match sock.connected() {
-                    Ok(true) => {
-                        p.stage = Stage::Sending;
-                        conn.deadline = Some(ctx.now + conf.send_timeout);
-                    }
-                    Ok(false) => {
-                        p.waiting = Waiting::Upstream;
-                        return Some(Step::Wait);
+                // No getsockopt/getpeername round: send at once. While the handshake is in
+                // flight send(2) says EAGAIN (and the EPOLLOUT that ends it brings us back);
+                // a failed connect shows as send's error. Loopback connects complete inside
+                // connect(2), so the packet usually leaves in the same turn.
+                let sent_before = p.pkt_sent;
+                match send_request(p, pool, cb) {
+                    Ok(done) => {
+                        if done || p.pkt_sent > sent_before {
+                            p.stage = Stage::Sending;
+                            conn.deadline = Some(ctx.now + conf.send_timeout);
+                        } else {
+                            // Still connecting: its end comes as EPOLLOUT (or EPOLLERR).
+                            if let Err(s) = want_writable(p, up.registry, up.token) {
+                                release_and_error(conn, pool, up, ctx, s);
+                                return None;
+                            }
+                            p.waiting = Waiting::Upstream;
+                            return Some(Step::Wait);
+                        }
                     }
                     Err(e) => {
                         log::error!(
@@ -394,7 +394,7 @@ pub fn step(
                     }
                 }
             }
-            Stage::Sending => match send_request(conn, p, pool, cb) {
+            Stage::Sending => match send_request(p, pool, cb) {
                 Ok(true) => {
                     p.stage = Stage::Head;
                     p.rb_start = 0;
@@ -402,6 +402,10 @@ pub fn step(
                     conn.deadline = Some(ctx.now + conf.read_timeout);
                 }
                 Ok(false) => {
+                    if let Err(s) = want_writable(p, up.registry, up.token) {
+                        release_and_error(conn, pool, up, ctx, s);
+                        return None;
+                    }
                     p.waiting = Waiting::Upstream;
                     conn.deadline = Some(ctx.now + conf.send_timeout);
                     return Some(Step::Wait);
@@ -448,7 +452,7 @@ pub fn step(
                     StreamResult::Yield => return Some(Step::Yield),
                     StreamResult::Done => {
                         // The rest (final chunk, if any) is in the output region: plain writing.
-                        release(conn, pool, up.proxies, up.registry);
+                        release(conn, pool, up.proxies);
                         conn.phase = Phase::Writing;
                         conn.body = crate::conn::Body::None;
                         return None;
@@ -476,7 +480,7 @@ fn release_and_error(
     ctx: &Ctx<'_>,
     status: Status,
 ) {
-    release(conn, pool, up.proxies, up.registry);
+    release(conn, pool, up.proxies);
     if let Some(cb) = conn.buf {
         dispatch::respond_error(conn, pool.get_mut(cb), ctx, status, Extra::None);
     }
@@ -726,6 +730,7 @@ fn connect_next(
                 p.up_readable = false;
                 p.up_writable = false;
                 p.up_read_closed = false;
+                p.up_write_interest = false;
                 p.stage = Stage::Connecting;
                 p.waiting = Waiting::Upstream;
                 conn.deadline = Some(ctx.now + conf.connect_timeout);
@@ -757,9 +762,7 @@ fn retry(
     if let Some(g) = groups.get_mut(p.group) {
         g.failed(p.peer, ctx.now);
     }
-    if let Some(mut s) = p.sock.take() {
-        s.deregister(reg);
-    }
+    drop(p.sock.take());
     connect_next(conn, p, ctx, groups, reg, token).err()
 }
 
@@ -833,13 +836,28 @@ pub fn on_timeout(
     }
 }
 
+/// Adds EPOLLOUT to the upstream socket's interest, once per socket.
+fn want_writable(p: &mut Proxy, reg: &Registry, token: Token) -> Result<(), Status> {
+    if p.up_write_interest {
+        return Ok(());
+    }
+    let Some(sock) = &mut p.sock else {
+        return Err(Status::BadGateway);
+    };
+    if let Err(e) = sock.want_writable(reg, token) {
+        log::error!("epoll registration of upstream socket failed: {e}");
+        return Err(Status::InternalServerError);
+    }
+    p.up_write_interest = true;
+    Ok(())
+}
+
 /// Sends the packet, then the body (from the buffer or by sendfile from the spool).
-fn send_request(conn: &Conn, p: &mut Proxy, pool: &mut BufferPool, cb: BufId) -> io::Result<bool> {
+fn send_request(p: &mut Proxy, pool: &mut BufferPool, cb: BufId) -> io::Result<bool> {
     let Some(ub) = p.up_buf else {
         return Err(io::Error::other("no upstream buffer"));
     };
     let head_len = p.head.head_len as usize;
-    let _ = conn;
     for _ in 0..1024 {
         let Some(sock) = &mut p.sock else {
             return Err(io::Error::other("no upstream socket"));
@@ -940,10 +958,15 @@ fn read_head(
                 }
             }
         }
+        if !p.up_readable {
+            // Nothing new since a short read or EAGAIN: the next EPOLLIN says when.
+            return HeadResult::Wait;
+        }
         let Some(sock) = &mut p.sock else {
             return HeadResult::Fail(Status::BadGateway);
         };
         let ubuf = pool.get_mut(ub);
+        let want = ubuf.len() - p.rb_end;
         match sock.read(&mut ubuf[p.rb_end..]) {
             Ok(0) => {
                 let name = peer_name(p, groups);
@@ -965,7 +988,13 @@ fn read_head(
                 }
                 return HeadResult::Fail(Status::BadGateway);
             }
-            Ok(n) => p.rb_end += n,
+            Ok(n) => {
+                // A short read drained the socket (as in pull_upstream).
+                if n < want && !p.up_read_closed {
+                    p.up_readable = false;
+                }
+                p.rb_end += n;
+            }
             Err(e) if sys::interrupted(&e) => {}
             Err(e) if sys::would_block(&e) => {
                 p.up_readable = false;
@@ -1086,7 +1115,7 @@ fn internal_redirect(
         let e = response::write_fields_where(&mut extra, &ubuf[..p.rb_end], &h, keep).unwrap_or(0);
         (n, e)
     };
-    release(conn, pool, up.proxies, up.registry);
+    release(conn, pool, up.proxies);
     let cbuf = pool.get_mut(cb);
     dispatch::serve_internal(conn, cbuf, &uri[..uri_len], &extra[..extra_len], ctx);
     None
@@ -1300,13 +1329,60 @@ fn push_client(
 ) -> io::Result<usize> {
     let fd = conn.sock.as_raw_fd();
     let mut progress = 0;
-    // Output region first (response head, chunk framing).
-    let follows = !p.discard && (p.spool_r < p.spool_w || p.rb_start < p.rb_end);
+    if p.discard {
+        p.rb_start = p.rb_end;
+    }
+    let available = (p.spool_w - p.spool_r) + (p.rb_end - p.rb_start) as u64;
+    if p.chunk_out && p.chunk_left == 0 && available > 0 && *budget > 0 {
+        // Frame the next chunk (everything available now) behind any unsent head bytes.
+        if conn.out_pos == conn.out_end {
+            conn.out_pos = base;
+            conn.out_end = base;
+        }
+        let mut w = HeadWriter::new(&mut cbuf[conn.out_end..]);
+        if p.crlf_pending {
+            w.put(b"\r\n");
+        }
+        w.hex(available).put(b"\r\n");
+        if w.overflowed() {
+            return Err(io::Error::other("no room to frame a chunk"));
+        }
+        conn.out_end += w.len();
+        conn.body_sent += w.len() as u64;
+        p.chunk_left = available;
+        p.crlf_pending = true;
+    }
+    // Output region first (response head, chunk framing); buffered body bytes go in the
+    // same sendmsg, spooled ones follow by sendfile under MSG_MORE.
     while conn.out_pos < conn.out_end {
-        match sys::send(fd, &cbuf[conn.out_pos..conn.out_end], follows) {
+        let out = &cbuf[conn.out_pos..conn.out_end];
+        let body = if p.spool_r == p.spool_w && *budget > 0 {
+            let limit = if p.chunk_out {
+                p.chunk_left.min(*budget as u64)
+            } else {
+                *budget as u64
+            };
+            let end = p.rb_start + ((p.rb_end - p.rb_start) as u64).min(limit) as usize;
+            &ubuf[p.rb_start..end]
+        } else {
+            &[]
+        };
+        let res = if body.is_empty() {
+            let follows = p.spool_r < p.spool_w || p.rb_start < p.rb_end;
+            sys::send(fd, out, follows)
+        } else {
+            sys::send2(fd, out, body)
+        };
+        match res {
             Ok(n) => {
-                conn.out_pos += n;
+                let head = n.min(out.len());
+                conn.out_pos += head;
                 progress += n;
+                let sent = n - head;
+                if sent > 0 {
+                    p.rb_start += sent;
+                    sent_body(conn, p, budget, sent);
+                }
             }
             Err(e) if sys::interrupted(&e) => {}
             Err(e) if sys::would_block(&e) => {
@@ -1316,26 +1392,12 @@ fn push_client(
             Err(e) => return Err(e),
         }
     }
-    if p.discard {
-        p.rb_start = p.rb_end;
-        return Ok(progress);
-    }
     let available = (p.spool_w - p.spool_r) + (p.rb_end - p.rb_start) as u64;
     if available == 0 || *budget == 0 {
         return Ok(progress);
     }
     if p.chunk_out && p.chunk_left == 0 {
-        // Frame the next chunk: everything available now.
-        let mut w = HeadWriter::new(&mut cbuf[base..]);
-        if p.crlf_pending {
-            w.put(b"\r\n");
-        }
-        w.hex(available).put(b"\r\n");
-        conn.out_pos = base;
-        conn.out_end = base + w.len();
-        conn.body_sent += w.len() as u64;
-        p.chunk_left = available;
-        p.crlf_pending = true;
+        // The chunk framed above is out; the next turn frames the rest.
         return Ok(progress + 1);
     }
     let limit = if p.chunk_out {
@@ -1377,10 +1439,15 @@ fn push_client(
             Err(e) => return Err(e),
         }
     };
-    if p.chunk_out {
-        p.chunk_left -= sent as u64;
-    }
-    conn.body_sent += sent as u64;
-    *budget = budget.saturating_sub(sent);
+    sent_body(conn, p, budget, sent);
     Ok(progress + sent)
+}
+
+/// Accounts `n` body bytes handed to the client socket.
+fn sent_body(conn: &mut Conn, p: &mut Proxy, budget: &mut usize, n: usize) {
+    if p.chunk_out {
+        p.chunk_left -= n as u64;
+    }
+    conn.body_sent += n as u64;
+    *budget = budget.saturating_sub(n);
 }
