@@ -42,7 +42,14 @@ pub struct Ctx<'a> {
     pub watchdog: &'a crate::watchdog::Watchdog,
     /// The open-file cache.
     pub files: &'a std::cell::RefCell<crate::file_cache::FileCache>,
+    /// The loop's buffers for a request's canonical path and its filesystem path, reused
+    /// rather than zeroed per request.
+    pub uri_buf: &'a UriBuf,
+    pub fs_path: &'a crate::static_files::FsPath,
 }
+
+/// A canonical request path (decoded, dot segments resolved) is at most this long.
+pub type UriBuf = std::cell::RefCell<[u8; 4096]>;
 
 /// Extra header an error response carries.
 #[derive(Clone, Copy)]
@@ -270,10 +277,13 @@ pub fn discard_body(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) -> Result<bo
 }
 
 fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option<(usize, usize)> {
-    // 1. Canonical path into a stack buffer (decoded once, dot segments resolved).
-    let mut path_buf = [0u8; 4096];
+    // 1. Canonical path into the loop's buffer (decoded once, dot segments resolved).
+    let Ok(mut path_buf) = ctx.uri_buf.try_borrow_mut() else {
+        respond_error(conn, buf, ctx, Status::InternalServerError, Extra::None);
+        return None;
+    };
     let raw_path = head.path(buf);
-    let path_len = match crate::http::path::canonicalize(raw_path, &mut path_buf) {
+    let path_len = match crate::http::path::canonicalize(raw_path, &mut path_buf[..]) {
         Ok(n) => n,
         Err(status) => {
             respond_error(conn, buf, ctx, status, Extra::None);
@@ -377,6 +387,7 @@ fn serve_static(
         keep_alive: conn.keep_alive,
         head_only: conn.head_only,
         files: Some(ctx.files),
+        fs_path: ctx.fs_path,
         mono: ctx.now,
     };
     let mut w = HeadWriter::new(output);
@@ -413,8 +424,10 @@ pub fn serve_internal(conn: &mut Conn, buf: &mut [u8], uri: &[u8], extra: &[u8],
         Some(q) => &uri[..q],
         None => uri,
     };
-    let mut path_buf = [0u8; 4096];
-    let path = match crate::http::path::canonicalize(raw_path, &mut path_buf) {
+    let Ok(mut path_buf) = ctx.uri_buf.try_borrow_mut() else {
+        return respond_error(conn, buf, ctx, Status::InternalServerError, Extra::None);
+    };
+    let path = match crate::http::path::canonicalize(raw_path, &mut path_buf[..]) {
         Ok(n) => &path_buf[..n],
         Err(status) => return respond_error(conn, buf, ctx, status, Extra::None),
     };

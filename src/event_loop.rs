@@ -65,6 +65,8 @@ macro_rules! ctx {
             stopping: $stopping,
             watchdog: &$gate.watchdog,
             files: &$gate.files,
+            uri_buf: &$gate.uri_buf,
+            fs_path: &$gate.fs_path,
         }
     };
 }
@@ -96,6 +98,8 @@ pub struct Gate {
     next_sweep: Instant,
     notifier: crate::notify::Notifier,
     files: std::cell::RefCell<crate::file_cache::FileCache>,
+    uri_buf: crate::dispatch::UriBuf,
+    fs_path: crate::static_files::FsPath,
     /// Access-log line scratch (fixed, reused).
     access_buf: Box<[u8; 4096]>,
 }
@@ -175,6 +179,8 @@ impl Gate {
                 g.open_file_cache,
                 g.open_file_cache_valid,
             )),
+            uri_buf: std::cell::RefCell::new([0u8; 4096]),
+            fs_path: std::cell::RefCell::new(crate::static_files::PathBuf0::new()),
             access_buf: Box::new([0u8; 4096]),
             cfg,
         };

@@ -35,6 +35,8 @@ pub enum Cached<'a> {
         size: u64,
         mtime: i64,
         content: Option<&'a [u8]>,
+        /// The entry's slot, for `content` later without a second lookup.
+        slot: usize,
     },
 }
 
@@ -126,7 +128,17 @@ impl FileCache {
             size: e.size,
             mtime: e.mtime,
             content,
+            slot: i,
         })
+    }
+
+    /// The bytes slot `slot` keeps for `file`: `None` once the slot holds something else.
+    /// Responses copy from here straight into their output, so no copy of a small file's
+    /// bytes travels through the call chain.
+    pub fn content(&self, slot: usize, file: &Rc<File>) -> Option<&[u8]> {
+        let e = self.entries.get(slot)?.as_ref()?;
+        let same = e.file.as_ref().is_some_and(|f| Rc::ptr_eq(f, file));
+        (same && e.has_content).then(|| &self.arena[slot * SMALL..slot * SMALL + e.size as usize])
     }
 
     /// True when the path is still what entry `i` says.
