@@ -7,7 +7,7 @@ BENCH_VENV  := $(OUT)/bench-venv
 BENCH_SUPERVISOR := supervisor==4.3.0
 BENCH_ARGS ?=
 
-.PHONY: bench bench-deps
+.PHONY: bench bench-deps bench-alloc-bin
 
 # Debian's nginx (nginx-light where it exists), wrk and strace; supervisord in a venv of its own.
 bench-deps:
@@ -24,8 +24,18 @@ bench-deps:
 	    $(PYTHON) -m venv $(BENCH_VENV) && \
 	    $(BENCH_VENV)/bin/pip install -q --disable-pip-version-check '$(BENCH_SUPERVISOR)'; }
 
-bench: build venv bench-deps
+# Scenario 9's binary: the same build with the counting allocator (`--features count-alloc`),
+# in a target directory of its own so the shipped binary is untouched.
+ALLOC_TARGET_DIR := $(OUT)/count-alloc
+ALLOC_BIN := $(ALLOC_TARGET_DIR)/$(TARGET)/release/uwgate
+
+bench-alloc-bin: toolchain
+	RUSTFLAGS="$(BOARD_RUSTFLAGS)" CARGO_TARGET_DIR=$(ALLOC_TARGET_DIR) \
+	    $(CARGO) build --release --locked --target $(TARGET) --features count-alloc
+
+bench: build venv bench-deps bench-alloc-bin
 	$(PYTHON) bench/bench.py --bin $(CURDIR)/$(BIN) --venv $(CURDIR)/$(VENV) \
+	    --alloc-bin $(CURDIR)/$(ALLOC_BIN) \
 	    --supervisord $(CURDIR)/$(BENCH_VENV)/bin/supervisord \
 	    --nginx $$(command -v nginx || echo /usr/sbin/nginx) \
 	    --results bench/RESULTS.md $(BENCH_ARGS)

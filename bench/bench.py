@@ -14,12 +14,15 @@ median of each figure per side and the ratio uwgate/nginx:
   6. crash-to-respawn latency of a supervised program, uwgate vs supervisord (median of 20)
   7. stripped static binary size; cold start to the first served byte
   8. system calls per request of scenario 1 (strace -c), one connection and 50 connections
+  9. heap allocations per request (uwgate only: a build with `--features count-alloc`, whose
+     JSON status page counts them) under the loads of scenarios 1, 2 and 4
 
 Python 3 standard library only. Usage: see `--help`; `make bench` passes the paths.
 """
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import re
@@ -187,8 +190,8 @@ def rss_kib(pid):
     return 0
 
 
-def http_get(port, path, timeout=5.0, host="127.0.0.1"):
-    """One GET on a fresh connection: (status, body length) or raises."""
+def http_get(port, path, timeout=5.0, host="127.0.0.1", body=False):
+    """One GET on a fresh connection: (status, body length), or (status, body) when `body`."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         data = b""
@@ -197,9 +200,9 @@ def http_get(port, path, timeout=5.0, host="127.0.0.1"):
             if not chunk:
                 break
             data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, rest = data.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
-    return status, len(body)
+    return status, (rest if body else len(rest))
 
 
 def wait_http_200(port, path, timeout, proc=None):
@@ -406,12 +409,12 @@ http {{
 class Server:
     """A running uwgate or nginx on its own port."""
 
-    def __init__(self, env, side, tag, check=True, programs=""):
+    def __init__(self, env, side, tag, check=True, programs="", binary=None):
         self.side = side
         self.port = free_port()
         if side == "uwgate":
             path, d = uwgate_ini(env, self.port, tag, programs)
-            argv = [env.args.bin, "-f", "-c", path]
+            argv = [binary or env.args.bin, "-f", "-c", path]
         else:
             path, d = nginx_conf(env, self.port, tag)
             argv = [env.args.nginx, "-p", d + "/", "-e", d + "/error.log", "-c", path]
@@ -747,6 +750,46 @@ def binary_scenario(env, results, samples):
     )
 
 
+ALLOC_LOADS = (
+    ("1 KiB static, wrk -c50", "/static/1k.bin", 50),
+    ("100 KiB static, wrk -c20", "/static/100k.bin", 20),
+    ("Django `/`, wrk -c20", "/", 20),
+)
+
+
+def alloc_scenario(env, results, duration):
+    """Scenario 9: the count-alloc build under the loads of scenarios 1, 2 and 4; the JSON
+    status page's "allocations" is read before and after each (after a warm-up run that
+    fills the open-file cache and takes the connection slots once)."""
+    status = "\n[location:/uwgate_status]\nstub_status = on\n"
+    srv = Server(env, "uwgate", "alloc", programs=status, binary=env.args.alloc_bin)
+    try:
+        wait_http_200(srv.port, "/", 60, srv.proc)
+
+        def allocations():
+            st, body = http_get(srv.port, "/uwgate_status?format=json", body=True)
+            doc = json.loads(body)
+            if st != 200 or "allocations" not in doc:
+                raise RuntimeError(f"no allocation count in the status page ({st}): {body[:200]!r}")
+            return doc["allocations"]
+
+        a = allocations()
+        if a == 0:
+            raise RuntimeError("the count-alloc build counted no allocations at all (start-up makes some)")
+        probe = allocations() - a  # what reading the page itself costs (a fresh connection)
+        out = {"probe": probe, "startup": a, "loads": []}
+        for label, path, conns in ALLOC_LOADS:
+            wrk(srv.url(path), conns, 1)
+            before = allocations()
+            w = wrk(srv.url(path), conns, duration)
+            n = allocations() - before - probe
+            out["loads"].append((label, n, w["requests"]))
+            log(f"s9 {label}: {n} allocations in {w['requests']:,} requests")
+        results["s9"] = out
+    finally:
+        srv.stop()
+
+
 def parse_strace_c(path):
     calls = {}
     with open(path) as f:
@@ -903,6 +946,11 @@ def build_rows(env, res):
         per = {s: median([sum(c.values()) / max(1, n) for c, n in res[key][s]]) for s in SIDES}
         rows.append([label, fig, fmt(per["uwgate"], 2), fmt(per["nginx"], 2),
                      fmt(per["uwgate"] / per["nginx"], 2) + "×", "", ""])  # fmt: skip
+    if "s9" in res:
+        for i, (label, n, reqs) in enumerate(res["s9"]["loads"]):
+            rows.append(["9. heap allocations (count-alloc build)" if i == 0 else "",
+                         f"{label}: allocations / requests", f"{n:,} / {reqs:,}", "—", "",
+                         "0 per request", "pass" if n == 0 else "**FAIL**"])  # fmt: skip
     return rows
 
 
@@ -1024,11 +1072,14 @@ def main():
     ap.add_argument("--cold-starts", type=int, default=9)
     ap.add_argument("--syscall-requests", type=int, default=10000)
     ap.add_argument("--uwsgi-processes", type=int, default=2)
-    ap.add_argument("--only", default="12345678", help="scenario digits to run (default all)")
+    ap.add_argument("--alloc-bin", help="uwgate built with --features count-alloc (scenario 9)")
+    ap.add_argument("--only", default="123456789", help="scenario digits to run (default all)")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)
     args.venv = os.path.abspath(args.venv)
     args.supervisord = os.path.abspath(args.supervisord)
+    if args.alloc_bin:
+        args.alloc_bin = os.path.abspath(args.alloc_bin)
     for tool in ("wrk", "strace"):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} not found (make bench installs it)")
@@ -1091,6 +1142,11 @@ def main():
             syscall_scenario(env, servers, res, args.slow_rounds, args.syscall_requests, 3)
         for side in SIDES:
             servers[side].stop()
+        if "9" in args.only:
+            if args.alloc_bin:
+                alloc_scenario(env, res, args.duration)
+            else:
+                log("s9 skipped: no --alloc-bin")
         if "5" in args.only:
             idle_scenario(env, res, args.slow_rounds)
         if "6" in args.only:
@@ -1124,6 +1180,14 @@ def main():
                 f"connection, over {args.syscall_requests:,} sequential keep-alive GETs of the 1 KiB "
                 "file (so every request also waits in epoll), over 3 s of wrk -c50, and over "
                 f"{args.syscall_requests // 10:,} sequential keep-alive GETs of the Django view."
+            )
+        if "s9" in res:
+            notes.append(
+                "Scenario 9: the same build with `--features count-alloc` (a counting global "
+                "allocator; src/alloc_count.rs), under wrk for "
+                f"{args.duration} s per load after a 1 s warm-up; the count is read from the JSON "
+                "status page before and after, less what one read of the page costs "
+                f"({res['s9']['probe']}). Start-up made {res['s9']['startup']:,} (the counter works)."
             )
         errs = [f"{k} {s}" for k in ("s1", "s2", "s3", "s4") if k in res for s in SIDES
                 if any(r["errors"] for r in res[k][s])]  # fmt: skip
