@@ -1,8 +1,8 @@
 //! Child output through the real binary: every line of a program's stdout/stderr reaches the
 //! log tagged `NAME[PID]:` (stdout at info, stderr at error, or info with redirect_stderr), a
 //! line longer than the line buffer is split and not lost, the unterminated last line of an
-//! exiting program is kept, and a program flooding 10 MB neither loses a line nor stalls the
-//! static requests uwgate serves meanwhile.
+//! exiting program is kept and logged before its `exited:` line, and a program flooding 10 MB
+//! neither loses a line nor stalls the static requests uwgate serves meanwhile.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -228,5 +228,44 @@ fn output_is_tagged_by_program_stderr_at_error_level_and_the_last_partial_line_i
     assert!(ok, "expected {:#?}; log:\n{}", want, log);
     // Exit 0 is in exitcodes: not restarted.
     assert_eq!(spawned_pids(&log, "tagged").len(), 1, "log:\n{}", log);
+    gate.finish();
+}
+
+/// `dying.py`: raises its stderr pipe to 1 MiB, writes 500 KB of report lines and an
+/// unterminated last line in one write (more than uwgate reads per turn), and exits 3 at once.
+const DYING_PY: &str = r#"import fcntl, os
+try:
+    fcntl.fcntl(2, 1031, 1 << 20)  # F_SETPIPE_SZ
+except OSError:
+    pass
+data = b"".join(b"trace line %05d %s\n" % (i, b"y" * 80) for i in range(5000)) + b"fatal: giving up"
+view = memoryview(data)
+while view:
+    view = view[os.write(2, view):]
+os._exit(3)
+"#;
+
+#[test]
+fn a_program_s_last_output_is_logged_before_its_exited_line() {
+    let gate = Gate::start(
+        "wd_last_words",
+        "[program:dying]\ncommand = {PY} {DIR}/dying.py\nstartsecs = 0\nautorestart = false\n",
+        |t| {
+            t.write("dying.py", DYING_PY);
+        },
+    );
+    gate.expect_log(
+        "exited: dying (exit status 3; not expected)",
+        Duration::from_secs(10),
+    );
+    let log = gate.log();
+    let exited = log.find("exited: dying").unwrap();
+    for line in ["trace line 00000", "trace line 04999", "fatal: giving up"] {
+        let at = log.find(line);
+        assert!(
+            at.is_some_and(|at| at < exited),
+            "{line:?} is not logged before the exited line (at {at:?}, exited at {exited})"
+        );
+    }
     gate.finish();
 }

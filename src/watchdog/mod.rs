@@ -187,6 +187,9 @@ impl Watchdog {
                             log::warn!("killing what is left of process group {pid}: {e}");
                         }
                     }
+                    // Its last words (a traceback, say) are in its pipes: log them before the
+                    // `exited:` line, as supervisor's log order has them.
+                    self.pump_pipes_of(registry, pid);
                     self.drive(registry, idx, Event::Exited(status), now)
                 }
                 None => log::debug!("reaped pid {pid} ({status}), not a program"),
@@ -612,6 +615,24 @@ impl Watchdog {
         for &(_, idx) in mine.iter().take(excess) {
             self.pump_pipe(registry, idx);
             self.close_pipe(registry, idx);
+        }
+    }
+
+    /// Drains the pipes of the child `pid`, which has exited: what it wrote is at most a pipe
+    /// buffer (1 MiB at the most, F_SETPIPE_SZ's default cap), so the rounds are bounded;
+    /// a grandchild still writing gets the usual per-turn budget afterwards.
+    fn pump_pipes_of(&mut self, registry: &mio::Registry, pid: u32) {
+        const ROUNDS: usize = (1 << 20) / READ_BUDGET + 1;
+        for idx in 0..self.pipes.len() {
+            for _ in 0..ROUNDS {
+                if !matches!(self.pipes.get(idx), Some(Some(p)) if p.pid == pid) {
+                    break;
+                }
+                self.pump_pipe(registry, idx);
+                if !matches!(self.pipes.get(idx), Some(Some(p)) if p.pending) {
+                    break;
+                }
+            }
         }
     }
 
