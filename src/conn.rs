@@ -437,3 +437,19 @@ fn send_range(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's memory figure for a connection slot (`Option<Conn>` in the slab, plus
+    /// the slab's free-list entry and idle-list links) must stay true.
+    #[test]
+    fn a_connection_slot_costs_what_the_readme_says() {
+        let slot = std::mem::size_of::<Option<Conn>>() + crate::slab::PER_SLOT_OVERHEAD;
+        assert_eq!(
+            slot, 373,
+            "a connection slot changed size; update README's Design"
+        );
+    }
+}

@@ -6,6 +6,10 @@
 
 const NIL: u32 = u32::MAX;
 
+/// Bytes the slab keeps per slot beside the `Option<T>`: a free-list entry, two idle-list
+/// links and an idle flag.
+pub const PER_SLOT_OVERHEAD: usize = 4 + 4 + 4 + 1;
+
 /// Slots of `T` with a free list.
 pub struct Slab<T> {
     slots: Vec<Option<T>>,

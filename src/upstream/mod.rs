@@ -1451,3 +1451,18 @@ fn sent_body(conn: &mut Conn, p: &mut Proxy, budget: &mut usize, n: usize) {
     conn.body_sent += n as u64;
     *budget = budget.saturating_sub(n);
 }
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// The README's memory figure for a proxy slot (`Option<Proxy>` plus the slab's own).
+    #[test]
+    fn a_proxy_slot_costs_what_the_readme_says() {
+        let slot = std::mem::size_of::<Option<Proxy>>() + crate::slab::PER_SLOT_OVERHEAD;
+        assert_eq!(
+            slot, 461,
+            "a proxy slot changed size; update README's Design"
+        );
+    }
+}
