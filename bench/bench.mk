@@ -7,7 +7,7 @@ BENCH_VENV  := $(OUT)/bench-venv
 BENCH_SUPERVISOR := supervisor==4.3.0
 BENCH_ARGS ?=
 
-.PHONY: bench bench-deps bench-alloc-bin
+.PHONY: bench bench-deps bench-alloc-bin bench-loadgen
 
 # Debian's nginx (nginx-light where it exists), wrk and strace; supervisord in a venv of its own.
 bench-deps:
@@ -33,9 +33,15 @@ bench-alloc-bin: toolchain
 	RUSTFLAGS="$(BOARD_RUSTFLAGS)" CARGO_TARGET_DIR=$(ALLOC_TARGET_DIR) \
 	    $(CARGO) build --release --locked --target $(TARGET) --features count-alloc
 
-bench: build venv bench-deps bench-alloc-bin
+# Scenarios 2 and 3's discarding client (examples/loadgen.rs), built for the host.
+LOADGEN := target/release/examples/loadgen
+
+bench-loadgen:
+	$(CARGO) build --release --locked --example loadgen
+
+bench: build venv bench-deps bench-alloc-bin bench-loadgen
 	$(PYTHON) bench/bench.py --bin $(CURDIR)/$(BIN) --venv $(CURDIR)/$(VENV) \
-	    --alloc-bin $(CURDIR)/$(ALLOC_BIN) \
+	    --alloc-bin $(CURDIR)/$(ALLOC_BIN) --loadgen $(CURDIR)/$(LOADGEN) \
 	    --supervisord $(CURDIR)/$(BENCH_VENV)/bin/supervisord \
 	    --nginx $$(command -v nginx || echo /usr/sbin/nginx) \
 	    --results bench/RESULTS.md $(BENCH_ARGS)
