@@ -19,7 +19,6 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::Instant;
 
-/// Bytes a connection may write in one turn before it yields to the others.
 /// File bodies longer than this are sent under TCP_CORK, as nginx's `tcp_nopush` does.
 /// sendfile(2) feeds the socket 64 KiB at a time and drops the socket lock in between; an
 /// ACK arriving then (TCP_NODELAY) pushes the partial segment at the tail, so without the
@@ -29,6 +28,7 @@ use std::time::Instant;
 /// the segments they save; a body that fits one 64 KiB splice has no such gap to cork.
 const CORK_MIN: u64 = 64 * 1024;
 
+/// Bytes a connection may write in one turn before it yields to the others.
 pub const WRITE_BUDGET: usize = 2 * 1024 * 1024;
 
 /// Where a connection is in its request cycle.
@@ -317,7 +317,7 @@ impl Conn {
         Ok(done)
     }
 
-    /// File bytes still to send.
+    /// File bytes still to send (for a multipart body, its file's size: an upper bound).
     fn file_left(&self) -> u64 {
         match &self.body {
             Body::File { pos, end, .. } => end - pos,
