@@ -36,7 +36,7 @@ bench-alloc-bin: toolchain
 # Scenarios 2 and 3's discarding client (examples/loadgen.rs), built for the host.
 LOADGEN := target/release/examples/loadgen
 
-bench-loadgen:
+bench-loadgen: toolchain
 	$(CARGO) build --release --locked --example loadgen
 
 bench: build venv bench-deps bench-alloc-bin bench-loadgen

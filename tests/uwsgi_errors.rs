@@ -323,3 +323,106 @@ fn a_response_head_larger_than_the_buffer_gives_502_and_is_logged() {
         gate.stderr()
     );
 }
+
+#[test]
+fn a_re_chunked_response_whose_head_nearly_fills_the_buffer_is_served_whole() {
+    // No Content-Length from the app and a keep-alive client: uwgate frames chunks behind the
+    // head it writes. Heads growing a byte at a time across the end of the buffer must give
+    // either the whole response or, once the head no longer fits, a 502: never a silent close.
+    let fake = FakeUpstream::start(Fake::PaddedHead);
+    let gate = common::Server::start(&gate_ini("", &[fake.pass()], ""));
+    let (mut ok, mut too_big) = (0, 0);
+    for pad in 15_900..16_400 {
+        let mut c = common::Client::connect(gate.port);
+        c.send(format!("GET /p?pad={pad} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+        let r = c
+            .try_read_response(false)
+            .unwrap_or_else(|e| panic!("pad {pad}: no whole response ({e})\n{}", gate.stderr()));
+        match r.status {
+            200 => {
+                assert_eq!(r.body, b"hello world", "pad {pad}");
+                assert!(r
+                    .head_raw
+                    .to_ascii_lowercase()
+                    .contains("transfer-encoding: chunked"));
+                ok += 1;
+            }
+            502 => too_big += 1,
+            s => panic!("pad {pad}: status {s}"),
+        }
+    }
+    assert!(
+        ok > 0 && too_big > 0,
+        "the sweep missed the buffer's end: {ok} ok, {too_big} 502"
+    );
+}
+
+/// Sends `method /upload` with a `len`-byte body through `port`; the response.
+fn upload(port: u16, method: &str, len: usize) -> common::Response {
+    let body = common::pattern(len, 7);
+    let mut c = common::Client::connect(port);
+    c.stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    c.send(
+        format!(
+            "{method} /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    c.set_read_timeout(Duration::from_secs(30));
+    c.read_response()
+}
+
+#[test]
+fn a_put_whose_body_a_peer_cut_off_goes_whole_to_the_next_peer() {
+    // The fake reads the packet's vars and closes with the body unread (a reset), so the
+    // send fails part-way through 48 MB; PUT is idempotent: nginx passes it on, whole.
+    let fake = FakeUpstream::start(Fake::CloseSilently);
+    let up = Uwsgi::start_default();
+    let gate = common::Server::start(&gate_ini(
+        "client_max_body_size = 100m",
+        &[fake.pass(), up.pass()],
+        "",
+    ));
+    let len = 48 << 20;
+    for _ in 0..4 {
+        let r = upload(gate.port, "PUT", len);
+        assert_eq!(r.status, 200, "{}{}", r.head_raw, logs(&gate, &up));
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            body.contains(&format!("\"len\": {len}")),
+            "the next peer did not get the whole body: {body}"
+        );
+        if fake.accepted() > 0 {
+            assert!(gate.stderr().contains("sending the request to upstream"));
+            return;
+        }
+    }
+    panic!("round robin never chose the failing peer");
+}
+
+#[test]
+fn a_post_whose_body_a_peer_cut_off_is_not_sent_to_another() {
+    // nginx's rule without `non_idempotent`: a POST that began to reach one upstream is
+    // answered 502, not replayed on the next.
+    let fake = FakeUpstream::start(Fake::CloseSilently);
+    let up = Uwsgi::start_default();
+    let gate = common::Server::start(&gate_ini(
+        "client_max_body_size = 100m",
+        &[fake.pass(), up.pass()],
+        "",
+    ));
+    let len = 48 << 20;
+    for _ in 0..4 {
+        let before = fake.accepted();
+        let r = upload(gate.port, "POST", len);
+        if fake.accepted() > before {
+            assert_eq!(r.status, 502, "{}{}", r.head_raw, logs(&gate, &up));
+            return;
+        }
+        assert_eq!(r.status, 200, "{}{}", r.head_raw, logs(&gate, &up));
+    }
+    panic!("round robin never chose the failing peer");
+}

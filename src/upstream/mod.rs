@@ -16,7 +16,7 @@ use crate::config::{Handler, UpstreamAddr, UwsgiConf};
 use crate::conn::{Conn, Phase, Step};
 use crate::dispatch::{self, Ctx, Extra};
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::request::Head;
+use crate::http::request::{Head, Method};
 use crate::http::response::HeadWriter;
 use crate::http::Status;
 use crate::pool::{BufId, BufferPool};
@@ -365,10 +365,11 @@ pub fn step(
                 // flight send(2) says EAGAIN (and the EPOLLOUT that ends it brings us back);
                 // a failed connect shows as send's error. Loopback connects complete inside
                 // connect(2), so the packet usually leaves in the same turn.
-                let sent_before = p.pkt_sent;
+                let sent_before = p.pkt_sent as u64 + p.body_sent;
                 match send_request(p, pool, cb) {
-                    Ok(done) => {
-                        if done || p.pkt_sent > sent_before {
+                    Ok(sent) => {
+                        if sent != Sent::Blocked || p.pkt_sent as u64 + p.body_sent > sent_before {
+                            // Connected: Sending goes on from here (and waits if it must).
                             p.stage = Stage::Sending;
                             conn.deadline = Some(ctx.now + conf.send_timeout);
                         } else {
@@ -382,12 +383,20 @@ pub fn step(
                         }
                     }
                     Err(e) => {
+                        let began = p.pkt_sent as u64 + p.body_sent > 0;
+                        let what = if began {
+                            "sending the request to"
+                        } else {
+                            "connect() to"
+                        };
                         log::error!(
-                            "slot {slot}: connect() to upstream {} failed: {e}, client: {}",
+                            "slot {slot}: {what} upstream {} failed: {e}, client: {}",
                             peer_name(p, up.groups),
                             conn.peer
                         );
-                        if let Some(s) = retry(conn, p, ctx, up.groups, up.registry, up.token) {
+                        if let Some(s) =
+                            next_peer(conn, p, ctx, up.groups, up.registry, up.token, began)
+                        {
                             release_and_error(conn, pool, up, ctx, s);
                             return None;
                         }
@@ -395,13 +404,13 @@ pub fn step(
                 }
             }
             Stage::Sending => match send_request(p, pool, cb) {
-                Ok(true) => {
+                Ok(Sent::Done) => {
                     p.stage = Stage::Head;
                     p.rb_start = 0;
                     p.rb_end = 0;
                     conn.deadline = Some(ctx.now + conf.read_timeout);
                 }
-                Ok(false) => {
+                Ok(Sent::Blocked) => {
                     if let Err(s) = want_writable(p, up.registry, up.token) {
                         release_and_error(conn, pool, up, ctx, s);
                         return None;
@@ -410,13 +419,15 @@ pub fn step(
                     conn.deadline = Some(ctx.now + conf.send_timeout);
                     return Some(Step::Wait);
                 }
+                Ok(Sent::Yield) => return Some(Step::Yield),
                 Err(e) => {
                     log::error!(
                         "slot {slot}: sending the request to upstream {} failed: {e}, client: {}",
                         peer_name(p, up.groups),
                         conn.peer
                     );
-                    if let Some(s) = retry(conn, p, ctx, up.groups, up.registry, up.token) {
+                    if let Some(s) = next_peer(conn, p, ctx, up.groups, up.registry, up.token, true)
+                    {
                         release_and_error(conn, pool, up, ctx, s);
                         return None;
                     }
@@ -731,6 +742,9 @@ fn connect_next(
                 p.up_writable = false;
                 p.up_read_closed = false;
                 p.up_write_interest = false;
+                // A new peer gets the whole request, whatever reached a failed one.
+                p.pkt_sent = 0;
+                p.body_sent = 0;
                 p.stage = Stage::Connecting;
                 p.waiting = Waiting::Upstream;
                 conn.deadline = Some(ctx.now + conf.connect_timeout);
@@ -836,6 +850,35 @@ pub fn on_timeout(
     }
 }
 
+/// After a failed connect or send: the next peer, or `Some(status)` when there is none. As
+/// nginx without `non_idempotent`, a POST, PATCH or unknown method that has `began` to reach
+/// one uWSGI is not sent to another: the failed peer is marked and the client gets a 502.
+fn next_peer(
+    conn: &mut Conn,
+    p: &mut Proxy,
+    ctx: &Ctx<'_>,
+    groups: &mut Groups,
+    reg: &Registry,
+    token: Token,
+    began: bool,
+) -> Option<Status> {
+    if began && !idempotent(p.head.method) {
+        if let Some(g) = groups.get_mut(p.group) {
+            g.failed(p.peer, ctx.now);
+        }
+        return Some(Status::BadGateway);
+    }
+    retry(conn, p, ctx, groups, reg, token)
+}
+
+/// Methods nginx passes to the next upstream after a failed send (RFC 9110's idempotent ones).
+fn idempotent(method: Method) -> bool {
+    matches!(
+        method,
+        Method::Get | Method::Head | Method::Put | Method::Delete | Method::Options | Method::Trace
+    )
+}
+
 /// Adds EPOLLOUT to the upstream socket's interest, once per socket.
 fn want_writable(p: &mut Proxy, reg: &Registry, token: Token) -> Result<(), Status> {
     if p.up_write_interest {
@@ -852,8 +895,19 @@ fn want_writable(p: &mut Proxy, reg: &Registry, token: Token) -> Result<(), Stat
     Ok(())
 }
 
+/// How far `send_request` got.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    /// The whole request is out.
+    Done,
+    /// The socket is full (or still connecting): wait for EPOLLOUT.
+    Blocked,
+    /// Out of this turn's rounds with the socket still writable: run again from the queue.
+    Yield,
+}
+
 /// Sends the packet, then the body (from the buffer or by sendfile from the spool).
-fn send_request(p: &mut Proxy, pool: &mut BufferPool, cb: BufId) -> io::Result<bool> {
+fn send_request(p: &mut Proxy, pool: &mut BufferPool, cb: BufId) -> io::Result<Sent> {
     let Some(ub) = p.up_buf else {
         return Err(io::Error::other("no upstream buffer"));
     };
@@ -887,19 +941,19 @@ fn send_request(p: &mut Proxy, pool: &mut BufferPool, cb: BufId) -> io::Result<b
                 })
             }
         } else {
-            return Ok(true);
+            return Ok(Sent::Done);
         };
         match res {
             Ok(()) => {}
             Err(e) if sys::interrupted(&e) => {}
             Err(e) if sys::would_block(&e) => {
                 p.up_writable = false;
-                return Ok(false);
+                return Ok(Sent::Blocked);
             }
             Err(e) => return Err(e),
         }
     }
-    Ok(false)
+    Ok(Sent::Yield)
 }
 
 enum HeadResult {
@@ -1334,23 +1388,28 @@ fn push_client(
     }
     let available = (p.spool_w - p.spool_r) + (p.rb_end - p.rb_start) as u64;
     if p.chunk_out && p.chunk_left == 0 && available > 0 && *budget > 0 {
-        // Frame the next chunk (everything available now) behind any unsent head bytes.
-        if conn.out_pos == conn.out_end {
-            conn.out_pos = base;
-            conn.out_end = base;
-        }
-        let mut w = HeadWriter::new(&mut cbuf[conn.out_end..]);
+        // Frame the next chunk (everything available now) behind any unsent head bytes; a
+        // head that leaves no room for the size line goes out alone first, and the line is
+        // framed at `base` on the next call.
+        let pending = conn.out_pos < conn.out_end;
+        let at = if pending { conn.out_end } else { base };
+        let mut w = HeadWriter::new(&mut cbuf[at..]);
         if p.crlf_pending {
             w.put(b"\r\n");
         }
         w.hex(available).put(b"\r\n");
-        if w.overflowed() {
+        if !w.overflowed() {
+            let n = w.len();
+            if !pending {
+                conn.out_pos = base;
+            }
+            conn.out_end = at + n;
+            conn.body_sent += n as u64;
+            p.chunk_left = available;
+            p.crlf_pending = true;
+        } else if !pending {
             return Err(io::Error::other("no room to frame a chunk"));
         }
-        conn.out_end += w.len();
-        conn.body_sent += w.len() as u64;
-        p.chunk_left = available;
-        p.crlf_pending = true;
     }
     // Output region first (response head, chunk framing); buffered body bytes go in the
     // same sendmsg, spooled ones follow by sendfile under MSG_MORE.
@@ -1397,7 +1456,7 @@ fn push_client(
         return Ok(progress);
     }
     if p.chunk_out && p.chunk_left == 0 {
-        // The chunk framed above is out; the next turn frames the rest.
+        // The chunk framed above is out, or none fit behind the head: the next call frames.
         return Ok(progress + 1);
     }
     let limit = if p.chunk_out {

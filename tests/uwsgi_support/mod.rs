@@ -844,6 +844,9 @@ pub enum Fake {
     CloseSilently,
     /// Accepts and never reads nor writes (until the test ends).
     Hold,
+    /// Answers `hello world` without Content-Length (so uwgate re-chunks it), behind an
+    /// `X-Pad` header of as many bytes as the query's `pad=N`; closes.
+    PaddedHead,
 }
 
 /// A TCP listener on 127.0.0.1 answering each connection as told; counts connections. Stops
@@ -882,6 +885,15 @@ impl FakeUpstream {
                                 let _ = s.write_all(bytes);
                             }
                             Fake::CloseSilently => read_packet(&mut s),
+                            Fake::PaddedHead => {
+                                let pad = query_pad(&read_vars(&mut s));
+                                let head = format!(
+                                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Pad: {}\r\n\r\n",
+                                    "p".repeat(pad)
+                                );
+                                let _ = s.write_all(head.as_bytes());
+                                let _ = s.write_all(b"hello world");
+                            }
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -918,12 +930,49 @@ impl Drop for FakeUpstream {
 
 /// Reads one uwsgi packet header and its vars (not the body).
 fn read_packet(s: &mut TcpStream) {
+    read_vars(s);
+}
+
+/// Reads one uwsgi packet header and returns its vars block (empty on a short read).
+fn read_vars(s: &mut TcpStream) -> Vec<u8> {
     let mut h = [0u8; 4];
-    if s.read_exact(&mut h).is_ok() {
-        let n = u16::from_le_bytes([h[1], h[2]]) as usize;
-        let mut vars = vec![0u8; n];
-        let _ = s.read_exact(&mut vars);
+    if s.read_exact(&mut h).is_err() {
+        return Vec::new();
     }
+    let mut vars = vec![0u8; u16::from_le_bytes([h[1], h[2]]) as usize];
+    if s.read_exact(&mut vars).is_err() {
+        return Vec::new();
+    }
+    vars
+}
+
+/// `N` from `pad=N` in the vars' QUERY_STRING (0 when absent).
+fn query_pad(vars: &[u8]) -> usize {
+    let mut rest = vars;
+    while rest.len() >= 4 {
+        let klen = u16::from_le_bytes([rest[0], rest[1]]) as usize;
+        let Some(key) = rest.get(2..2 + klen) else {
+            break;
+        };
+        let vlen_at = 2 + klen;
+        let Some(vl) = rest.get(vlen_at..vlen_at + 2) else {
+            break;
+        };
+        let vlen = u16::from_le_bytes([vl[0], vl[1]]) as usize;
+        let Some(val) = rest.get(vlen_at + 2..vlen_at + 2 + vlen) else {
+            break;
+        };
+        if key == b"QUERY_STRING" {
+            if let Some(n) = std::str::from_utf8(val)
+                .ok()
+                .and_then(|q| q.strip_prefix("pad="))
+            {
+                return n.parse().unwrap_or(0);
+            }
+        }
+        rest = &rest[vlen_at + 2 + vlen..];
+    }
+    0
 }
 
 /// Panics unless `body` is exactly `common::pattern(len, seed)`, naming the first differing

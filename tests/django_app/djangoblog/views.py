@@ -109,8 +109,8 @@ def environ(request):
 @csrf_exempt
 def upload(request):
     """Length and sha256 of the request body, read in 64 KiB pieces (never whole in memory)."""
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+    if request.method not in ("POST", "PUT"):
+        return HttpResponseNotAllowed(["POST", "PUT"])
     h = hashlib.sha256()
     n = 0
     while True:
