@@ -375,10 +375,9 @@ fn upload(port: u16, method: &str, len: usize) -> common::Response {
     c.read_response()
 }
 
-#[test]
-fn a_put_whose_body_a_peer_cut_off_goes_whole_to_the_next_peer() {
-    // The fake reads the packet's vars and closes with the body unread (a reset), so the
-    // send fails part-way through 48 MB; PUT is idempotent: nginx passes it on, whole.
+/// A fake peer that reads the packet's vars and closes with the body unread, then a real
+/// uWSGI, behind a gate taking bodies up to 100 MB.
+fn cut_off_peers() -> (FakeUpstream, Uwsgi, common::Server) {
     let fake = FakeUpstream::start(Fake::CloseSilently);
     let up = Uwsgi::start_default();
     let gate = common::Server::start(&gate_ini(
@@ -386,6 +385,14 @@ fn a_put_whose_body_a_peer_cut_off_goes_whole_to_the_next_peer() {
         &[fake.pass(), up.pass()],
         "",
     ));
+    (fake, up, gate)
+}
+
+#[test]
+fn a_put_whose_body_a_peer_cut_off_goes_whole_to_the_next_peer() {
+    // The fake reads the packet's vars and closes with the body unread (a reset), so the
+    // send fails part-way through 48 MB; PUT is idempotent: nginx passes it on, whole.
+    let (fake, up, gate) = cut_off_peers();
     let len = 48 << 20;
     for _ in 0..4 {
         let r = upload(gate.port, "PUT", len);
@@ -407,13 +414,7 @@ fn a_put_whose_body_a_peer_cut_off_goes_whole_to_the_next_peer() {
 fn a_post_whose_body_a_peer_cut_off_is_not_sent_to_another() {
     // nginx's rule without `non_idempotent`: a POST that began to reach one upstream is
     // answered 502, not replayed on the next.
-    let fake = FakeUpstream::start(Fake::CloseSilently);
-    let up = Uwsgi::start_default();
-    let gate = common::Server::start(&gate_ini(
-        "client_max_body_size = 100m",
-        &[fake.pass(), up.pass()],
-        "",
-    ));
+    let (fake, up, gate) = cut_off_peers();
     let len = 48 << 20;
     for _ in 0..4 {
         let before = fake.accepted();

@@ -699,8 +699,6 @@ fn encode_packet(
     };
     let n = packet::encode(ubuf, &info, head_bytes, &conf.params)?;
     p.pkt_len = n;
-    p.pkt_sent = 0;
-    p.body_sent = 0;
     p.vars_len = n.saturating_sub(4);
     Ok(())
 }
