@@ -270,7 +270,6 @@ impl Gate {
                         return;
                     };
                     p.up_readable |= readable;
-                    p.up_writable |= writable;
                     p.up_read_closed |= ev.is_read_closed();
                 } else {
                     conn.readable |= readable;

@@ -20,6 +20,7 @@ pub mod pool;
 pub mod router;
 pub mod slab;
 pub mod static_files;
+pub mod stream;
 pub mod sys;
 pub mod upstream;
 pub mod watchdog;

@@ -21,14 +21,15 @@ use crate::http::response::HeadWriter;
 use crate::http::Status;
 use crate::pool::{BufId, BufferPool};
 use crate::slab::Slab;
+use crate::stream::Stream;
 use crate::sys;
 use mio::{Interest, Registry, Token};
 use packet::UWSGI_DEFAULT_BUFFER_SIZE;
 use peers::Groups;
 use response::{Framing, UpstreamHead};
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
@@ -40,59 +41,11 @@ pub fn addr_display(addr: &UpstreamAddr) -> String {
     }
 }
 
-/// A connected (or connecting) upstream socket.
-pub enum UpSock {
-    Tcp(mio::net::TcpStream),
-    Unix(mio::net::UnixStream),
-}
-
-impl UpSock {
-    fn connect(addr: &UpstreamAddr) -> io::Result<UpSock> {
-        Ok(match addr {
-            UpstreamAddr::Tcp(a) => UpSock::Tcp(mio::net::TcpStream::connect(*a)?),
-            UpstreamAddr::Unix(p) => UpSock::Unix(mio::net::UnixStream::connect(p)?),
-        })
-    }
-
-    fn fd(&self) -> RawFd {
-        match self {
-            UpSock::Tcp(s) => s.as_raw_fd(),
-            UpSock::Unix(s) => s.as_raw_fd(),
-        }
-    }
-
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            UpSock::Tcp(s) => s.read(buf),
-            UpSock::Unix(s) => s.read(buf),
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            UpSock::Tcp(s) => s.write(buf),
-            UpSock::Unix(s) => s.write(buf),
-        }
-    }
-
-    /// Registers for reading only: the packet usually leaves at once (a loopback connect
-    /// completes inside connect(2)), and an EPOLLOUT nobody waits for would cost a wakeup
-    /// per request. `want_writable` adds it when a send has to wait.
-    fn register(&mut self, reg: &Registry, token: Token) -> io::Result<()> {
-        match self {
-            UpSock::Tcp(s) => reg.register(s, token, Interest::READABLE),
-            UpSock::Unix(s) => reg.register(s, token, Interest::READABLE),
-        }
-    }
-
-    /// EPOLL_CTL_MOD to reading and writing; the kernel re-checks readiness, so an EPOLLOUT
-    /// that came before the call is still reported.
-    fn want_writable(&mut self, reg: &Registry, token: Token) -> io::Result<()> {
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        match self {
-            UpSock::Tcp(s) => reg.reregister(s, token, interest),
-            UpSock::Unix(s) => reg.reregister(s, token, interest),
-        }
+/// Starts a non-blocking connect to one upstream peer.
+fn connect_upstream(addr: &UpstreamAddr) -> io::Result<Stream> {
+    match addr {
+        UpstreamAddr::Tcp(a) => Stream::connect_tcp(*a),
+        UpstreamAddr::Unix(p) => Stream::connect_unix(p),
     }
 }
 
@@ -127,12 +80,11 @@ pub struct Proxy {
     peer: usize,
     tried: u64,
     attempts: u32,
-    pub sock: Option<UpSock>,
+    pub sock: Option<Stream>,
     pub up_readable: bool,
-    pub up_writable: bool,
     /// uWSGI shut down its side (sticky): read on to the EOF after a short read.
     pub up_read_closed: bool,
-    /// The upstream socket is registered for EPOLLOUT too (see `UpSock::register`).
+    /// The upstream socket is registered for EPOLLOUT too (see `connect_next`).
     up_write_interest: bool,
     pub up_buf: Option<BufId>,
     // Request body.
@@ -179,7 +131,6 @@ impl Proxy {
             attempts: 0,
             sock: None,
             up_readable: false,
-            up_writable: false,
             up_read_closed: false,
             up_write_interest: false,
             up_buf: None,
@@ -729,15 +680,17 @@ fn connect_next(
         p.peer = i;
         p.attempts += 1;
         let addr = group.peers[i].addr.clone();
-        match UpSock::connect(&addr) {
+        match connect_upstream(&addr) {
             Ok(mut sock) => {
-                if let Err(e) = sock.register(reg, token) {
+                // Registered for reading only: the packet usually leaves at once (a loopback
+                // connect completes inside connect(2)), and an EPOLLOUT nobody waits for would
+                // cost a wakeup per request. `want_writable` adds it when a send must wait.
+                if let Err(e) = reg.register(sock.source(), token, Interest::READABLE) {
                     log::error!("epoll registration of upstream socket failed: {e}");
                     return Err(Status::InternalServerError);
                 }
                 p.sock = Some(sock);
                 p.up_readable = false;
-                p.up_writable = false;
                 p.up_read_closed = false;
                 p.up_write_interest = false;
                 // A new peer gets the whole request, whatever reached a failed one.
@@ -885,7 +838,13 @@ fn want_writable(p: &mut Proxy, reg: &Registry, token: Token) -> Result<(), Stat
     let Some(sock) = &mut p.sock else {
         return Err(Status::BadGateway);
     };
-    if let Err(e) = sock.want_writable(reg, token) {
+    // EPOLL_CTL_MOD: the kernel re-checks readiness, so an EPOLLOUT that came before the
+    // call is still reported.
+    if let Err(e) = reg.reregister(
+        sock.source(),
+        token,
+        Interest::READABLE | Interest::WRITABLE,
+    ) {
         log::error!("epoll registration of upstream socket failed: {e}");
         return Err(Status::InternalServerError);
     }
@@ -945,7 +904,6 @@ fn send_request(p: &mut Proxy, pool: &mut BufferPool, cb: BufId) -> io::Result<S
             Ok(()) => {}
             Err(e) if sys::interrupted(&e) => {}
             Err(e) if sys::would_block(&e) => {
-                p.up_writable = false;
                 return Ok(Sent::Blocked);
             }
             Err(e) => return Err(e),
@@ -1518,7 +1476,7 @@ mod size_tests {
     fn a_proxy_slot_costs_what_the_readme_says() {
         let slot = std::mem::size_of::<Option<Proxy>>() + crate::slab::PER_SLOT_OVERHEAD;
         assert_eq!(
-            slot, 461,
+            slot, 453,
             "a proxy slot changed size; update README's Design"
         );
     }

@@ -9,6 +9,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::config::ReadyCheck;
+use crate::stream::Stream;
 
 /// Pause between a refused attempt and the next.
 pub const RETRY: Duration = Duration::from_millis(100);
@@ -16,55 +17,41 @@ pub const RETRY: Duration = Duration::from_millis(100);
 /// Longest wait for one connect to complete.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 
-enum Sock {
-    Tcp(mio::net::TcpStream),
-    Unix(mio::net::UnixStream),
+fn connect(check: &ReadyCheck) -> io::Result<Stream> {
+    match check {
+        ReadyCheck::Tcp(addr) => Stream::connect_tcp(*addr),
+        ReadyCheck::Unix(path) => Stream::connect_unix(path),
+    }
 }
 
-impl Sock {
-    fn connect(check: &ReadyCheck) -> io::Result<Sock> {
-        match check {
-            ReadyCheck::Tcp(addr) => mio::net::TcpStream::connect(*addr).map(Sock::Tcp),
-            ReadyCheck::Unix(path) => mio::net::UnixStream::connect(path).map(Sock::Unix),
-        }
-    }
-
-    fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            Sock::Tcp(s) => s,
-            Sock::Unix(s) => s,
-        }
-    }
-
-    /// `Ok(true)`: connected; `Ok(false)`: still in progress; `Err`: refused or failed.
-    fn connected(&self) -> io::Result<bool> {
-        let (err, peer) = match self {
-            Sock::Tcp(s) => {
-                let peer = s.peer_addr();
-                // A port in the ephemeral range with nothing listening can "connect" to itself
-                // (TCP simultaneous open): that is no listener.
-                if peer.is_ok() && s.local_addr().ok() == peer.as_ref().ok().copied() {
-                    return Err(io::Error::from_raw_os_error(libc::ECONNREFUSED));
-                }
-                (s.take_error(), peer.map(|_| ()))
+/// `Ok(true)`: connected; `Ok(false)`: still in progress; `Err`: refused or failed.
+fn connected(sock: &Stream) -> io::Result<bool> {
+    let (err, peer) = match sock {
+        Stream::Tcp(s) => {
+            let peer = s.peer_addr();
+            // A port in the ephemeral range with nothing listening can "connect" to itself
+            // (TCP simultaneous open): that is no listener.
+            if peer.is_ok() && s.local_addr().ok() == peer.as_ref().ok().copied() {
+                return Err(io::Error::from_raw_os_error(libc::ECONNREFUSED));
             }
-            Sock::Unix(s) => (s.take_error(), s.peer_addr().map(|_| ())),
-        };
-        if let Some(e) = err? {
-            return Err(e);
+            (s.take_error(), peer.map(|_| ()))
         }
-        match peer {
-            Ok(()) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Stream::Unix(s) => (s.take_error(), s.peer_addr().map(|_| ())),
+    };
+    if let Some(e) = err? {
+        return Err(e);
+    }
+    match peer {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
 enum Phase {
     Idle,
     Waiting { next_at: Instant },
-    Connecting { sock: Sock, give_up_at: Instant },
+    Connecting { sock: Stream, give_up_at: Instant },
 }
 
 /// One process's ready probe.
@@ -133,7 +120,7 @@ impl Probe {
         let Phase::Connecting { sock, .. } = &self.phase else {
             return false; // stale event for a socket already closed
         };
-        match sock.connected() {
+        match connected(sock) {
             Ok(true) => {
                 self.cancel(registry);
                 true
@@ -153,35 +140,29 @@ impl Probe {
         check: &ReadyCheck,
         now: Instant,
     ) -> bool {
-        let mut sock = match Sock::connect(check) {
+        let mut sock = match connect(check) {
             Ok(sock) => sock,
             Err(_) => {
-                self.phase = Phase::Waiting {
-                    next_at: super::state::after(now, RETRY),
-                };
+                self.retry_later(registry, now);
                 return false;
             }
         };
         // A Unix socket (or a fast loopback) may be connected, or refused, already. Reading
         // SO_ERROR clears it, so a refusal seen here must be handled here.
-        match sock.connected() {
+        match connected(&sock) {
             Ok(true) => {
                 self.phase = Phase::Idle;
                 return true;
             }
             Ok(false) => {}
             Err(_) => {
-                self.phase = Phase::Waiting {
-                    next_at: super::state::after(now, RETRY),
-                };
+                self.retry_later(registry, now);
                 return false;
             }
         }
         if let Err(e) = registry.register(sock.source(), token, mio::Interest::WRITABLE) {
             log::warn!("ready check: cannot register socket: {e}");
-            self.phase = Phase::Waiting {
-                next_at: super::state::after(now, RETRY),
-            };
+            self.retry_later(registry, now);
             return false;
         }
         self.phase = Phase::Connecting {
@@ -191,6 +172,7 @@ impl Probe {
         false
     }
 
+    /// Drops any probing socket; the next attempt comes after `RETRY`.
     fn retry_later(&mut self, registry: &mio::Registry, now: Instant) {
         self.cancel(registry);
         self.phase = Phase::Waiting {
