@@ -140,28 +140,30 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stat_of(pid):
+    """(state, ppid) from /proc/PID/stat, or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            rest = f.read().rsplit(") ", 1)[1].split()
+        return rest[0], int(rest[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def children_of(pid):
     """Pids whose parent is `pid` (scans /proc: CONFIG_PROC_CHILDREN is not everywhere)."""
     out = []
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                rest = f.read().rsplit(") ", 1)[1].split()
-            if int(rest[1]) == pid and rest[0] != "Z":
+        if name.isdigit():
+            st = stat_of(name)
+            if st is not None and st[1] == pid and st[0] != "Z":
                 out.append(int(name))
-        except (OSError, IndexError, ValueError):
-            continue
     return out
 
 
 def ppid_of(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(") ", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
+    st = stat_of(pid)
+    return st[1] if st else None
 
 
 def cpu_ns(pids):

@@ -33,29 +33,7 @@ fn output_of(tag: &str) -> Vec<(String, bool)> {
 fn prog(name: &str, command: &str) -> config::Program {
     config::Program {
         line: 1,
-        name: name.to_string(),
-        command: command.to_string(),
-        process_name: "%(program_name)s".to_string(),
-        numprocs: 1,
-        numprocs_start: 0,
-        directory: None,
-        umask: None,
-        priority: 999,
-        autostart: true,
-        startsecs: Duration::from_secs(1),
-        startretries: 3,
-        autorestart: config::AutoRestart::Unexpected,
-        exitcodes: vec![0],
-        stopsignal: libc::SIGTERM,
-        stopwaitsecs: Duration::from_secs(10),
-        stopasgroup: false,
-        killasgroup: false,
-        user: None,
-        environment: Vec::new(),
-        redirect_stderr: false,
-        depends_on: Vec::new(),
-        ready: None,
-        ready_timeout: Duration::from_secs(60),
+        ..config::Program::new(name, command)
     }
 }
 
