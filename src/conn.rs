@@ -8,8 +8,8 @@
 //! Phases: `Idle` (no buffer) → `ReadingHead` → `Writing` → `Idle` (keep-alive) | closed;
 //! `Lingering` drains a client we answered early so our reply is not lost to a RST.
 
+use crate::event::pool::BufId;
 use crate::http::response::HeadWriter;
-use crate::pool::BufId;
 use crate::sys;
 use mio::net::TcpStream;
 use std::fs::File;
@@ -197,7 +197,7 @@ pub struct Conn {
     pub server: u16,
     pub location: u16,
     /// An upstream head carrying X-Accel-Redirect, between reading it and serving the file.
-    pub redirect_head: Option<crate::upstream::response::UpstreamHead>,
+    pub redirect_head: Option<crate::upstream::uwsgi::head::UpstreamHead>,
     pub keep_alive: bool,
     pub head_only: bool,
     /// The request came with a body we did not read: linger after answering.
@@ -446,7 +446,7 @@ mod tests {
     /// the slab's free-list entry and idle-list links) must stay true.
     #[test]
     fn a_connection_slot_costs_what_the_readme_says() {
-        let slot = std::mem::size_of::<Option<Conn>>() + crate::slab::PER_SLOT_OVERHEAD;
+        let slot = std::mem::size_of::<Option<Conn>>() + crate::event::slab::PER_SLOT_OVERHEAD;
         assert_eq!(
             slot, 373,
             "a connection slot changed size; update README's Design"

@@ -10,7 +10,7 @@ use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{Head, Method, Span};
 use crate::http::response::{error_page, error_page_len, start, HeadWriter};
 use crate::http::Status;
-use crate::router::Router;
+use crate::server::router::Router;
 use crate::static_files::{self, connection_header, ReplyCtx, StaticRequest};
 use std::net::IpAddr;
 use std::time::Instant;
@@ -41,7 +41,7 @@ pub struct Ctx<'a> {
     /// The supervised programs, for the JSON status page.
     pub watchdog: &'a crate::watchdog::Watchdog,
     /// The open-file cache.
-    pub files: &'a std::cell::RefCell<crate::file_cache::FileCache>,
+    pub files: &'a std::cell::RefCell<crate::static_files::cache::FileCache>,
     /// The loop's buffers for a request's canonical path and its filesystem path, reused
     /// rather than zeroed per request.
     pub uri_buf: &'a UriBuf,

@@ -8,12 +8,12 @@
 use crate::config::{self, Config};
 use crate::conn::{Conn, Phase, Step};
 use crate::dispatch::{self, Ctx, Extra, Stats};
+use crate::event::pool::BufferPool;
+use crate::event::slab::Slab;
 use crate::http::date::DateCache;
 use crate::http::request::{head_overflow_status, parse_head};
 use crate::http::Status;
-use crate::pool::BufferPool;
-use crate::router::Router;
-use crate::slab::Slab;
+use crate::server::router::Router;
 use crate::sys;
 use crate::upstream::{self, peers::Groups, Proxy, UpCtx};
 use crate::watchdog::{self, Watchdog};
@@ -96,8 +96,8 @@ pub struct Gate {
     signals: OwnedFd,
     watchdog: Watchdog,
     next_sweep: Instant,
-    notifier: crate::notify::Notifier,
-    files: std::cell::RefCell<crate::file_cache::FileCache>,
+    notifier: crate::event::notify::Notifier,
+    files: std::cell::RefCell<crate::static_files::cache::FileCache>,
     uri_buf: crate::dispatch::UriBuf,
     fs_path: crate::static_files::FsPath,
     /// Access-log line scratch (fixed, reused).
@@ -174,8 +174,8 @@ impl Gate {
             signals,
             watchdog,
             next_sweep: now + SWEEP,
-            notifier: crate::notify::Notifier::from_env(),
-            files: std::cell::RefCell::new(crate::file_cache::FileCache::new(
+            notifier: crate::event::notify::Notifier::from_env(),
+            files: std::cell::RefCell::new(crate::static_files::cache::FileCache::new(
                 g.open_file_cache,
                 g.open_file_cache_valid,
             )),

@@ -5,6 +5,7 @@
 //! or keeps state; callers own every descriptor.
 
 pub mod process;
+pub mod stream;
 
 use std::ffi::CStr;
 use std::fs::File;

@@ -8,30 +8,29 @@
 //! Never: blocks, allocates per request (proxy slots and buffers are preallocated), or lets a
 //! truncated upstream response end as a clean keep-alive response.
 
-pub mod packet;
 pub mod peers;
-pub mod response;
+pub mod uwsgi;
 
 use crate::config::{Handler, UpstreamAddr, UwsgiConf};
 use crate::conn::{Conn, Phase, Step};
 use crate::dispatch::{self, Ctx, Extra};
+use crate::event::pool::{BufId, BufferPool};
+use crate::event::slab::Slab;
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{Head, Method};
 use crate::http::response::HeadWriter;
 use crate::http::Status;
-use crate::pool::{BufId, BufferPool};
-use crate::slab::Slab;
-use crate::stream::Stream;
 use crate::sys;
+use crate::sys::stream::Stream;
 use mio::{Interest, Registry, Token};
-use packet::UWSGI_DEFAULT_BUFFER_SIZE;
 use peers::Groups;
-use response::{Framing, UpstreamHead};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::time::Instant;
+use uwsgi::head::{self as response, Framing, UpstreamHead};
+use uwsgi::packet::{self, UWSGI_DEFAULT_BUFFER_SIZE};
 
 /// Printable form of an upstream address for logs.
 pub fn addr_display(addr: &UpstreamAddr) -> String {
@@ -1474,7 +1473,7 @@ mod size_tests {
     /// The README's memory figure for a proxy slot (`Option<Proxy>` plus the slab's own).
     #[test]
     fn a_proxy_slot_costs_what_the_readme_says() {
-        let slot = std::mem::size_of::<Option<Proxy>>() + crate::slab::PER_SLOT_OVERHEAD;
+        let slot = std::mem::size_of::<Option<Proxy>>() + crate::event::slab::PER_SLOT_OVERHEAD;
         assert_eq!(
             slot, 453,
             "a proxy slot changed size; update README's Design"

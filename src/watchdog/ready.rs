@@ -9,7 +9,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::config::ReadyCheck;
-use crate::stream::Stream;
+use crate::sys::stream::Stream;
 
 /// Pause between a refused attempt and the next.
 pub const RETRY: Duration = Duration::from_millis(100);

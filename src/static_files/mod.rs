@@ -6,13 +6,16 @@
 //! Never: reads a file outside the mapped directory, follows a symlink when
 //! `disable_symlinks = on`, or allocates (paths are built in fixed stack buffers).
 
+pub mod cache;
+pub mod mime;
+
 use crate::config::{Expires, StaticBase, StaticConf};
 use crate::conn::{Body, FileRef, Multipart};
-use crate::file_cache::{Cached, FileCache};
 use crate::http::date::{format_http_date, parse_http_date};
 use crate::http::range::{if_range_matches, parse_range, RangeSpec};
 use crate::http::response::{start, HeadWriter};
 use crate::http::Status;
+use crate::static_files::cache::{Cached, FileCache};
 use crate::sys;
 use std::cell::RefCell;
 use std::ffi::CStr;
@@ -376,7 +379,7 @@ fn send_file(
     m: &mut Mapping<'_>,
     name_len: usize,
 ) -> Result<Body, Status> {
-    let mime = crate::mime::mime_type(&m.full.bytes()[..name_len]);
+    let mime = crate::static_files::mime::mime_type(&m.full.bytes()[..name_len]);
 
     // 3. gzip_static: a sibling FILE.gz wins when the client takes gzip.
     let mut gzipped = false;
@@ -544,7 +547,7 @@ fn typed(w: &mut HeadWriter<'_>, req: &StaticRequest<'_>, mime: &str, charset: b
 /// `Content-Type: mime[; charset=utf-8]`.
 pub fn content_type(w: &mut HeadWriter<'_>, mime: &str, charset: bool) {
     w.put(b"Content-Type: ").put(mime.as_bytes());
-    if charset && crate::mime::wants_charset(mime) {
+    if charset && crate::static_files::mime::wants_charset(mime) {
         w.put(b"; charset=utf-8");
     }
     w.put(b"\r\n");

@@ -1,0 +1,3 @@
+//! The HTTP layer: routing (`router`).
+
+pub mod router;
