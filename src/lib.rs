@@ -1,17 +1,15 @@
 //! uwgate: nginx-grade static files, uwsgi forwarding and a supervisor-style watchdog in one
 //! process, one thread, one mio event loop, with memory fixed at start.
 //!
-//! Layering (dependencies point one way): `sys` ← `event_loop` ← `dispatch` ←
-//! {`static_files`, `upstream`}; `watchdog` beside them, driven by the same loop;
-//! `config` is read by all and written by none at run time.
+//! Layering (dependencies point one way): `sys` ← `event` ← `server` ← `gate`, with `server`
+//! using the handlers {`static_files`, `upstream`} and the codecs `http`; `watchdog` beside
+//! `server`, driven by the same loop; `config` is read by all and written by none at run time.
 
 #[cfg(feature = "count-alloc")]
 pub mod alloc_count;
 pub mod config;
-pub mod conn;
-pub mod dispatch;
 pub mod event;
-pub mod event_loop;
+pub mod gate;
 pub mod http;
 pub mod logging;
 pub mod server;

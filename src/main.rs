@@ -4,7 +4,7 @@
 use argh::FromArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use uwgate::{config, event_loop, sys};
+use uwgate::{config, gate, sys};
 
 #[cfg(feature = "count-alloc")]
 #[global_allocator]
@@ -135,7 +135,7 @@ fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
         )
     })?;
     let signals = sys::signalfd(&sys::LOOP_SIGNALS).map_err(|e| format!("signalfd: {e}"))?;
-    let bound = event_loop::bind_all(&cfg).map_err(|e| e.to_string())?;
+    let bound = gate::bind_all(&cfg).map_err(|e| e.to_string())?;
     if let Err(e) = std::fs::create_dir_all(&g.temp_path) {
         log::warn!("temp_path {}: {e}", g.temp_path.display());
     }
@@ -172,9 +172,9 @@ fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
         bound.len(),
         g.worker_connections,
         g.buffer_pool,
-        event_loop::buffer_size(&cfg)
+        gate::buffer_size(&cfg)
     );
-    let mut gate = event_loop::Gate::new(cfg, bound, signals).map_err(|e| e.to_string())?;
+    let mut gate = gate::Gate::new(cfg, bound, signals).map_err(|e| e.to_string())?;
     let result = gate.run().map_err(|e| format!("event loop: {e}"));
     if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);

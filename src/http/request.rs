@@ -24,7 +24,7 @@
 //! - `Expect` with anything but `100-continue` → 417, whatever the version; a `100-continue` in
 //!   an HTTP/1.0 request is ignored (RFC 9110 10.1.1).
 //! - For the optional fields (`Range`, `If-None-Match`, ...) the first occurrence is kept;
-//!   [`for_each_header`] sees all of them.
+//!   [`fields`] walks all of them.
 
 use super::Status;
 
@@ -121,6 +121,8 @@ pub struct Head {
     pub method: Method,
     /// The method token as sent.
     pub method_span: Span,
+    /// The request line without its line end (for the access log).
+    pub request_line: Span,
     /// The whole request-target as sent (for the access log and `REQUEST_URI`).
     pub target: Span,
     /// The form of the request-target.
@@ -594,9 +596,20 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Status> {
     } else {
         span_of(buf, path)?
     };
+    let method_span = span_of(buf, method_token)?;
+    let line_start = method_span.start as usize;
+    let line_len = head
+        .get(line_start..)
+        .and_then(|rest| rest.iter().position(|&b| b == b'\r' || b == b'\n'))
+        .ok_or(Status::BadRequest)?;
+    let request_line = Span {
+        start: method_span.start,
+        end: u32::try_from(line_start + line_len).map_err(|_| Status::BadRequest)?,
+    };
     Ok(Some(Head {
         method,
-        method_span: span_of(buf, method_token)?,
+        method_span,
+        request_line,
         target: span_of(buf, target)?,
         form,
         path: path_span,
@@ -629,21 +642,21 @@ pub fn head_overflow_status(buf: &[u8]) -> Status {
     }
 }
 
-/// Calls `f(name, value)` for every header field of `head`, in order, duplicates included (values
-/// without surrounding whitespace). Used to build the uwsgi `HTTP_*` variables. `buf` must be the
-/// buffer `head` was parsed from; if it no longer parses, `f` is not called.
-pub fn for_each_header(buf: &[u8], head: &Head, mut f: impl FnMut(&[u8], &[u8])) {
-    let head_bytes = match buf.get(..head.head_len as usize) {
-        Some(bytes) => bytes,
-        None => return,
-    };
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    if let Ok(httparse::Status::Complete(_)) = req.parse(head_bytes) {
-        for header in req.headers.iter() {
-            f(header.name.as_bytes(), header.value);
-        }
-    }
+/// The header fields `(name, value)` of a head that [`parse_head`] accepted (`head` is
+/// `buf[..head_len]`), in order, duplicates included, values without surrounding whitespace.
+/// This walks lines already validated, splitting at line ends and at each line's first colon;
+/// it is not a second parse. The uwsgi packet encoder reads the fields through it.
+pub fn fields(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+    head.split(|&b| b == b'\n')
+        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+        .skip_while(|line| line.is_empty())
+        .skip(1)
+        .take_while(|line| !line.is_empty())
+        .filter_map(|line| {
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = line.get(..colon)?;
+            Some((name, trim_ows(line.get(colon + 1..)?)))
+        })
 }
 
 #[cfg(test)]
@@ -1356,34 +1369,48 @@ mod tests {
     }
 
     #[test]
-    fn for_each_header_visits_all_fields_in_order() {
+    fn fields_visits_all_fields_in_order() {
         let raw = get_with("A: 1\r\nB:2\r\nA: 3 \r\nEmpty:\r\n");
         let h = head(&raw);
-        let mut seen = Vec::new();
-        for_each_header(&raw, &h, |name, value| {
-            seen.push((name.to_vec(), value.to_vec()));
-        });
-        let want: Vec<(Vec<u8>, Vec<u8>)> = [
-            ("Host", "a"),
-            ("A", "1"),
-            ("B", "2"),
-            ("A", "3"),
-            ("Empty", ""),
-        ]
-        .iter()
-        .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
-        .collect();
+        let seen: Vec<(&[u8], &[u8])> = fields(&raw[..h.head_len as usize]).collect();
+        let want: Vec<(&[u8], &[u8])> = vec![
+            (b"Host", b"a"),
+            (b"A", b"1"),
+            (b"B", b"2"),
+            (b"A", b"3"),
+            (b"Empty", b""),
+        ];
         assert_eq!(seen, want);
     }
 
+    /// The walk sees exactly the fields httparse saw when the head was accepted.
+    fn assert_fields_match_httparse(raw: &[u8]) {
+        let Ok(Some(h)) = parse_head(raw) else {
+            return;
+        };
+        let head_bytes = &raw[..h.head_len as usize];
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        assert!(matches!(
+            req.parse(head_bytes),
+            Ok(httparse::Status::Complete(_))
+        ));
+        let parsed: Vec<(&[u8], &[u8])> = req
+            .headers
+            .iter()
+            .map(|f| (f.name.as_bytes(), trim_ows(f.value)))
+            .collect();
+        let walked: Vec<(&[u8], &[u8])> = fields(head_bytes).collect();
+        assert_eq!(walked, parsed, "{:?}", String::from_utf8_lossy(raw));
+    }
+
     #[test]
-    fn for_each_header_on_a_foreign_buffer_does_nothing() {
-        let raw = get_with("A: 1\r\n");
-        let h = head(&raw);
-        let mut calls = 0;
-        for_each_header(b"short", &h, |_, _| calls += 1);
-        for_each_header(&vec![b'x'; raw.len()], &h, |_, _| calls += 1);
-        assert_eq!(calls, 0);
+    fn fields_agree_with_httparse_on_accepted_heads() {
+        assert_fields_match_httparse(
+            b"\r\nGET / HTTP/1.1\r\nHost: a\r\nX:\t v \t\r\nY:z:w\r\n\r\nrest",
+        );
+        assert_fields_match_httparse(b"GET / HTTP/1.0\r\n\r\n");
+        assert_fields_match_httparse(&get_with("Cookie: a=1\r\nCookie: b=2\r\n"));
     }
 
     #[test]
@@ -1453,7 +1480,7 @@ Content-Length: 1, 1\r\nExpect: 100-continue\r\nConnection: keep-alive\r\n\r\n";
                 raw.remove(i);
                 if let Ok(Some(h)) = parse_head(&raw) {
                     assert!(h.head_len as usize <= raw.len());
-                    for_each_header(&raw, &h, |_, _| {});
+                    assert_fields_match_httparse(&raw);
                     let _ = (h.path(&raw), h.query(&raw), h.host(&raw));
                 }
             }

@@ -6,17 +6,18 @@
 //! Never: reads a file outside the mapped directory, follows a symlink when
 //! `disable_symlinks = on`, or allocates (paths are built in fixed stack buffers).
 
+pub mod body;
 pub mod cache;
 pub mod mime;
 
 use crate::config::{Expires, StaticBase, StaticConf};
-use crate::conn::{Body, FileRef, Multipart};
 use crate::http::date::{format_http_date, parse_http_date};
 use crate::http::range::{if_range_matches, parse_range, RangeSpec};
 use crate::http::response::{start, HeadWriter};
 use crate::http::Status;
 use crate::static_files::cache::{Cached, FileCache};
 use crate::sys;
+use body::{Body, FileRef, Multipart};
 use std::cell::RefCell;
 use std::ffi::CStr;
 use std::fs::File;

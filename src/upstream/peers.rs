@@ -86,7 +86,7 @@ impl Group {
             st.first_fail = None;
             log::warn!(
                 "upstream {} marked down for {:?} after {} failure(s)",
-                crate::upstream::addr_display(&peer.addr),
+                super::PeerName(&peer.addr),
                 fail_timeout,
                 max_fails
             );
@@ -134,6 +134,10 @@ impl Groups {
     /// The group of location `li` of server `si`.
     pub fn group_of(&self, si: usize, li: usize) -> Option<usize> {
         *self.index.get(si)?.get(li)?
+    }
+
+    pub fn get(&self, g: usize) -> Option<&Group> {
+        self.groups.get(g)
     }
 
     pub fn get_mut(&mut self, g: usize) -> Option<&mut Group> {

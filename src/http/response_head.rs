@@ -1,7 +1,8 @@
-//! The upstream response head: what uWSGI answers (raw HTTP/1.x: status line, header lines,
-//! blank line) and the head uwgate writes to the client in its place.
+//! An upstream's HTTP/1.x response head (uWSGI answers one: status line, header lines, blank
+//! line), the client framing chosen for its body, and the head uwgate writes to the client in
+//! its place.
 //!
-//! Owns parsing that head into a small `Copy` [`UpstreamHead`] of offsets, deciding the client
+//! Owns parsing that head into a small `Copy` [`ResponseHead`] of offsets, deciding the client
 //! framing ([`client_framing`]), and writing the client's head with nginx's header rules:
 //! hop-by-hop fields (and any field the upstream's `Connection` names) dropped, our `Server` and
 //! `Date` instead of the upstream's, `X-Accel-*` and `Status` hidden, and the framing fields
@@ -18,13 +19,13 @@
 //! neither Content-Length nor Transfer-Encoding (it ends when uWSGI closes), and a HEAD request
 //! still gets the body — the caller discards it.
 
-use crate::http::request::Span;
-use crate::http::Status;
+use super::request::Span;
+use super::Status;
 
 /// A parsed upstream response head: offsets into the buffer given to [`parse`], valid while that
 /// buffer holds the head at the same position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UpstreamHead {
+pub struct ResponseHead {
     /// The status code, 200..=999 (an interim 1xx is refused by [`parse`]).
     pub status: u16,
     /// The reason phrase (possibly empty).
@@ -42,7 +43,7 @@ pub struct UpstreamHead {
     pub x_accel_redirect: Option<Span>,
 }
 
-impl UpstreamHead {
+impl ResponseHead {
     /// The reason phrase bytes.
     pub fn reason(self, buf: &[u8]) -> &[u8] {
         self.reason.get(buf)
@@ -87,11 +88,11 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 /// `Ok(None)`: incomplete, read more (when `buf` is full, the head is too big: 502, as nginx's
 /// "upstream sent too big header"). `Err(())`: not an acceptable HTTP/1.x response head: 502.
 #[allow(clippy::result_unit_err)] // `()` is the agreed interface: any refusal means 502
-pub fn parse(buf: &[u8]) -> Result<Option<UpstreamHead>, ()> {
+pub fn parse(buf: &[u8]) -> Result<Option<ResponseHead>, ()> {
     parse_head(buf).map_err(|InvalidHead| ())
 }
 
-fn parse_head(buf: &[u8]) -> Result<Option<UpstreamHead>, InvalidHead> {
+fn parse_head(buf: &[u8]) -> Result<Option<ResponseHead>, InvalidHead> {
     // 1. Fail fast on bytes that can never become a status line.
     const PREFIX: &[u8] = b"HTTP/1.";
     let n = buf.len().min(PREFIX.len());
@@ -114,7 +115,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<UpstreamHead>, InvalidHead> {
     )?;
 
     // 3. Header lines.
-    let mut out = UpstreamHead {
+    let mut out = ResponseHead {
         status,
         reason,
         head_len: head_len32,
@@ -166,7 +167,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<UpstreamHead>, InvalidHead> {
 /// body; a known length is kept; otherwise an HTTP/1.1 client gets chunked and an HTTP/1.0
 /// client a close-delimited body (and the connection closes).
 pub fn client_framing(
-    head: &UpstreamHead,
+    head: &ResponseHead,
     head_request: bool,
     client_http11: bool,
     client_keep_alive: bool,
@@ -197,7 +198,7 @@ pub fn client_framing(
 pub fn write_client_head(
     out: &mut [u8],
     buf: &[u8],
-    head: &UpstreamHead,
+    head: &ResponseHead,
     date: &[u8],
     server: &[u8],
     framing: Framing,
@@ -264,7 +265,7 @@ pub fn kept_on_accel_redirect(name: &[u8]) -> bool {
 pub fn write_fields_where(
     out: &mut [u8],
     buf: &[u8],
-    head: &UpstreamHead,
+    head: &ResponseHead,
     keep: impl Fn(&[u8]) -> bool,
 ) -> Option<usize> {
     let mut w = Out { out, len: 0 };
@@ -280,7 +281,7 @@ pub fn write_fields_where(
 /// checks and logs; never fails (a stale head yields nothing or garbage, never a panic).
 pub fn header_fields<'b>(
     buf: &'b [u8],
-    head: &UpstreamHead,
+    head: &ResponseHead,
 ) -> impl Iterator<Item = (&'b [u8], &'b [u8])> + Clone + 'b {
     let head_bytes = buf.get(..head.head_len as usize).unwrap_or(&[]);
     let mut lines = Lines {
@@ -535,7 +536,7 @@ mod tests {
 
     const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
 
-    fn parsed(raw: &[u8]) -> UpstreamHead {
+    fn parsed(raw: &[u8]) -> ResponseHead {
         parse(raw).expect("valid").expect("complete")
     }
 

@@ -1,26 +1,31 @@
-//! The one loop: a single `mio::Poll`, edge-triggered, that owns every socket, the signalfd
-//! and the watchdog's pipes, and turns readiness and deadlines into connection steps.
+//! The one loop: a single `mio::Poll`, edge-triggered, that owns every socket, the signalfd and
+//! the watchdog's pipes. It only polls, hands readiness to the connection or the watchdog it
+//! belongs to, applies the [`Step`] a connection returns (wait, run again, wait for a buffer,
+//! close), checks deadlines, and handles signals: graceful stop and reload.
 //!
-//! Owns: accept (paused at the slot cap), the slot table and buffer pool, the run queue,
-//! timers (a sweep every `SWEEP` over the slots), signals, graceful stop and reload.
-//! Never: sleeps, blocks, or lets one connection run unbounded (steps are capped).
+//! Owns: accept (paused at the slot cap), the slot table and buffer pool, the proxy slots, the
+//! run queue, the deadline sweep, signals, reload and stop. Never: sleeps, blocks, lets one
+//! connection run unbounded (connections cap their own steps), or decides anything about a
+//! request (that is `server`'s).
 
 use crate::config::{self, Config};
-use crate::conn::{Conn, Phase, Step};
-use crate::dispatch::{self, Ctx, Extra, Stats};
 use crate::event::pool::BufferPool;
 use crate::event::slab::Slab;
 use crate::http::date::DateCache;
-use crate::http::request::{head_overflow_status, parse_head};
-use crate::http::Status;
+use crate::server::conn::{Activity, Connection, Env, Step};
 use crate::server::router::Router;
+use crate::server::{Ctx, Stats, UriBuf, URI_MAX};
+use crate::static_files::cache::FileCache;
+use crate::static_files::{FsPath, PathBuf0};
 use crate::sys;
-use crate::upstream::{self, peers::Groups, Proxy, UpCtx};
+use crate::upstream::{peers::Groups, Proxy};
 use crate::watchdog::{self, Watchdog};
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::ffi::CString;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -33,25 +38,17 @@ const LISTENER_BASE: usize = 1;
 const MAX_LISTENERS: usize = 256;
 /// Connection slot `i` is `Token(CONN_BASE + 2 * i)` (client) and `+ 1` (its upstream).
 const CONN_BASE: usize = LISTENER_BASE + MAX_LISTENERS;
-/// Steps one connection may take per turn without finishing a request; reaching it is a bug,
-/// logged, and the slot closed.
-const MAX_STEPS: usize = 64;
-/// Pipelined requests answered in one turn before the connection yields to the others.
-const MAX_PIPELINED_PER_TURN: usize = 16;
 /// How often deadlines are checked: timeouts are coarse (seconds), so a sweep over the
 /// slots four times a second is cheaper and simpler than a timer structure.
 const SWEEP: Duration = Duration::from_millis(250);
-/// How long we keep reading (and discarding) from a client we answered early.
-const LINGER: Duration = Duration::from_secs(2);
 
 struct Listener {
     sock: TcpListener,
     addr: SocketAddr,
 }
 
-/// The request context lent to a connection step: the loop's shared, read-only parts.
-/// A macro rather than a method so the borrows stay per field (the slot is borrowed mutably
-/// beside it).
+/// The request context lent to a connection: the loop's shared, read-only parts. A macro
+/// rather than a method so the borrows stay per field (the slot is borrowed mutably beside).
 macro_rules! ctx {
     ($gate:ident, $stats:expr, $stopping:expr) => {
         Ctx {
@@ -67,6 +64,7 @@ macro_rules! ctx {
             files: &$gate.files,
             uri_buf: &$gate.uri_buf,
             fs_path: &$gate.fs_path,
+            temp_dir: &$gate.temp_dir,
         }
     };
 }
@@ -77,7 +75,9 @@ pub struct Gate {
     cfg: Config,
     router: Router,
     listeners: Vec<Listener>,
-    conns: Slab<Conn>,
+    conns: Slab<Connection<TcpStream>>,
+    /// In the run queue (more work without a new readiness event), by slot.
+    queued: Vec<bool>,
     pool: BufferPool,
     /// In-flight proxied requests (each also holds a second buffer).
     proxies: Slab<Proxy>,
@@ -97,9 +97,11 @@ pub struct Gate {
     watchdog: Watchdog,
     next_sweep: Instant,
     notifier: crate::event::notify::Notifier,
-    files: std::cell::RefCell<crate::static_files::cache::FileCache>,
-    uri_buf: crate::dispatch::UriBuf,
-    fs_path: crate::static_files::FsPath,
+    files: RefCell<FileCache>,
+    uri_buf: UriBuf,
+    fs_path: FsPath,
+    /// `temp_path` for open(2), made once (and again on reload).
+    temp_dir: CString,
     /// Access-log line scratch (fixed, reused).
     access_buf: Box<[u8; 4096]>,
 }
@@ -127,6 +129,21 @@ pub fn bind_all(cfg: &Config) -> io::Result<Vec<(std::net::TcpListener, SocketAd
 pub fn buffer_size(cfg: &Config) -> usize {
     let g = &cfg.global;
     g.buffer_size.max(g.client_header_buffer_size + 4096)
+}
+
+/// `temp_path` as a C string (a path with a NUL cannot be configured; it becomes "/").
+fn temp_dir(cfg: &Config) -> CString {
+    CString::new(cfg.global.temp_path.as_os_str().as_encoded_bytes())
+        .unwrap_or_else(|_| c"/".to_owned())
+}
+
+/// The stub_status counter an activity counts under.
+fn counter(stats: &mut Stats, activity: Activity) -> &mut u64 {
+    match activity {
+        Activity::Waiting => &mut stats.waiting,
+        Activity::Reading => &mut stats.reading,
+        Activity::Writing => &mut stats.writing,
+    }
 }
 
 impl Gate {
@@ -158,6 +175,7 @@ impl Gate {
             router: Router::new(&cfg),
             listeners,
             conns: Slab::new(g.worker_connections),
+            queued: vec![false; g.worker_connections],
             pool: BufferPool::new(g.buffer_pool, size),
             proxies: Slab::new(g.buffer_pool.max(1)),
             groups: Groups::new(&cfg),
@@ -175,12 +193,10 @@ impl Gate {
             watchdog,
             next_sweep: now + SWEEP,
             notifier: crate::event::notify::Notifier::from_env(),
-            files: std::cell::RefCell::new(crate::static_files::cache::FileCache::new(
-                g.open_file_cache,
-                g.open_file_cache_valid,
-            )),
-            uri_buf: std::cell::RefCell::new([0u8; 4096]),
-            fs_path: std::cell::RefCell::new(crate::static_files::PathBuf0::new()),
+            files: RefCell::new(FileCache::new(g.open_file_cache, g.open_file_cache_valid)),
+            uri_buf: RefCell::new([0u8; URI_MAX]),
+            fs_path: RefCell::new(PathBuf0::new()),
+            temp_dir: temp_dir(&cfg),
             access_buf: Box::new([0u8; 4096]),
             cfg,
         };
@@ -262,22 +278,20 @@ impl Gate {
         } else if token >= CONN_BASE {
             let i = (token - CONN_BASE) / 2;
             let upstream_side = (token - CONN_BASE) % 2 == 1;
-            if let Some(conn) = self.conns.get_mut(i) {
-                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
-                let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
-                if upstream_side {
-                    let Some(p) = conn.proxy.and_then(|pi| self.proxies.get_mut(pi)) else {
-                        return;
-                    };
-                    p.up_readable |= readable;
-                    p.up_read_closed |= ev.is_read_closed();
-                } else {
-                    conn.readable |= readable;
-                    conn.writable |= writable;
-                    conn.read_closed |= ev.is_read_closed();
-                }
-                self.drive(i);
+            let Some(conn) = self.conns.get_mut(i) else {
+                return;
+            };
+            let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+            let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+            if upstream_side {
+                let Some(p) = conn.proxy_slot().and_then(|pi| self.proxies.get_mut(pi)) else {
+                    return;
+                };
+                p.on_event(readable, ev.is_read_closed());
+            } else {
+                conn.on_readiness(readable, writable, ev.is_read_closed());
             }
+            self.drive(i);
         } else if token >= LISTENER_BASE {
             self.accept_all(token - LISTENER_BASE);
         }
@@ -336,15 +350,20 @@ impl Gate {
                         listen_addr
                     };
                     let _ = sock.set_nodelay(true);
-                    let mut conn = Conn::new(sock, peer, local, self.now);
-                    conn.deadline = Some(self.now + self.cfg.global.client_header_timeout);
+                    let conn = Connection::new(
+                        sock,
+                        peer,
+                        local,
+                        self.now,
+                        self.cfg.global.client_header_timeout,
+                    );
                     let Ok(i) = self.conns.insert(conn) else {
                         continue;
                     };
                     let token = Token(CONN_BASE + 2 * i);
                     let registered = self.conns.get_mut(i).map(|c| {
                         self.poll.registry().register(
-                            &mut c.sock,
+                            c.socket(),
                             token,
                             Interest::READABLE | Interest::WRITABLE,
                         )
@@ -356,7 +375,7 @@ impl Gate {
                     }
                     self.stats.handled += 1;
                     self.stats.active += 1;
-                    self.count_phase(Phase::Idle, 1);
+                    self.stats.waiting += 1;
                     self.drive(i);
                 }
                 Err(e) if sys::would_block(&e) => {
@@ -380,51 +399,57 @@ impl Gate {
         }
     }
 
-    fn count_phase(&mut self, phase: Phase, delta: i64) {
-        let counter = phase_counter(&mut self.stats, phase);
-        *counter = (*counter as i64 + delta).max(0) as u64;
+    /// Moves a connection's stub_status count from one activity to another.
+    fn recount(&mut self, before: Activity, after: Activity) {
+        if before != after {
+            let c = counter(&mut self.stats, before);
+            *c = c.saturating_sub(1);
+            *counter(&mut self.stats, after) += 1;
+        }
     }
 
     /// Runs one connection until it waits, yields, needs a buffer, or closes.
     fn drive(&mut self, i: usize) {
         // As stub_status sees it, the connection it answers is writing (nginx counts so).
         let mut stats = self.stats;
-        if let Some(c) = self.conns.get(i) {
-            let counter = phase_counter(&mut stats, c.phase);
-            *counter = counter.saturating_sub(1);
-            stats.writing += 1;
-            stats.requests += 1;
-        }
+        let Some(before) = self.conns.get(i).map(|c| c.activity()) else {
+            return;
+        };
+        let c = counter(&mut stats, before);
+        *c = c.saturating_sub(1);
+        stats.writing += 1;
+        stats.requests += 1;
         let ctx = ctx!(self, stats, self.stopping.is_some());
         let Some(conn) = self.conns.get_mut(i) else {
             return;
         };
-        let before = conn.phase;
-        let requests_before = conn.requests;
-        let mut up = UpCtx {
+        let requests_before = conn.requests();
+        let mut env = Env {
+            pool: &mut self.pool,
+            ctx: &ctx,
             proxies: &mut self.proxies,
             groups: &mut self.groups,
             registry: self.poll.registry(),
             token: Token(CONN_BASE + 2 * i + 1),
+            access_buf: self.access_buf.as_mut_slice(),
+            slot: i,
         };
-        let step = step(
-            conn,
-            &mut self.pool,
-            &ctx,
-            &mut up,
-            self.access_buf.as_mut_slice(),
-            i,
-        );
-        let after = conn.phase;
-        let served = conn.requests - requests_before;
-        let idle_keepalive = after == Phase::Idle && conn.requests > 0;
-        self.stats.requests += served as u64;
-        if before != after {
-            self.count_phase(before, -1);
-            self.count_phase(after, 1);
-        }
+        let step = conn.drive(&mut env);
+        self.after_step(i, before, requests_before, step);
+    }
+
+    /// Applies what a connection's turn returned.
+    fn after_step(&mut self, i: usize, before: Activity, requests_before: u32, step: Step) {
+        let Some(conn) = self.conns.get(i) else {
+            return;
+        };
+        let after = conn.activity();
+        let served = conn.requests().saturating_sub(requests_before);
+        let idle_keepalive = conn.is_idle_keepalive();
+        self.stats.requests += u64::from(served);
+        self.recount(before, after);
         match step {
-            Step::Wait if self.stopping.is_some() && after == Phase::Idle => self.close(i),
+            Step::Wait if self.stopping.is_some() && after == Activity::Waiting => self.close(i),
             Step::Wait => {
                 if idle_keepalive {
                     self.conns.idle_push(i);
@@ -446,9 +471,9 @@ impl Gate {
     }
 
     fn enqueue(&mut self, i: usize) {
-        if let Some(c) = self.conns.get_mut(i) {
-            if !c.queued {
-                c.queued = true;
+        if let Some(q) = self.queued.get_mut(i) {
+            if !*q {
+                *q = true;
                 self.run_queue.push_back(i);
             }
         }
@@ -469,8 +494,10 @@ impl Gate {
             let Some(i) = self.run_queue.pop_front() else {
                 break;
             };
-            if let Some(c) = self.conns.get_mut(i) {
-                c.queued = false;
+            if let Some(q) = self.queued.get_mut(i) {
+                *q = false;
+            }
+            if self.conns.get(i).is_some() {
                 self.drive(i);
             }
         }
@@ -480,13 +507,15 @@ impl Gate {
         let Some(mut conn) = self.conns.remove(i) else {
             return;
         };
-        // Closing the socket takes it out of the epoll set: no EPOLL_CTL_DEL (see release).
-        upstream::release(&mut conn, &mut self.pool, &mut self.proxies);
-        if let Some(b) = conn.buf.take() {
-            self.pool.checkin(b);
-        }
-        self.count_phase(conn.phase, -1);
+        // Closing the socket takes it out of the epoll set: no EPOLL_CTL_DEL.
+        let activity = conn.activity();
+        conn.release(&mut self.pool, &mut self.proxies);
+        let c = counter(&mut self.stats, activity);
+        *c = c.saturating_sub(1);
         self.stats.active = self.stats.active.saturating_sub(1);
+        if let Some(q) = self.queued.get_mut(i) {
+            *q = false;
+        }
         drop(conn);
         if self.accept_paused && self.stopping.is_none() {
             self.accept_paused = false;
@@ -511,8 +540,8 @@ impl Gate {
             .filter(|&i| {
                 self.conns
                     .get(i)
-                    .and_then(|c| c.deadline)
-                    .is_some_and(|d| d <= now)
+                    .and_then(|c| c.deadline())
+                    .is_some_and(|d| d.at <= now)
             })
             .take(256)
             .collect();
@@ -535,65 +564,31 @@ impl Gate {
         }
     }
 
+    /// A connection's deadline passed: it says what that means.
     fn on_timeout(&mut self, i: usize) {
+        let Some(before) = self.conns.get(i).map(|c| c.activity()) else {
+            return;
+        };
+        let ctx = ctx!(self, self.stats, self.stopping.is_some());
         let Some(conn) = self.conns.get_mut(i) else {
             return;
         };
-        match conn.phase {
-            Phase::ReadingHead if conn.in_len > 0 && conn.status != 408 => {
-                // Answer 408 once, best effort, then close whatever happens.
-                log::info!(
-                    "slot {i}: client {} timed out sending its request head",
-                    conn.peer
-                );
-                if let Some(b) = conn.buf {
-                    let ctx = ctx!(self, self.stats, true);
-                    conn.head_only = false;
-                    conn.head_len = 0;
-                    dispatch::respond_error(
-                        conn,
-                        self.pool.get_mut(b),
-                        &ctx,
-                        Status::RequestTimeout,
-                        Extra::None,
-                    );
-                    conn.deadline = Some(self.now + Duration::from_secs(1));
-                    self.count_phase(Phase::ReadingHead, -1);
-                    self.count_phase(Phase::Writing, 1);
-                    self.drive(i);
-                    return;
-                }
-                self.close(i);
-            }
-            Phase::Writing => {
-                log::info!(
-                    "slot {i}: client {} timed out reading the response",
-                    conn.peer
-                );
-                self.close(i);
-            }
-            Phase::Proxy => {
-                let ctx = ctx!(self, self.stats, self.stopping.is_some());
-                let mut up = UpCtx {
-                    proxies: &mut self.proxies,
-                    groups: &mut self.groups,
-                    registry: self.poll.registry(),
-                    token: Token(CONN_BASE + 2 * i + 1),
-                };
-                match upstream::on_timeout(conn, &mut self.pool, &ctx, &mut up, i) {
-                    Some(Step::Close) => self.close(i),
-                    _ => {
-                        let after = conn.phase;
-                        if after != Phase::Proxy {
-                            self.count_phase(Phase::Proxy, -1);
-                            self.count_phase(after, 1);
-                        }
-                        self.drive(i);
-                    }
-                }
-            }
-            _ => self.close(i),
-        }
+        let requests_before = conn.requests();
+        let mut env = Env {
+            pool: &mut self.pool,
+            ctx: &ctx,
+            proxies: &mut self.proxies,
+            groups: &mut self.groups,
+            registry: self.poll.registry(),
+            token: Token(CONN_BASE + 2 * i + 1),
+            access_buf: self.access_buf.as_mut_slice(),
+            slot: i,
+        };
+        let step = match conn.on_timeout(&mut env) {
+            Some(step) => step,
+            None => conn.drive(&mut env),
+        };
+        self.after_step(i, before, requests_before, step);
     }
 
     fn begin_stop(&mut self, sig: i32) {
@@ -613,11 +608,7 @@ impl Gate {
         let quiet: Vec<usize> = self
             .conns
             .occupied()
-            .filter(|&i| {
-                self.conns.get(i).is_some_and(|c| {
-                    c.phase == Phase::Idle || (c.phase == Phase::ReadingHead && c.in_len == 0)
-                })
-            })
+            .filter(|&i| self.conns.get(i).is_some_and(|c| c.is_quiet()))
             .collect();
         for i in quiet {
             self.close(i);
@@ -670,6 +661,7 @@ impl Gate {
             .reload(self.poll.registry(), &new.programs, self.now);
         self.router = Router::new(&new);
         self.groups = Groups::new(&new);
+        self.temp_dir = temp_dir(&new);
         self.cfg = new;
         log::info!("configuration reloaded from {}", path.display());
     }
@@ -723,272 +715,4 @@ impl Gate {
         }
         Ok(())
     }
-}
-
-/// The stub_status counter a phase counts under (nginx's Reading/Writing/Waiting).
-fn phase_counter(stats: &mut Stats, phase: Phase) -> &mut u64 {
-    match phase {
-        Phase::Idle => &mut stats.waiting,
-        Phase::ReadingHead | Phase::Discarding => &mut stats.reading,
-        Phase::Writing | Phase::Lingering | Phase::Proxy => &mut stats.writing,
-    }
-}
-
-/// One turn of a connection's state machine. Pure of the loop: it sees only its own slot,
-/// the pool and the shared context.
-fn step(
-    conn: &mut Conn,
-    pool: &mut BufferPool,
-    ctx: &Ctx<'_>,
-    up: &mut UpCtx<'_>,
-    access_buf: &mut [u8],
-    slot: usize,
-) -> Step {
-    let g = &ctx.cfg.global;
-    let mut steps = 0;
-    let mut served = 0;
-    loop {
-        steps += 1;
-        if steps > MAX_STEPS {
-            log::error!("bug: slot {slot} did not settle in {MAX_STEPS} steps; closing it");
-            return Step::Close;
-        }
-        match conn.phase {
-            Phase::Idle => {
-                if !conn.readable {
-                    return Step::Wait;
-                }
-                if conn.buf.is_none() {
-                    match pool.checkout() {
-                        Some(b) => conn.buf = Some(b),
-                        // Pool empty: wait for a buffer (back-pressure), never allocate.
-                        None => return Step::NeedBuffer,
-                    }
-                }
-                conn.in_len = 0;
-                conn.parsed_len = 0;
-                conn.phase = Phase::ReadingHead;
-            }
-            Phase::ReadingHead => {
-                let Some(b) = conn.buf else {
-                    return Step::Close;
-                };
-                let buf = pool.get_mut(b);
-                if conn.in_len > conn.parsed_len {
-                    conn.parsed_len = conn.in_len;
-                    match parse_head(&buf[..conn.in_len]) {
-                        Ok(Some(head)) => {
-                            conn.deadline = Some(ctx.now + g.send_timeout);
-                            if let Some((si, li)) = dispatch::on_head(conn, buf, &head, ctx) {
-                                if let Some(stop) =
-                                    upstream::begin(conn, buf, &head, ctx, up, si, li)
-                                {
-                                    // No proxy slot yet: re-parse this head when woken.
-                                    conn.parsed_len = 0;
-                                    conn.requests = conn.requests.saturating_sub(1);
-                                    return stop;
-                                }
-                            }
-                            continue;
-                        }
-                        Ok(None) if conn.in_len >= ctx.head_limit => {
-                            let status = head_overflow_status(&buf[..conn.in_len]);
-                            request_error(conn, buf, ctx, status);
-                            continue;
-                        }
-                        Ok(None) => {}
-                        Err(status) => {
-                            request_error(conn, buf, ctx, status);
-                            continue;
-                        }
-                    }
-                }
-                if !conn.readable {
-                    if conn.in_len == 0 {
-                        // Nothing buffered: an idle connection gives its buffer back.
-                        pool.checkin(b);
-                        conn.buf = None;
-                        conn.phase = Phase::Idle;
-                    }
-                    return Step::Wait;
-                }
-                let was_empty = conn.in_len == 0;
-                match conn.read_into(buf, ctx.head_limit) {
-                    Ok(0) => return Step::Close,
-                    Ok(_) => {
-                        if was_empty && conn.requests > 0 {
-                            // A keep-alive request began: the whole head must arrive within
-                            // client_header_timeout (a total deadline, not per read).
-                            conn.deadline = Some(ctx.now + g.client_header_timeout);
-                        }
-                    }
-                    Err(e) if sys::would_block(&e) => {}
-                    Err(_) => return Step::Close,
-                }
-            }
-            Phase::Writing => {
-                let Some(b) = conn.buf else {
-                    return Step::Close;
-                };
-                let buf = pool.get_mut(b);
-                match conn.write_out(buf, ctx.head_limit) {
-                    Ok(true) => {
-                        if g.access_log && conn.status != 0 {
-                            log_access(conn, buf, ctx.unix, access_buf);
-                        }
-                        if let Some(next) = finish(conn, buf, ctx) {
-                            return next;
-                        }
-                        // Progress made: the step cap counts steps without a finished request.
-                        steps = 0;
-                        served += 1;
-                        if served >= MAX_PIPELINED_PER_TURN {
-                            // Let other connections run; the rest of the pipeline is queued.
-                            return Step::Yield;
-                        }
-                    }
-                    Ok(false) => {
-                        conn.deadline = Some(ctx.now + g.send_timeout);
-                        return if conn.writable {
-                            Step::Yield
-                        } else {
-                            Step::Wait
-                        };
-                    }
-                    Err(e) => {
-                        log::debug!("slot {slot}: write to {} failed: {e}", conn.peer);
-                        return Step::Close;
-                    }
-                }
-            }
-            Phase::Proxy => {
-                if let Some(stop) = upstream::step(conn, pool, ctx, up, slot) {
-                    return stop;
-                }
-            }
-            Phase::Discarding => {
-                let Some(b) = conn.buf else {
-                    return Step::Close;
-                };
-                let buf = pool.get_mut(b);
-                match dispatch::discard_body(conn, buf, ctx) {
-                    Ok(true) => {
-                        conn.phase = Phase::Writing;
-                        conn.deadline = Some(ctx.now + g.send_timeout);
-                    }
-                    Ok(false) => {
-                        conn.deadline = Some(dispatch::body_deadline(
-                            ctx,
-                            conn.discard_started,
-                            conn.discard_seen,
-                        ));
-                        return Step::Wait;
-                    }
-                    Err(status) => {
-                        // Framing lost inside the body: the prepared answer is replaced.
-                        conn.body = crate::conn::Body::None;
-                        request_error(conn, buf, ctx, status);
-                        conn.requests = conn.requests.saturating_sub(1);
-                    }
-                }
-            }
-            Phase::Lingering => {
-                let Some(b) = conn.buf else {
-                    return Step::Close;
-                };
-                let buf = pool.get_mut(b);
-                if !conn.readable {
-                    return Step::Wait;
-                }
-                conn.in_len = 0;
-                match conn.read_into(buf, ctx.head_limit) {
-                    Ok(0) => return Step::Close,
-                    Ok(_) => {}
-                    Err(e) if sys::would_block(&e) => return Step::Wait,
-                    Err(_) => return Step::Close,
-                }
-            }
-        }
-    }
-}
-
-/// A head that could not be parsed: answer with its status and close after.
-fn request_error(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>, status: Status) {
-    conn.head_only = false;
-    conn.head_len = 0;
-    conn.keep_alive = false;
-    conn.unread_body = true;
-    conn.requests = conn.requests.saturating_add(1);
-    dispatch::respond_error(conn, buf, ctx, status, Extra::None);
-    conn.deadline = Some(ctx.now + ctx.cfg.global.send_timeout);
-}
-
-/// A response is fully sent: keep the connection alive (pipelined input first), linger, or close.
-fn finish(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) -> Option<Step> {
-    let g = &ctx.cfg.global;
-    conn.body = crate::conn::Body::None;
-    conn.status = 0;
-    if !conn.keep_alive {
-        if conn.unread_body || conn.in_len > conn.req_len {
-            // Half-close and drain, so the client reads our answer instead of a RST.
-            let _ = conn.sock.shutdown(std::net::Shutdown::Write);
-            conn.phase = Phase::Lingering;
-            conn.deadline = Some(ctx.now + LINGER);
-            return None;
-        }
-        return Some(Step::Close);
-    }
-    let req_len = conn.req_len.min(conn.in_len);
-    buf.copy_within(req_len..conn.in_len, 0);
-    conn.in_len -= req_len;
-    conn.head_len = 0;
-    conn.req_len = 0;
-    conn.parsed_len = 0;
-    conn.phase = Phase::ReadingHead;
-    conn.deadline = Some(if conn.in_len > 0 {
-        ctx.now + g.client_header_timeout
-    } else {
-        ctx.now + g.keepalive_timeout
-    });
-    None
-}
-
-/// One access-log line in nginx's combined format.
-fn log_access(conn: &Conn, buf: &[u8], unix: i64, out: &mut [u8]) {
-    let head = &buf[..conn.head_len.min(conn.in_len)];
-    let input = if head.is_empty() {
-        &buf[..conn.in_len]
-    } else {
-        head
-    };
-    let line_end = input
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(input.len());
-    let request_line = &input[..line_end];
-    let (mut referer, mut agent): (&[u8], &[u8]) = (b"", b"");
-    if !head.is_empty() {
-        let mut headers = [httparse::EMPTY_HEADER; 100];
-        let mut req = httparse::Request::new(&mut headers);
-        if req.parse(head).is_ok() {
-            for h in req.headers.iter() {
-                if h.name.eq_ignore_ascii_case("referer") {
-                    referer = h.value;
-                } else if h.name.eq_ignore_ascii_case("user-agent") {
-                    agent = h.value;
-                }
-            }
-        }
-    }
-    let n = crate::logging::format_combined(
-        out,
-        conn.peer.ip(),
-        unix,
-        request_line,
-        conn.status,
-        conn.body_sent + conn.inline_body as u64,
-        referer,
-        agent,
-    );
-    crate::logging::access(&out[..n.min(out.len())]);
 }

@@ -1,0 +1,803 @@
+//! One client connection as a state machine: read a head, answer it (a file, a page, or by
+//! forwarding it), write the answer, then wait for the next request, linger, or close.
+//!
+//! ```text
+//! Idle ──readable──▶ ReadingHead ──head──▶ Writing ──done──▶ ReadingHead (pipelined) | Idle
+//!                      │   │                  ▲   ╰─────────▶ Lingering | closed
+//!                      │   ╰──body to drop──▶ Discarding
+//!                      ╰──uwsgi location──▶ AwaitingProxy ──slot──▶ Proxying ──▶ Writing
+//! ```
+//!
+//! Owns the connection's socket, its buffer (checked out only while busy: an idle keep-alive
+//! connection holds none), its state with the data of each state, the current exchange (the
+//! parsed head and what the answer promised), and one deadline tagged with what it is for, so a
+//! timeout never has to guess. The loop (`gate`) only delivers readiness and deadlines and
+//! applies the [`Step`] a transition returns. Writing bodies is `write`, request bodies `body`,
+//! forwarding `proxy`.
+//!
+//! Never: touches another connection, blocks (every socket call is non-blocking and every loop
+//! here is bounded), allocates per request, or answers a request whose framing is lost with
+//! anything but a closing response.
+
+mod body;
+mod proxy;
+mod write;
+
+pub use proxy::Forward;
+
+use super::access_log;
+use super::dispatch::{self, Answer, Extra, Outcome, Request};
+use super::Ctx;
+use crate::event::pool::{BufId, BufferPool};
+use crate::event::slab::Slab;
+use crate::http::request::{head_overflow_status, parse_head, Head, Method};
+use crate::http::Status;
+use crate::static_files::body::Body;
+use crate::sys;
+use crate::upstream::peers::Groups;
+use crate::upstream::Proxy;
+use body::BodyReader;
+use mio::{Registry, Token};
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+/// Steps one connection may take per turn without finishing a request; reaching it is a bug,
+/// logged, and the connection closed.
+const MAX_STEPS: usize = 64;
+/// Pipelined requests answered in one turn before the connection yields to the others.
+const MAX_PIPELINED_PER_TURN: usize = 16;
+/// How long we keep reading (and discarding) from a client we answered early.
+const LINGER: Duration = Duration::from_secs(2);
+/// How long a 408 sent to a client that timed out sending its head may take to leave.
+const TIMEOUT_ANSWER: Duration = Duration::from_secs(1);
+
+/// The socket calls a connection makes. The loop's connections use a TCP stream; the
+/// lifecycle tests use a scripted one.
+pub trait ClientSocket {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Sends `buf`; `more` says more bytes follow at once (MSG_MORE).
+    fn send(&mut self, buf: &[u8], more: bool) -> io::Result<usize>;
+    /// Sends `a` then `b` in one call.
+    fn send2(&mut self, a: &[u8], b: &[u8]) -> io::Result<usize>;
+    /// Sends `count` bytes of `file` from `*offset`, advancing it.
+    fn sendfile(&mut self, file: &File, offset: &mut u64, count: usize) -> io::Result<usize>;
+    /// TCP_CORK on or off.
+    fn set_cork(&mut self, on: bool) -> io::Result<()>;
+    /// Half-closes: no more bytes from us.
+    fn shutdown_write(&mut self);
+}
+
+impl ClientSocket for mio::net::TcpStream {
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        io::Read::read(self, buf)
+    }
+    fn send(&mut self, buf: &[u8], more: bool) -> io::Result<usize> {
+        sys::send(self.as_raw_fd(), buf, more)
+    }
+    fn send2(&mut self, a: &[u8], b: &[u8]) -> io::Result<usize> {
+        sys::send2(self.as_raw_fd(), a, b)
+    }
+    fn sendfile(&mut self, file: &File, offset: &mut u64, count: usize) -> io::Result<usize> {
+        sys::sendfile(self.as_raw_fd(), file, offset, count)
+    }
+    fn set_cork(&mut self, on: bool) -> io::Result<()> {
+        sys::set_cork(self.as_raw_fd(), on)
+    }
+    fn shutdown_write(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+/// What a turn asks the loop to do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to do until a readiness event or a deadline.
+    Wait,
+    /// More work is ready now: put the connection in the run queue.
+    Yield,
+    /// The connection needs a buffer (or a proxy slot) and none is free.
+    NeedBuffer,
+    Close,
+}
+
+/// What a deadline is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// The whole request head must arrive (client_header_timeout).
+    Head,
+    /// The next read of a request body (client_body_timeout, minimum rate).
+    Body,
+    /// An idle keep-alive connection (keepalive_timeout).
+    KeepAlive,
+    /// The next write to the client (send_timeout).
+    Send,
+    /// Draining a client we answered early.
+    Linger,
+    /// Connecting to an upstream (uwsgi_connect_timeout).
+    UpstreamConnect,
+    /// The next write to the upstream (uwsgi_send_timeout).
+    UpstreamSend,
+    /// The upstream's response head (uwsgi_read_timeout).
+    UpstreamHead,
+    /// The next read of the upstream's response body (uwsgi_read_timeout).
+    UpstreamBody,
+}
+
+/// A deadline and what it is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    pub at: Instant,
+    pub timer: Timer,
+}
+
+/// Where a connection is.
+enum State {
+    /// Between requests: nothing read, no buffer.
+    Idle,
+    /// Reading a request head into the buffer.
+    ReadingHead,
+    /// Routed to a uwsgi location; waiting for a proxy slot.
+    AwaitingProxy(Forward),
+    /// The answer is ready in the output region (`then` follows it); first the request body is
+    /// read and dropped.
+    Discarding { reader: BodyReader, then: Body },
+    /// Writing the response: the output region, then the body.
+    Writing(Body),
+    /// Forwarding to an upstream: the proxy slot and the body being collected.
+    Proxying(Forward),
+    /// Answered and half-closed: reading until EOF, so our answer is not lost to a reset.
+    Lingering,
+}
+
+/// How stub_status counts a connection (nginx's Reading / Writing / Waiting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activity {
+    Waiting,
+    Reading,
+    Writing,
+}
+
+/// The request being answered: what its head said and what the answer promised.
+#[derive(Clone, Copy)]
+struct Exchange {
+    /// The parsed head (its spans point into the buffer); `None` when it did not parse.
+    head: Option<Head>,
+    keep_alive: bool,
+    head_only: bool,
+    /// The request came with a body we did not read: linger after answering.
+    unread_body: bool,
+    /// Bytes of this request at the front of the buffer (head plus a buffered body), dropped
+    /// when the response is done; what follows is pipelined input.
+    req_len: usize,
+    /// For the access log: status (0: nothing to log) and bytes of body sent.
+    status: u16,
+    body_sent: u64,
+}
+
+impl Exchange {
+    const NONE: Exchange = Exchange {
+        head: None,
+        keep_alive: false,
+        head_only: false,
+        unread_body: false,
+        req_len: 0,
+        status: 0,
+        body_sent: 0,
+    };
+}
+
+/// What the loop lends a connection for one call.
+pub struct Env<'a, 'c> {
+    pub pool: &'a mut BufferPool,
+    pub ctx: &'a Ctx<'c>,
+    pub proxies: &'a mut Slab<Proxy>,
+    pub groups: &'a mut Groups,
+    pub registry: &'a Registry,
+    /// This connection's upstream token.
+    pub token: Token,
+    /// Scratch for an access-log line.
+    pub access_buf: &'a mut [u8],
+    /// The slot, for log lines.
+    pub slot: usize,
+}
+
+/// One client connection.
+pub struct Connection<S> {
+    sock: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    state: State,
+    buf: Option<BufId>,
+    /// Input bytes held at `buf[..in_len]`; never beyond the head limit.
+    in_len: usize,
+    /// Input length at the last parse attempt (no re-parse without new bytes).
+    parsed_len: usize,
+    /// Output-region bytes still to send: `buf[out_pos..out_end]`.
+    out_pos: usize,
+    out_end: usize,
+    exchange: Exchange,
+    requests: u32,
+    deadline: Option<Deadline>,
+    readable: bool,
+    writable: bool,
+    /// The peer has shut down its side (sticky, from the readiness event).
+    read_closed: bool,
+    /// TCP_CORK is on for a large file body.
+    corked: bool,
+}
+
+impl<S: ClientSocket> Connection<S> {
+    /// A fresh connection for an accepted client: it has `client_header_timeout` to send a head.
+    pub fn new(
+        sock: S,
+        peer: SocketAddr,
+        local: SocketAddr,
+        now: Instant,
+        header_timeout: Duration,
+    ) -> Connection<S> {
+        Connection {
+            sock,
+            peer,
+            local,
+            state: State::Idle,
+            buf: None,
+            in_len: 0,
+            parsed_len: 0,
+            out_pos: 0,
+            out_end: 0,
+            exchange: Exchange::NONE,
+            requests: 0,
+            deadline: Some(Deadline {
+                at: now + header_timeout,
+                timer: Timer::Head,
+            }),
+            readable: true,
+            writable: true,
+            read_closed: false,
+            corked: false,
+        }
+    }
+
+    pub fn socket(&mut self) -> &mut S {
+        &mut self.sock
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    pub fn deadline(&self) -> Option<Deadline> {
+        self.deadline
+    }
+
+    /// Requests answered on this connection.
+    pub fn requests(&self) -> u32 {
+        self.requests
+    }
+
+    /// The proxy slot of a forwarded request.
+    pub fn proxy_slot(&self) -> Option<usize> {
+        match &self.state {
+            State::Proxying(f) => Some(f.slot()),
+            _ => None,
+        }
+    }
+
+    /// An idle keep-alive connection: evictable when a new client needs the slot.
+    pub fn is_idle_keepalive(&self) -> bool {
+        matches!(self.state, State::Idle) && self.requests > 0
+    }
+
+    /// Nothing is in flight: no request begun, nothing to send (a graceful stop closes these).
+    pub fn is_quiet(&self) -> bool {
+        match self.state {
+            State::Idle => true,
+            State::ReadingHead => self.in_len == 0,
+            _ => false,
+        }
+    }
+
+    /// How stub_status counts this connection.
+    pub fn activity(&self) -> Activity {
+        match self.state {
+            State::Idle => Activity::Waiting,
+            State::ReadingHead | State::Discarding { .. } => Activity::Reading,
+            State::AwaitingProxy(_) | State::Writing(_) | State::Proxying(_) | State::Lingering => {
+                Activity::Writing
+            }
+        }
+    }
+
+    /// Readiness of the client socket, from the loop's event.
+    pub fn on_readiness(&mut self, readable: bool, writable: bool, read_closed: bool) {
+        self.readable |= readable;
+        self.writable |= writable;
+        self.read_closed |= read_closed;
+    }
+
+    fn set_deadline(&mut self, at: Instant, timer: Timer) {
+        self.deadline = Some(Deadline { at, timer });
+    }
+
+    /// Gives back everything the connection holds in the loop's tables (its buffer, its proxy
+    /// slot). Called by the loop just before the connection is dropped.
+    pub fn release(&mut self, pool: &mut BufferPool, proxies: &mut Slab<Proxy>) {
+        if let Some(pi) = self.proxy_slot() {
+            if let Some(mut p) = proxies.remove(pi) {
+                p.release(pool);
+            }
+        }
+        self.state = State::Idle;
+        if let Some(b) = self.buf.take() {
+            pool.checkin(b);
+        }
+    }
+
+    /// Runs the connection until it waits, yields, needs a buffer, or closes.
+    pub fn drive(&mut self, env: &mut Env<'_, '_>) -> Step {
+        let mut steps = 0;
+        let mut served = 0;
+        loop {
+            steps += 1;
+            if steps > MAX_STEPS {
+                log::error!(
+                    "bug: slot {} did not settle in {MAX_STEPS} steps; closing it",
+                    env.slot
+                );
+                return Step::Close;
+            }
+            let stop = match self.state {
+                State::Idle => self.start_reading(env.pool),
+                State::ReadingHead => self.read_head(env),
+                State::AwaitingProxy(_) => self.start_proxy(env),
+                State::Discarding { .. } => self.discard(env),
+                State::Writing(_) => match self.write(env) {
+                    Ok(None) => {
+                        // A response went out: the step cap counts steps without one.
+                        steps = 0;
+                        served += 1;
+                        if served >= MAX_PIPELINED_PER_TURN {
+                            // Let other connections run; the rest of the pipeline is queued.
+                            return Step::Yield;
+                        }
+                        None
+                    }
+                    Ok(Some(step)) => Some(step),
+                    Err(e) => {
+                        log::debug!("slot {}: write to {} failed: {e}", env.slot, self.peer);
+                        Some(Step::Close)
+                    }
+                },
+                State::Proxying(_) => self.proxy(env),
+                State::Lingering => self.linger(env.pool),
+            };
+            if let Some(step) = stop {
+                return step;
+            }
+        }
+    }
+
+    /// Idle → ReadingHead once the client sends something.
+    fn start_reading(&mut self, pool: &mut BufferPool) -> Option<Step> {
+        if !self.readable {
+            return Some(Step::Wait);
+        }
+        if self.buf.is_none() {
+            match pool.checkout() {
+                Some(b) => self.buf = Some(b),
+                // Pool empty: wait for a buffer (back-pressure), never allocate.
+                None => return Some(Step::NeedBuffer),
+            }
+        }
+        self.in_len = 0;
+        self.parsed_len = 0;
+        self.state = State::ReadingHead;
+        None
+    }
+
+    /// Reads and parses the head; a complete one is answered.
+    fn read_head(&mut self, env: &mut Env<'_, '_>) -> Option<Step> {
+        let Some(b) = self.buf else {
+            return Some(Step::Close);
+        };
+        let head_limit = env.ctx.head_limit;
+        if self.in_len > self.parsed_len {
+            self.parsed_len = self.in_len;
+            let input = env.pool.get_mut(b).get(..self.in_len).unwrap_or(&[]);
+            match parse_head(input) {
+                Ok(Some(head)) => {
+                    self.on_head(head, env);
+                    return None;
+                }
+                Ok(None) if self.in_len >= head_limit => {
+                    let status = head_overflow_status(input);
+                    self.request_error(status, env);
+                    return None;
+                }
+                Ok(None) => {}
+                Err(status) => {
+                    self.request_error(status, env);
+                    return None;
+                }
+            }
+        }
+        if !self.readable {
+            if self.in_len == 0 {
+                // Nothing buffered: an idle connection gives its buffer back.
+                env.pool.checkin(b);
+                self.buf = None;
+                self.state = State::Idle;
+            }
+            return Some(Step::Wait);
+        }
+        let was_empty = self.in_len == 0;
+        match self.read_input(env.pool, head_limit) {
+            Ok(0) => return Some(Step::Close),
+            Ok(_) => {
+                if was_empty && self.requests > 0 {
+                    // A keep-alive request began: the whole head must arrive within
+                    // client_header_timeout (a total deadline, not per read).
+                    let g = &env.ctx.cfg.global;
+                    self.set_deadline(env.ctx.now + g.client_header_timeout, Timer::Head);
+                }
+            }
+            Err(e) if sys::would_block(&e) => {}
+            Err(_) => return Some(Step::Close),
+        }
+        None
+    }
+
+    /// Reads into `buf[in_len..limit]`. `Ok(0)` means EOF; WouldBlock clears `readable`.
+    fn read_input(&mut self, pool: &mut BufferPool, limit: usize) -> io::Result<usize> {
+        let Some(b) = self.buf else {
+            return Err(io::Error::other("no buffer"));
+        };
+        let Some(space) = pool.get_mut(b).get_mut(self.in_len..limit) else {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        };
+        let want = space.len();
+        loop {
+            match self.sock.recv(space) {
+                Ok(n) => {
+                    // A short read drained the socket: edge-triggered epoll will report the
+                    // next arrival, so no extra read(2) is spent finding EAGAIN. The peer's
+                    // FIN may have come with the data: with `read_closed` seen, read on to the
+                    // 0 that says so, or no later event would report it.
+                    if n < want && !self.read_closed {
+                        self.readable = false;
+                    }
+                    self.in_len += n;
+                    return Ok(n);
+                }
+                Err(e) if sys::interrupted(&e) => continue,
+                Err(e) => {
+                    if sys::would_block(&e) {
+                        self.readable = false;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// A complete head: limits, then the handler's answer or forwarding.
+    fn on_head(&mut self, head: Head, env: &mut Env<'_, '_>) {
+        let ctx = env.ctx;
+        let g = &ctx.cfg.global;
+        self.requests = self.requests.saturating_add(1);
+        let head_len = head.head_len as usize;
+        self.exchange = Exchange {
+            head: Some(head),
+            keep_alive: head.keep_alive
+                && !g.keepalive_timeout.is_zero()
+                && self.requests < g.keepalive_requests
+                && !ctx.stopping,
+            head_only: head.method == Method::Head,
+            unread_body: head.has_body(),
+            req_len: head_len,
+            status: 0,
+            body_sent: 0,
+        };
+        self.set_deadline(ctx.now + g.send_timeout, Timer::Send);
+        let Some(b) = self.buf else {
+            return;
+        };
+        if let Some(cl) = head.content_length {
+            if g.client_max_body_size > 0 && cl > g.client_max_body_size {
+                self.answer_error(Status::ContentTooLarge, Extra::None, env);
+                return;
+            }
+        }
+        let (input, out) = env.pool.get_mut(b).split_at_mut(ctx.head_limit);
+        let req = Request {
+            head: &head,
+            peer: self.peer,
+            local: self.local,
+            keep_alive: self.exchange.keep_alive,
+            head_only: self.exchange.head_only,
+        };
+        match dispatch::answer(&req, input, out, ctx) {
+            Outcome::Answer(answer) => {
+                self.begin_writing(answer, ctx.head_limit);
+                if head.has_body() {
+                    self.drop_body_first(&head, env);
+                }
+            }
+            Outcome::Forward {
+                server,
+                location,
+                path_len,
+            } => {
+                self.state = State::AwaitingProxy(Forward::new(
+                    &head,
+                    (server, location),
+                    path_len,
+                    g.client_max_body_size,
+                    ctx.now,
+                ));
+            }
+        }
+    }
+
+    /// An answer to a request with a body we will not forward: read the body and drop it
+    /// first (validating its framing), so the connection stays usable, as nginx's
+    /// discard_request_body does; a client waiting for `100 Continue` is answered and closed.
+    fn drop_body_first(&mut self, head: &Head, env: &mut Env<'_, '_>) {
+        let State::Writing(body) = std::mem::replace(&mut self.state, State::Idle) else {
+            return;
+        };
+        if head.expect_continue {
+            // The client holds its body back for a 100 we will not send: answer, then close.
+            self.exchange.keep_alive = false;
+            self.rewrite_connection_close(env.pool);
+            self.state = State::Writing(body);
+            return;
+        }
+        self.exchange.unread_body = false;
+        let reader = BodyReader::new(head, env.ctx.cfg.global.client_max_body_size, env.ctx.now);
+        self.state = State::Discarding { reader, then: body };
+    }
+
+    /// A head that could not be parsed: answer with its status and close after.
+    fn request_error(&mut self, status: Status, env: &mut Env<'_, '_>) {
+        self.requests = self.requests.saturating_add(1);
+        self.exchange = Exchange {
+            unread_body: true,
+            ..Exchange::NONE
+        };
+        self.answer_error(status, Extra::None, env);
+    }
+
+    /// Replaces whatever answer was coming with an error page (the request's framing holds,
+    /// unless the status says otherwise).
+    fn answer_error(&mut self, status: Status, extra: Extra, env: &mut Env<'_, '_>) {
+        let ctx = env.ctx;
+        let Some(b) = self.buf else {
+            self.state = State::Lingering;
+            return;
+        };
+        let out = env
+            .pool
+            .get_mut(b)
+            .get_mut(ctx.head_limit..)
+            .unwrap_or(&mut []);
+        let answer = dispatch::error(
+            status,
+            extra,
+            self.exchange.keep_alive,
+            self.exchange.head_only,
+            out,
+            ctx,
+        );
+        self.begin_writing(answer, ctx.head_limit);
+        self.set_deadline(ctx.now + ctx.cfg.global.send_timeout, Timer::Send);
+    }
+
+    /// An answer is in the output region at `base`: write it.
+    fn begin_writing(&mut self, answer: Answer, base: usize) {
+        self.out_pos = base;
+        self.out_end = base + answer.len;
+        self.exchange.status = answer.status.code();
+        self.exchange.body_sent = answer.inline as u64;
+        self.exchange.keep_alive = answer.keep_alive;
+        self.state = State::Writing(answer.body);
+    }
+
+    /// A head already written with `Connection: keep-alive` becomes `Connection: close      `
+    /// in place (same length, padded), so the bytes promised stay the same.
+    fn rewrite_connection_close(&mut self, pool: &mut BufferPool) {
+        let Some(b) = self.buf else {
+            return;
+        };
+        let Some(region) = pool.get_mut(b).get_mut(self.out_pos..self.out_end) else {
+            return;
+        };
+        let needle = b"Connection: keep-alive";
+        if let Some(at) = region.windows(needle.len()).position(|w| w == needle) {
+            if let Some(field) = region.get_mut(at..at + needle.len()) {
+                field.copy_from_slice(b"Connection: close     ");
+            }
+        }
+    }
+
+    /// Discarding: reads and drops the request body, then writes the prepared answer.
+    fn discard(&mut self, env: &mut Env<'_, '_>) -> Option<Step> {
+        let ctx = env.ctx;
+        let g = &ctx.cfg.global;
+        let Some(b) = self.buf else {
+            return Some(Step::Close);
+        };
+        let head_len = self.exchange.req_len;
+        for _ in 0..1024 {
+            let State::Discarding { reader, .. } = &mut self.state else {
+                return Some(Step::Close);
+            };
+            let buf = env.pool.get_mut(b);
+            if self.in_len > head_len {
+                let wire = buf.get_mut(head_len..self.in_len).unwrap_or(&mut []);
+                match reader.decode(wire) {
+                    Ok(d) => {
+                        // The payload is dropped; what follows the body is pipelined input.
+                        buf.copy_within(head_len + d.consumed..self.in_len, head_len);
+                        self.in_len -= d.consumed;
+                    }
+                    Err(status) => {
+                        // Framing lost inside the body: the prepared answer is replaced.
+                        self.exchange.keep_alive = false;
+                        self.exchange.unread_body = true;
+                        self.answer_error(status, Extra::None, env);
+                        return None;
+                    }
+                }
+            }
+            if reader.is_done() {
+                let State::Discarding { then, .. } =
+                    std::mem::replace(&mut self.state, State::Idle)
+                else {
+                    return Some(Step::Close);
+                };
+                self.state = State::Writing(then);
+                self.set_deadline(ctx.now + g.send_timeout, Timer::Send);
+                return None;
+            }
+            if !self.readable {
+                let at = reader.deadline(ctx.now, g.client_body_timeout, g.client_body_min_rate);
+                self.set_deadline(at, Timer::Body);
+                return Some(Step::Wait);
+            }
+            let limit = match reader.known_left() {
+                Some(left) => ctx
+                    .head_limit
+                    .min(head_len + left.min(ctx.head_limit as u64) as usize),
+                None => ctx.head_limit,
+            };
+            match self.read_input(env.pool, limit) {
+                Ok(n) if n > 0 => {
+                    if let State::Discarding { reader, .. } = &mut self.state {
+                        reader.arrived(n);
+                    }
+                }
+                Err(e) if sys::would_block(&e) => {}
+                Ok(_) | Err(_) => {
+                    // EOF or an error inside the body: the prepared answer is replaced.
+                    self.exchange.keep_alive = false;
+                    self.exchange.unread_body = true;
+                    self.answer_error(Status::BadRequest, Extra::None, env);
+                    return None;
+                }
+            }
+        }
+        Some(Step::Yield)
+    }
+
+    /// A response is fully sent: log it, then keep the connection alive (pipelined input
+    /// first), linger, or close.
+    fn finish(&mut self, env: &mut Env<'_, '_>) -> Option<Step> {
+        let ctx = env.ctx;
+        let g = &ctx.cfg.global;
+        let Some(b) = self.buf else {
+            return Some(Step::Close);
+        };
+        let ex = self.exchange;
+        if g.access_log && ex.status != 0 {
+            let input = env.pool.get_mut(b).get(..self.in_len).unwrap_or(&[]);
+            let entry = access_log::Entry {
+                peer: self.peer.ip(),
+                unix: ctx.unix,
+                head: ex.head.as_ref(),
+                input,
+                status: ex.status,
+                bytes: ex.body_sent,
+            };
+            access_log::log(&entry, env.access_buf);
+        }
+        self.state = State::Idle;
+        self.exchange.status = 0;
+        if !ex.keep_alive {
+            if ex.unread_body || self.in_len > ex.req_len {
+                // Half-close and drain, so the client reads our answer instead of a RST.
+                self.sock.shutdown_write();
+                self.state = State::Lingering;
+                self.set_deadline(ctx.now + LINGER, Timer::Linger);
+                return None;
+            }
+            return Some(Step::Close);
+        }
+        let req_len = ex.req_len.min(self.in_len);
+        env.pool.get_mut(b).copy_within(req_len..self.in_len, 0);
+        self.in_len -= req_len;
+        self.parsed_len = 0;
+        self.exchange = Exchange::NONE;
+        self.state = State::ReadingHead;
+        if self.in_len > 0 {
+            self.set_deadline(ctx.now + g.client_header_timeout, Timer::Head);
+        } else {
+            self.set_deadline(ctx.now + g.keepalive_timeout, Timer::KeepAlive);
+        }
+        None
+    }
+
+    /// Lingering: reads and drops whatever the client still sends, until EOF.
+    fn linger(&mut self, pool: &mut BufferPool) -> Option<Step> {
+        if !self.readable {
+            return Some(Step::Wait);
+        }
+        self.in_len = 0;
+        let limit = self.buf.map_or(0, |b| pool.get_mut(b).len());
+        match self.read_input(pool, limit) {
+            Ok(0) => Some(Step::Close),
+            Ok(_) => None,
+            Err(e) if sys::would_block(&e) => Some(Step::Wait),
+            Err(_) => Some(Step::Close),
+        }
+    }
+
+    /// The deadline passed: act on what it was for. `Some(Close)` closes the connection;
+    /// `None` means a transition happened and the connection should be driven.
+    pub fn on_timeout(&mut self, env: &mut Env<'_, '_>) -> Option<Step> {
+        let deadline = self.deadline.take()?;
+        match deadline.timer {
+            Timer::Head if matches!(self.state, State::ReadingHead) && self.in_len > 0 => {
+                // Answer 408 once, best effort, then close whatever happens.
+                log::info!(
+                    "slot {}: client {} timed out sending its request head",
+                    env.slot,
+                    self.peer
+                );
+                self.request_error(Status::RequestTimeout, env);
+                self.set_deadline(env.ctx.now + TIMEOUT_ANSWER, Timer::Send);
+                None
+            }
+            Timer::Send if matches!(self.state, State::Writing(_)) => {
+                log::info!(
+                    "slot {}: client {} timed out reading the response",
+                    env.slot,
+                    self.peer
+                );
+                Some(Step::Close)
+            }
+            Timer::Body
+            | Timer::Send
+            | Timer::UpstreamConnect
+            | Timer::UpstreamSend
+            | Timer::UpstreamHead
+            | Timer::UpstreamBody
+                if matches!(self.state, State::Proxying(_)) =>
+            {
+                self.proxy_timeout(deadline.timer, env)
+            }
+            Timer::Head
+            | Timer::Body
+            | Timer::KeepAlive
+            | Timer::Send
+            | Timer::Linger
+            | Timer::UpstreamConnect
+            | Timer::UpstreamSend
+            | Timer::UpstreamHead
+            | Timer::UpstreamBody => Some(Step::Close),
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! What follows a static response head: nothing, bytes already in the output region, a file
+//! range by sendfile, or several ranges as multipart/byteranges.
+//!
+//! Owns the body descriptions and the multipart framing (part heads and the closing boundary,
+//! formatted deterministically so the Content-Length computed up front holds). Never: touches a
+//! socket (the connection writes bodies) or allocates beyond what it is given.
+
+use crate::http::response::HeadWriter;
+use std::fs::File;
+use std::rc::Rc;
+
+/// A file being sent: owned by this response, or shared with the open-file cache.
+pub enum FileRef {
+    Owned(File),
+    Shared(Rc<File>),
+}
+
+impl FileRef {
+    pub fn get(&self) -> &File {
+        match self {
+            FileRef::Owned(f) => f,
+            FileRef::Shared(f) => f,
+        }
+    }
+}
+
+/// What follows the response head.
+pub enum Body {
+    None,
+    /// This many body bytes were written after the head in the output region.
+    Inline(usize),
+    /// `[pos, end)` of a file, by sendfile.
+    File {
+        file: FileRef,
+        pos: u64,
+        end: u64,
+    },
+    /// Several ranges as multipart/byteranges.
+    Multipart(Box<Multipart>),
+}
+
+/// A multipart/byteranges body: part heads are formatted into the output region between
+/// the file ranges, deterministically, so the Content-Length computed up front holds.
+pub struct Multipart {
+    file: FileRef,
+    ranges: heapless::Vec<(u64, u64), 16>,
+    mime: &'static str,
+    charset: bool,
+    size: u64,
+    boundary: u64,
+    /// Next range to start; `ranges.len()` means the closing boundary is next.
+    next: usize,
+    /// The file range being sent, `[pos, end)`.
+    pos: u64,
+    end: u64,
+    finished: bool,
+}
+
+impl Multipart {
+    pub fn new(
+        file: FileRef,
+        ranges: heapless::Vec<(u64, u64), 16>,
+        mime: &'static str,
+        charset: bool,
+        size: u64,
+        seed: u64,
+    ) -> Multipart {
+        Multipart {
+            file,
+            ranges,
+            mime,
+            charset,
+            size,
+            boundary: seed.wrapping_mul(6364136223846793005) % 100_000_000_000,
+            next: 0,
+            pos: 0,
+            end: 0,
+            finished: false,
+        }
+    }
+
+    /// The boundary string (a zero-padded number, as nginx uses).
+    pub fn write_boundary(&self, w: &mut HeadWriter<'_>) {
+        let mut digits = [b'0'; 11];
+        let mut n = self.boundary;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        w.put(&digits);
+    }
+
+    fn part_head(&self, i: usize, w: &mut HeadWriter<'_>) {
+        let (first, last) = self.ranges[i];
+        w.put(b"\r\n--");
+        self.write_boundary(w);
+        w.put(b"\r\n");
+        super::content_type(w, self.mime, self.charset);
+        w.put(b"Content-Range: bytes ")
+            .num(first)
+            .put(b"-")
+            .num(last)
+            .put(b"/")
+            .num(self.size)
+            .put(b"\r\n\r\n");
+    }
+
+    fn closing(&self, w: &mut HeadWriter<'_>) {
+        w.put(b"\r\n--");
+        self.write_boundary(w);
+        w.put(b"--\r\n");
+    }
+
+    /// The file every part comes from.
+    pub fn file(&self) -> &File {
+        self.file.get()
+    }
+
+    /// The rest of the range being sent, `(pos, end)`; the caller advances `pos` as it sends.
+    pub fn range_mut(&mut self) -> (&File, &mut u64, u64) {
+        (self.file.get(), &mut self.pos, self.end)
+    }
+
+    /// `true` once the closing boundary has been formatted.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Formats the next part head (or, after the last range, the closing boundary) into `w`
+    /// and makes its range the one to send. Called when the current range is out.
+    pub fn advance(&mut self, w: &mut HeadWriter<'_>) {
+        match self.ranges.get(self.next).copied() {
+            Some((first, last)) => {
+                self.part_head(self.next, w);
+                self.pos = first;
+                self.end = last + 1;
+                self.next += 1;
+            }
+            None => {
+                self.closing(w);
+                self.finished = true;
+            }
+        }
+    }
+
+    /// File bytes of every range (an upper bound of what sendfile still has to send).
+    pub fn file_bytes(&self) -> u64 {
+        self.size
+    }
+
+    /// Total body length: every part head, every range, the closing boundary.
+    pub fn content_length(&self) -> u64 {
+        let mut scratch = [0u8; 512];
+        let mut total = 0u64;
+        for (i, (first, last)) in self.ranges.iter().enumerate() {
+            let mut w = HeadWriter::new(&mut scratch);
+            self.part_head(i, &mut w);
+            total += w.len() as u64 + (last - first + 1);
+        }
+        let mut w = HeadWriter::new(&mut scratch);
+        self.closing(&mut w);
+        total + w.len() as u64
+    }
+}
