@@ -9,10 +9,10 @@
 //! request (that is `server`'s).
 
 use crate::config::{self, Config};
-use crate::event::pool::BufferPool;
+use crate::event::pool::{BufferPool, Buffers};
 use crate::event::slab::Slab;
 use crate::http::date::DateCache;
-use crate::server::conn::{Activity, Connection, Env, Step};
+use crate::server::conn::{Activity, Connection, Env, Step, HEAD_BUFFER};
 use crate::server::router::Router;
 use crate::server::{Ctx, Stats, UriBuf, URI_MAX};
 use crate::static_files::cache::FileCache;
@@ -41,6 +41,10 @@ const CONN_BASE: usize = LISTENER_BASE + MAX_LISTENERS;
 /// How often deadlines are checked: timeouts are coarse (seconds), so a sweep over the
 /// slots four times a second is cheaper and simpler than a timer structure.
 const SWEEP: Duration = Duration::from_millis(250);
+/// A connection holding a large buffer while its client has moved no byte for this long may
+/// lose it when the pool runs dry: a slow peer never makes a fast one wait. Clients that are
+/// merely slow keep moving bytes more often than this.
+const EVICT_AFTER: Duration = Duration::from_millis(500);
 
 struct Listener {
     sock: TcpListener,
@@ -78,7 +82,7 @@ pub struct Gate {
     conns: Slab<Connection<TcpStream>>,
     /// In the run queue (more work without a new readiness event), by slot.
     queued: Vec<bool>,
-    pool: BufferPool,
+    bufs: Buffers,
     /// In-flight proxied requests (each also holds a second buffer).
     proxies: Slab<Proxy>,
     groups: Groups,
@@ -176,7 +180,10 @@ impl Gate {
             listeners,
             conns: Slab::new(g.worker_connections),
             queued: vec![false; g.worker_connections],
-            pool: BufferPool::new(g.buffer_pool, size),
+            bufs: Buffers {
+                heads: BufferPool::new(g.worker_connections, HEAD_BUFFER),
+                large: BufferPool::new(g.buffer_pool, size),
+            },
             proxies: Slab::new(g.buffer_pool.max(1)),
             groups: Groups::new(&cfg),
             head_limit: g.client_header_buffer_size,
@@ -425,7 +432,7 @@ impl Gate {
         };
         let requests_before = conn.requests();
         let mut env = Env {
-            pool: &mut self.pool,
+            bufs: &mut self.bufs,
             ctx: &ctx,
             proxies: &mut self.proxies,
             groups: &mut self.groups,
@@ -464,10 +471,46 @@ impl Gate {
             Step::NeedBuffer => {
                 self.conns.idle_remove(i);
                 self.buf_waiters.push_back(i);
+                if self.bufs.large.available() == 0 {
+                    self.evict_stalled(i);
+                }
             }
             Step::Close => self.close(i),
         }
         self.wake_buffer_waiters();
+    }
+
+    /// The pool is dry and slot `needy` waits for a buffer: closes the connection whose
+    /// client has made no progress for longest (at least `EVICT_AFTER`) among those holding a
+    /// large buffer while they wait on their client. `true` when one was closed. A scan over
+    /// the slots, done only when the pool is empty.
+    fn evict_stalled(&mut self, needy: usize) -> bool {
+        let Some(cutoff) = self.now.checked_sub(EVICT_AFTER) else {
+            return false;
+        };
+        let mut victim: Option<(usize, Instant)> = None;
+        for j in self.conns.occupied() {
+            let Some(since) = self
+                .conns
+                .get(j)
+                .and_then(|c| c.stalled_since(&self.proxies))
+            else {
+                continue;
+            };
+            if j != needy && since <= cutoff && victim.is_none_or(|(_, t)| since < t) {
+                victim = Some((j, since));
+            }
+        }
+        let Some((j, _)) = victim else {
+            return false;
+        };
+        let ctx = ctx!(self, self.stats, self.stopping.is_some());
+        if let Some(c) = self.conns.get_mut(j) {
+            c.evict(&ctx, j);
+        }
+        self.stats.evicted += 1;
+        self.close(j);
+        true
     }
 
     fn enqueue(&mut self, i: usize) {
@@ -480,7 +523,7 @@ impl Gate {
     }
 
     fn wake_buffer_waiters(&mut self) {
-        while self.pool.available() > 0 {
+        while self.bufs.large.available() > 0 {
             let Some(w) = self.buf_waiters.pop_front() else {
                 return;
             };
@@ -509,7 +552,7 @@ impl Gate {
         };
         // Closing the socket takes it out of the epoll set: no EPOLL_CTL_DEL.
         let activity = conn.activity();
-        conn.release(&mut self.pool, &mut self.proxies);
+        conn.release(&mut self.bufs, &mut self.proxies);
         let c = counter(&mut self.stats, activity);
         *c = c.saturating_sub(1);
         self.stats.active = self.stats.active.saturating_sub(1);
@@ -548,6 +591,13 @@ impl Gate {
         for i in expired {
             self.on_timeout(i);
         }
+        // Waiters the pool could not serve: stalled holders may have become evictable.
+        for _ in 0..self.buf_waiters.len() {
+            if self.bufs.large.available() > 0 || !self.evict_stalled(usize::MAX) {
+                break;
+            }
+        }
+        self.wake_buffer_waiters();
         if let Some(deadline) = self.stopping {
             if now >= deadline {
                 let open: Vec<usize> = self.conns.occupied().collect();
@@ -575,7 +625,7 @@ impl Gate {
         };
         let requests_before = conn.requests();
         let mut env = Env {
-            pool: &mut self.pool,
+            bufs: &mut self.bufs,
             ctx: &ctx,
             proxies: &mut self.proxies,
             groups: &mut self.groups,

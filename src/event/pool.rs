@@ -1,9 +1,12 @@
-//! A pool of fixed-size I/O buffers, sized once from the config at start.
+//! Pools of fixed-size I/O buffers, sized once from the config at start, in two classes
+//! ([`Buffers`]): small head buffers, one per connection slot (so a connection never waits for
+//! one), and large buffers (`buffer_pool` of `buffer_size`) for what outgrows a head buffer.
 //!
 //! A connection checks a buffer out while it reads a head or moves a body and returns it when
 //! idle, so idle keep-alive connections cost a slot and no buffer. `checkout` returns `None`
-//! when the pool is empty (the caller waits); the pool never allocates after `new`.
-//! The backing memory is one zeroed allocation, so pages that are never used are never touched.
+//! when the pool is empty (the caller waits, or the loop evicts a stalled holder); the pool
+//! never allocates after `new`. The backing memory is one zeroed allocation, so pages that are
+//! never used are never touched, and buffers are handed out lowest first.
 
 /// Index of a buffer in the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +72,49 @@ impl BufferPool {
     /// Buffers currently free.
     pub fn available(&self) -> usize {
         self.free.len()
+    }
+}
+
+/// A checked-out buffer of either class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buf {
+    /// A head buffer.
+    Head(BufId),
+    /// A large buffer.
+    Large(BufId),
+}
+
+/// The loop's two pools.
+pub struct Buffers {
+    /// Head buffers: as many as connection slots.
+    pub heads: BufferPool,
+    /// Large buffers: `buffer_pool` of them.
+    pub large: BufferPool,
+}
+
+impl Buffers {
+    /// The bytes of `b`.
+    pub fn get_mut(&mut self, b: Buf) -> &mut [u8] {
+        match b {
+            Buf::Head(id) => self.heads.get_mut(id),
+            Buf::Large(id) => self.large.get_mut(id),
+        }
+    }
+
+    /// A connection's buffer and a large one beside it (a proxy's), at once.
+    pub fn get_two(&mut self, a: Buf, b: BufId) -> (&mut [u8], &mut [u8]) {
+        match a {
+            Buf::Head(id) => (self.heads.get_mut(id), self.large.get_mut(b)),
+            Buf::Large(id) => self.large.get_two(id, b),
+        }
+    }
+
+    /// Returns `b` to its pool.
+    pub fn checkin(&mut self, b: Buf) {
+        match b {
+            Buf::Head(id) => self.heads.checkin(id),
+            Buf::Large(id) => self.large.checkin(id),
+        }
     }
 }
 

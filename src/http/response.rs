@@ -21,6 +21,11 @@ impl<'a> HeadWriter<'a> {
         }
     }
 
+    /// Bytes still free.
+    pub fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.len)
+    }
+
     /// Appends raw bytes.
     pub fn put(&mut self, bytes: &[u8]) -> &mut Self {
         match self.buf.get_mut(self.len..self.len + bytes.len()) {

@@ -41,6 +41,8 @@ pub struct Answer {
 pub enum Outcome {
     /// A complete answer is in the output region.
     Answer(Answer),
+    /// The answer does not fit the output region (the caller retries with a larger one).
+    TooBig,
     /// Forward to uwsgi location `location` of server `server`; the canonical path (for
     /// PATH_INFO) was copied to the front of the output region, `path_len` bytes.
     Forward {
@@ -202,18 +204,13 @@ pub fn answer(req: &Request<'_>, input: &[u8], out: &mut [u8], ctx: &Ctx<'_>) ->
                 input,
                 extra_headers: b"",
             };
-            Outcome::Answer(serve_static(
-                req.keep_alive,
-                req.head_only,
-                out,
-                ctx,
-                sc,
-                target,
-            ))
+            serve_static(req.keep_alive, req.head_only, out, ctx, sc, target)
+                .map_or(Outcome::TooBig, Outcome::Answer)
         }
         Handler::StubStatus => {
             let json = query_has_param(head.query(input), b"format", b"json");
-            Outcome::Answer(status_page(req.keep_alive, req.head_only, out, ctx, json))
+            status_page(req.keep_alive, req.head_only, out, ctx, json)
+                .map_or(Outcome::TooBig, Outcome::Answer)
         }
         Handler::Uwsgi(_) => match out.get_mut(..path_len) {
             Some(dst) => {
@@ -242,7 +239,7 @@ struct StaticTarget<'a> {
     extra_headers: &'a [u8],
 }
 
-/// Serves a file from a static location into `out`.
+/// Serves a file from a static location into `out`; `None` when the head does not fit.
 fn serve_static(
     keep_alive: bool,
     head_only: bool,
@@ -250,7 +247,7 @@ fn serve_static(
     ctx: &Ctx<'_>,
     sc: &StaticConf,
     target: StaticTarget<'_>,
-) -> Answer {
+) -> Option<Answer> {
     let g = &ctx.cfg.global;
     let StaticTarget {
         path,
@@ -305,23 +302,16 @@ fn serve_static(
                 Body::Inline(_) => Body::None,
                 other => other,
             };
-            Answer {
+            Some(Answer {
                 status,
                 len,
                 inline,
                 body,
                 keep_alive,
-            }
+            })
         }
-        Ok(_) => error(
-            Status::InternalServerError,
-            Extra::None,
-            keep_alive,
-            head_only,
-            out,
-            ctx,
-        ),
-        Err(status) => error(status, Extra::None, keep_alive, head_only, out, ctx),
+        Ok(_) => None,
+        Err(status) => Some(error(status, Extra::None, keep_alive, head_only, out, ctx)),
     }
 }
 
@@ -359,7 +349,10 @@ pub fn internal(
                     input: &[],
                     extra_headers: extra,
                 };
-                serve_static(keep_alive, head_only, out, ctx, sc, target)
+                serve_static(keep_alive, head_only, out, ctx, sc, target).unwrap_or_else(|| {
+                    log::error!("an X-Accel-Redirect answer does not fit the output region (raise buffer_size)");
+                    fail(Status::InternalServerError, out)
+                })
             }
             _ => {
                 log::error!(
@@ -391,14 +384,14 @@ fn query_has_param(query: &[u8], name: &[u8], value: &[u8]) -> bool {
     })
 }
 
-/// The status page (see `status`) as a complete response.
+/// The status page (see `status`) as a complete response; `None` when it does not fit `out`.
 fn status_page(
     keep_alive: bool,
     head_only: bool,
     out: &mut [u8],
     ctx: &Ctx<'_>,
     json: bool,
-) -> Answer {
+) -> Option<Answer> {
     let mut body = [0u8; status::PAGE_MAX];
     let (body_len, overflow) = {
         let mut w = HeadWriter::new(&mut body);
@@ -417,7 +410,7 @@ fn status_page(
     };
     if overflow {
         log::error!("the status page does not fit its 8 KiB buffer");
-        return fail(out);
+        return Some(fail(out));
     }
     let mut w = HeadWriter::new(out);
     start(&mut w, Status::Ok, ctx.cfg.global.server_tokens, ctx.date);
@@ -438,16 +431,15 @@ fn status_page(
     }
     let (len, overflow) = (w.len(), w.overflowed());
     if overflow {
-        log::error!("the status page does not fit the output region (raise buffer_size)");
-        return fail(out);
+        return None;
     }
-    Answer {
+    Some(Answer {
         status: Status::Ok,
         len,
         inline: if head_only { 0 } else { body_len },
         body: Body::None,
         keep_alive,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -31,6 +31,8 @@ pub struct Stats {
     pub reading: u64,
     pub writing: u64,
     pub waiting: u64,
+    /// Connections closed to free a buffer for another (see `gate`'s eviction).
+    pub evicted: u64,
 }
 
 /// A canonical request path (decoded, dot segments resolved) is at most this long.

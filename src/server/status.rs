@@ -50,6 +50,8 @@ fn write_json(w: &mut HeadWriter<'_>, ctx: &Ctx<'_>) {
         .num(s.writing)
         .put(b",\"waiting\":")
         .num(s.waiting)
+        .put(b",\"evicted\":")
+        .num(s.evicted)
         .put(b"},");
     #[cfg(feature = "count-alloc")]
     w.put(b"\"allocations\":")

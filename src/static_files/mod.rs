@@ -518,7 +518,8 @@ fn send_file(
                 (small, &file, ctx.files, ctx.head_only)
             {
                 if let Some(bytes) = cache.borrow().content(slot, rc) {
-                    if bytes.len() as u64 == size {
+                    // Only when it fits behind the head; otherwise sendfile sends it.
+                    if bytes.len() as u64 == size && bytes.len() <= w.remaining() {
                         w.put(bytes);
                         return Ok(Body::Inline(bytes.len()));
                     }

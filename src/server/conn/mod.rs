@@ -28,7 +28,7 @@ pub use proxy::Forward;
 use super::access_log;
 use super::dispatch::{self, Answer, Extra, Outcome, Request};
 use super::Ctx;
-use crate::event::pool::{BufId, BufferPool};
+use crate::event::pool::{Buf, Buffers};
 use crate::event::slab::Slab;
 use crate::http::request::{head_overflow_status, parse_head, Head, Method};
 use crate::http::Status;
@@ -53,6 +53,16 @@ const MAX_PIPELINED_PER_TURN: usize = 16;
 const LINGER: Duration = Duration::from_secs(2);
 /// How long a 408 sent to a client that timed out sending its head may take to leave.
 const TIMEOUT_ANSWER: Duration = Duration::from_secs(1);
+
+/// A head buffer holds request input in its first `HEAD_IN` bytes (a head that outgrows them
+/// moves to a large buffer), and the response head, with any page or small file after it, in
+/// the `HEAD_OUT` bytes behind. nginx reads heads into 1 KiB first; browsers' heads with their
+/// cookies are often longer, and a head buffer costs memory only while it is in use.
+pub const HEAD_IN: usize = 2048;
+/// The output region of a head buffer: what an answer may take before it needs a large buffer.
+pub const HEAD_OUT: usize = 4096;
+/// Size of a head buffer.
+pub const HEAD_BUFFER: usize = HEAD_IN + HEAD_OUT;
 
 /// The socket calls a connection makes. The loop's connections use a TCP stream; the
 /// lifecycle tests use a scripted one.
@@ -139,7 +149,10 @@ enum State {
     Idle,
     /// Reading a request head into the buffer.
     ReadingHead,
-    /// Routed to a uwsgi location; waiting for a proxy slot.
+    /// The head is parsed but its answer did not fit the head buffer's output region: waiting
+    /// for a large buffer to answer into.
+    AwaitingRoom,
+    /// Routed to a uwsgi location; waiting for a large buffer and a proxy slot.
     AwaitingProxy(Forward),
     /// The answer is ready in the output region (`then` follows it); first the request body is
     /// read and dropped.
@@ -191,7 +204,7 @@ impl Exchange {
 
 /// What the loop lends a connection for one call.
 pub struct Env<'a, 'c> {
-    pub pool: &'a mut BufferPool,
+    pub bufs: &'a mut Buffers,
     pub ctx: &'a Ctx<'c>,
     pub proxies: &'a mut Slab<Proxy>,
     pub groups: &'a mut Groups,
@@ -210,8 +223,8 @@ pub struct Connection<S> {
     peer: SocketAddr,
     local: SocketAddr,
     state: State,
-    buf: Option<BufId>,
-    /// Input bytes held at `buf[..in_len]`; never beyond the head limit.
+    buf: Option<Buf>,
+    /// Input bytes held at `buf[..in_len]`; never beyond the buffer's input capacity.
     in_len: usize,
     /// Input length at the last parse attempt (no re-parse without new bytes).
     parsed_len: usize,
@@ -227,6 +240,8 @@ pub struct Connection<S> {
     read_closed: bool,
     /// TCP_CORK is on for a large file body.
     corked: bool,
+    /// When a byte last moved between the client and us (the eviction order).
+    progress: Instant,
 }
 
 impl<S: ClientSocket> Connection<S> {
@@ -258,6 +273,7 @@ impl<S: ClientSocket> Connection<S> {
             writable: true,
             read_closed: false,
             corked: false,
+            progress: now,
         }
     }
 
@@ -305,9 +321,11 @@ impl<S: ClientSocket> Connection<S> {
         match self.state {
             State::Idle => Activity::Waiting,
             State::ReadingHead | State::Discarding { .. } => Activity::Reading,
-            State::AwaitingProxy(_) | State::Writing(_) | State::Proxying(_) | State::Lingering => {
-                Activity::Writing
-            }
+            State::AwaitingRoom
+            | State::AwaitingProxy(_)
+            | State::Writing(_)
+            | State::Proxying(_)
+            | State::Lingering => Activity::Writing,
         }
     }
 
@@ -322,17 +340,138 @@ impl<S: ClientSocket> Connection<S> {
         self.deadline = Some(Deadline { at, timer });
     }
 
+    /// Bytes the buffer takes as input: a head buffer's `HEAD_IN` (or less with a smaller
+    /// `client_header_buffer_size`), a large buffer's `client_header_buffer_size`.
+    fn in_cap(&self, ctx: &Ctx<'_>) -> usize {
+        match self.buf {
+            Some(Buf::Large(_)) => ctx.head_limit,
+            _ => HEAD_IN.min(ctx.head_limit),
+        }
+    }
+
+    /// Where the output region starts in the buffer.
+    fn out_base(&self, ctx: &Ctx<'_>) -> usize {
+        match self.buf {
+            Some(Buf::Large(_)) => ctx.head_limit,
+            _ => HEAD_IN,
+        }
+    }
+
+    /// Moves the connection to a large buffer: its input, and the first `keep_out` bytes of
+    /// its output region. `false` when the pool is empty.
+    fn grow(&mut self, bufs: &mut Buffers, ctx: &Ctx<'_>, keep_out: usize) -> bool {
+        let Some(Buf::Head(h)) = self.buf else {
+            return self.buf.is_some();
+        };
+        let Some(l) = bufs.large.checkout() else {
+            return false;
+        };
+        let (from, to) = (bufs.heads.get_mut(h), bufs.large.get_mut(l));
+        let (input, out) = (self.in_len, keep_out);
+        let moved = match (from.get(..input), to.get_mut(..input)) {
+            (Some(a), Some(b)) => {
+                b.copy_from_slice(a);
+                true
+            }
+            _ => false,
+        };
+        let src = from.get(HEAD_IN..HEAD_IN + out);
+        let dst = to.get_mut(ctx.head_limit..ctx.head_limit + out);
+        let moved = moved
+            && match (src, dst) {
+                (Some(a), Some(b)) => {
+                    b.copy_from_slice(a);
+                    true
+                }
+                _ => out == 0,
+            };
+        if !moved {
+            bufs.large.checkin(l);
+            return false;
+        }
+        bufs.heads.checkin(h);
+        self.buf = Some(Buf::Large(l));
+        true
+    }
+
+    /// Back to a head buffer once a large one is no longer needed (the pipelined input left
+    /// fits a head buffer), so a keep-alive connection holds no large buffer between requests.
+    fn shrink(&mut self, bufs: &mut Buffers) {
+        let Some(Buf::Large(l)) = self.buf else {
+            return;
+        };
+        if self.in_len > HEAD_IN {
+            return;
+        }
+        let Some(h) = bufs.heads.checkout() else {
+            return;
+        };
+        let (from, to) = (bufs.large.get_mut(l), bufs.heads.get_mut(h));
+        if let (Some(a), Some(b)) = (from.get(..self.in_len), to.get_mut(..self.in_len)) {
+            b.copy_from_slice(a);
+            bufs.large.checkin(l);
+            self.buf = Some(Buf::Head(h));
+        } else {
+            bufs.heads.checkin(h);
+        }
+    }
+
     /// Gives back everything the connection holds in the loop's tables (its buffer, its proxy
     /// slot). Called by the loop just before the connection is dropped.
-    pub fn release(&mut self, pool: &mut BufferPool, proxies: &mut Slab<Proxy>) {
+    pub fn release(&mut self, bufs: &mut Buffers, proxies: &mut Slab<Proxy>) {
         if let Some(pi) = self.proxy_slot() {
             if let Some(mut p) = proxies.remove(pi) {
-                p.release(pool);
+                p.release(&mut bufs.large);
             }
         }
         self.state = State::Idle;
         if let Some(b) = self.buf.take() {
-            pool.checkin(b);
+            bufs.checkin(b);
+        }
+    }
+
+    /// When this connection's client last made progress, if it holds a large buffer while it
+    /// waits on its client — a candidate for eviction when the pool runs dry. A connection
+    /// waiting on us (or on its upstream) is never evicted.
+    pub fn stalled_since(&self, proxies: &Slab<Proxy>) -> Option<Instant> {
+        let holds_large = matches!(self.buf, Some(Buf::Large(_)));
+        let waits_on_client = match &self.state {
+            State::ReadingHead | State::Discarding { .. } | State::Lingering => true,
+            State::Writing(_) => !self.writable,
+            State::Proxying(f) => match proxies.get(f.slot()).map(Proxy::stage) {
+                Some(crate::upstream::Stage::Body) => !f.body_complete(),
+                Some(crate::upstream::Stage::Stream) => !self.writable,
+                _ => false,
+            },
+            State::Idle | State::AwaitingRoom | State::AwaitingProxy(_) => false,
+        };
+        (holds_large && waits_on_client).then_some(self.progress)
+    }
+
+    /// Evicted to free its buffers for a faster client: a client in the middle of sending
+    /// its request gets a best-effort 408 (one non-blocking send); then the loop closes it.
+    pub fn evict(&mut self, ctx: &Ctx<'_>, slot: usize) {
+        let sending = match &self.state {
+            State::ReadingHead | State::Discarding { .. } => true,
+            State::Proxying(_) => self.exchange.status == 0,
+            _ => false,
+        };
+        log::info!(
+            "slot {slot}: client {} made no progress for {} ms; closed to free a buffer",
+            self.peer,
+            ctx.now.saturating_duration_since(self.progress).as_millis()
+        );
+        if sending {
+            let mut page = [0u8; 512];
+            let answer = dispatch::error(
+                Status::RequestTimeout,
+                Extra::None,
+                false,
+                false,
+                &mut page,
+                ctx,
+            );
+            let _ = self.sock.send(page.get(..answer.len).unwrap_or(&[]), false);
         }
     }
 
@@ -350,8 +489,9 @@ impl<S: ClientSocket> Connection<S> {
                 return Step::Close;
             }
             let stop = match self.state {
-                State::Idle => self.start_reading(env.pool),
+                State::Idle => self.start_reading(env.bufs),
                 State::ReadingHead => self.read_head(env),
+                State::AwaitingRoom => self.answer_in_room(env),
                 State::AwaitingProxy(_) => self.start_proxy(env),
                 State::Discarding { .. } => self.discard(env),
                 State::Writing(_) => match self.write(env) {
@@ -372,7 +512,7 @@ impl<S: ClientSocket> Connection<S> {
                     }
                 },
                 State::Proxying(_) => self.proxy(env),
-                State::Lingering => self.linger(env.pool),
+                State::Lingering => self.linger(env),
             };
             if let Some(step) = stop {
                 return step;
@@ -381,14 +521,14 @@ impl<S: ClientSocket> Connection<S> {
     }
 
     /// Idle → ReadingHead once the client sends something.
-    fn start_reading(&mut self, pool: &mut BufferPool) -> Option<Step> {
+    fn start_reading(&mut self, bufs: &mut Buffers) -> Option<Step> {
         if !self.readable {
             return Some(Step::Wait);
         }
         if self.buf.is_none() {
-            match pool.checkout() {
-                Some(b) => self.buf = Some(b),
-                // Pool empty: wait for a buffer (back-pressure), never allocate.
+            match bufs.heads.checkout() {
+                Some(b) => self.buf = Some(Buf::Head(b)),
+                // There is a head buffer per slot; this cannot happen, but never allocate.
                 None => return Some(Step::NeedBuffer),
             }
         }
@@ -403,16 +543,17 @@ impl<S: ClientSocket> Connection<S> {
         let Some(b) = self.buf else {
             return Some(Step::Close);
         };
-        let head_limit = env.ctx.head_limit;
+        let ctx = env.ctx;
+        let in_cap = self.in_cap(ctx);
         if self.in_len > self.parsed_len {
             self.parsed_len = self.in_len;
-            let input = env.pool.get_mut(b).get(..self.in_len).unwrap_or(&[]);
+            let input = env.bufs.get_mut(b).get(..self.in_len).unwrap_or(&[]);
             match parse_head(input) {
                 Ok(Some(head)) => {
                     self.on_head(head, env);
                     return None;
                 }
-                Ok(None) if self.in_len >= head_limit => {
+                Ok(None) if self.in_len >= ctx.head_limit => {
                     let status = head_overflow_status(input);
                     self.request_error(status, env);
                     return None;
@@ -424,24 +565,32 @@ impl<S: ClientSocket> Connection<S> {
                 }
             }
         }
+        if self.in_len >= in_cap {
+            // The head outgrew the head buffer: a large one takes it (or the pool is empty,
+            // and the loop frees one from a stalled client).
+            if !self.grow(env.bufs, ctx, 0) {
+                return Some(Step::NeedBuffer);
+            }
+            return None;
+        }
         if !self.readable {
             if self.in_len == 0 {
                 // Nothing buffered: an idle connection gives its buffer back.
-                env.pool.checkin(b);
+                env.bufs.checkin(b);
                 self.buf = None;
                 self.state = State::Idle;
             }
             return Some(Step::Wait);
         }
         let was_empty = self.in_len == 0;
-        match self.read_input(env.pool, head_limit) {
+        match self.read_input(env, in_cap) {
             Ok(0) => return Some(Step::Close),
             Ok(_) => {
                 if was_empty && self.requests > 0 {
                     // A keep-alive request began: the whole head must arrive within
                     // client_header_timeout (a total deadline, not per read).
-                    let g = &env.ctx.cfg.global;
-                    self.set_deadline(env.ctx.now + g.client_header_timeout, Timer::Head);
+                    let g = &ctx.cfg.global;
+                    self.set_deadline(ctx.now + g.client_header_timeout, Timer::Head);
                 }
             }
             Err(e) if sys::would_block(&e) => {}
@@ -451,11 +600,11 @@ impl<S: ClientSocket> Connection<S> {
     }
 
     /// Reads into `buf[in_len..limit]`. `Ok(0)` means EOF; WouldBlock clears `readable`.
-    fn read_input(&mut self, pool: &mut BufferPool, limit: usize) -> io::Result<usize> {
+    fn read_input(&mut self, env: &mut Env<'_, '_>, limit: usize) -> io::Result<usize> {
         let Some(b) = self.buf else {
             return Err(io::Error::other("no buffer"));
         };
-        let Some(space) = pool.get_mut(b).get_mut(self.in_len..limit) else {
+        let Some(space) = env.bufs.get_mut(b).get_mut(self.in_len..limit) else {
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         };
         let want = space.len();
@@ -468,6 +617,9 @@ impl<S: ClientSocket> Connection<S> {
                     // 0 that says so, or no later event would report it.
                     if n < want && !self.read_closed {
                         self.readable = false;
+                    }
+                    if n > 0 {
+                        self.progress = env.ctx.now;
                     }
                     self.in_len += n;
                     return Ok(n);
@@ -488,7 +640,6 @@ impl<S: ClientSocket> Connection<S> {
         let ctx = env.ctx;
         let g = &ctx.cfg.global;
         self.requests = self.requests.saturating_add(1);
-        let head_len = head.head_len as usize;
         self.exchange = Exchange {
             head: Some(head),
             keep_alive: head.keep_alive
@@ -497,21 +648,34 @@ impl<S: ClientSocket> Connection<S> {
                 && !ctx.stopping,
             head_only: head.method == Method::Head,
             unread_body: head.has_body(),
-            req_len: head_len,
+            req_len: head.head_len as usize,
             status: 0,
             body_sent: 0,
         };
         self.set_deadline(ctx.now + g.send_timeout, Timer::Send);
-        let Some(b) = self.buf else {
-            return;
-        };
         if let Some(cl) = head.content_length {
             if g.client_max_body_size > 0 && cl > g.client_max_body_size {
                 self.answer_error(Status::ContentTooLarge, Extra::None, env);
                 return;
             }
         }
-        let (input, out) = env.pool.get_mut(b).split_at_mut(ctx.head_limit);
+        self.answer(env);
+    }
+
+    /// Answers the parsed head into the output region, or starts forwarding it.
+    fn answer(&mut self, env: &mut Env<'_, '_>) {
+        let ctx = env.ctx;
+        let (Some(b), Some(head)) = (self.buf, self.exchange.head) else {
+            self.state = State::Lingering;
+            return;
+        };
+        let base = self.out_base(ctx);
+        let (input, out) = env.bufs.get_mut(b).split_at_mut(base);
+        let out_len = match self.buf {
+            Some(Buf::Head(_)) => HEAD_OUT.min(out.len()),
+            _ => out.len(),
+        };
+        let out = out.get_mut(..out_len).unwrap_or(&mut []);
         let req = Request {
             head: &head,
             peer: self.peer,
@@ -520,8 +684,20 @@ impl<S: ClientSocket> Connection<S> {
             head_only: self.exchange.head_only,
         };
         match dispatch::answer(&req, input, out, ctx) {
+            Outcome::TooBig if matches!(self.buf, Some(Buf::Head(_))) => {
+                // Rare (the status page, a redirect to a very long path): answer again in a
+                // large buffer, once one is free.
+                self.state = State::AwaitingRoom;
+            }
+            Outcome::TooBig => {
+                log::error!(
+                    "slot {}: an answer does not fit the output region (raise buffer_size)",
+                    env.slot
+                );
+                self.answer_error(Status::InternalServerError, Extra::None, env);
+            }
             Outcome::Answer(answer) => {
-                self.begin_writing(answer, ctx.head_limit);
+                self.begin_writing(answer, base);
                 if head.has_body() {
                     self.drop_body_first(&head, env);
                 }
@@ -531,15 +707,26 @@ impl<S: ClientSocket> Connection<S> {
                 location,
                 path_len,
             } => {
-                self.state = State::AwaitingProxy(Forward::new(
+                let g = &ctx.cfg.global;
+                let forward = Forward::new(
                     &head,
                     (server, location),
                     path_len,
                     g.client_max_body_size,
                     ctx.now,
-                ));
+                );
+                self.state = State::AwaitingProxy(forward);
             }
         }
+    }
+
+    /// AwaitingRoom: answer once a large buffer is free.
+    fn answer_in_room(&mut self, env: &mut Env<'_, '_>) -> Option<Step> {
+        if !self.grow(env.bufs, env.ctx, 0) {
+            return Some(Step::NeedBuffer);
+        }
+        self.answer(env);
+        None
     }
 
     /// An answer to a request with a body we will not forward: read the body and drop it
@@ -552,7 +739,7 @@ impl<S: ClientSocket> Connection<S> {
         if head.expect_continue {
             // The client holds its body back for a 100 we will not send: answer, then close.
             self.exchange.keep_alive = false;
-            self.rewrite_connection_close(env.pool);
+            self.rewrite_connection_close(env.bufs);
             self.state = State::Writing(body);
             return;
         }
@@ -579,11 +766,8 @@ impl<S: ClientSocket> Connection<S> {
             self.state = State::Lingering;
             return;
         };
-        let out = env
-            .pool
-            .get_mut(b)
-            .get_mut(ctx.head_limit..)
-            .unwrap_or(&mut []);
+        let base = self.out_base(ctx);
+        let out = env.bufs.get_mut(b).get_mut(base..).unwrap_or(&mut []);
         let answer = dispatch::error(
             status,
             extra,
@@ -592,7 +776,7 @@ impl<S: ClientSocket> Connection<S> {
             out,
             ctx,
         );
-        self.begin_writing(answer, ctx.head_limit);
+        self.begin_writing(answer, base);
         self.set_deadline(ctx.now + ctx.cfg.global.send_timeout, Timer::Send);
     }
 
@@ -608,11 +792,11 @@ impl<S: ClientSocket> Connection<S> {
 
     /// A head already written with `Connection: keep-alive` becomes `Connection: close      `
     /// in place (same length, padded), so the bytes promised stay the same.
-    fn rewrite_connection_close(&mut self, pool: &mut BufferPool) {
+    fn rewrite_connection_close(&mut self, bufs: &mut Buffers) {
         let Some(b) = self.buf else {
             return;
         };
-        let Some(region) = pool.get_mut(b).get_mut(self.out_pos..self.out_end) else {
+        let Some(region) = bufs.get_mut(b).get_mut(self.out_pos..self.out_end) else {
             return;
         };
         let needle = b"Connection: keep-alive";
@@ -631,11 +815,12 @@ impl<S: ClientSocket> Connection<S> {
             return Some(Step::Close);
         };
         let head_len = self.exchange.req_len;
+        let in_cap = self.in_cap(ctx);
         for _ in 0..1024 {
             let State::Discarding { reader, .. } = &mut self.state else {
                 return Some(Step::Close);
             };
-            let buf = env.pool.get_mut(b);
+            let buf = env.bufs.get_mut(b);
             if self.in_len > head_len {
                 let wire = buf.get_mut(head_len..self.in_len).unwrap_or(&mut []);
                 match reader.decode(wire) {
@@ -669,12 +854,10 @@ impl<S: ClientSocket> Connection<S> {
                 return Some(Step::Wait);
             }
             let limit = match reader.known_left() {
-                Some(left) => ctx
-                    .head_limit
-                    .min(head_len + left.min(ctx.head_limit as u64) as usize),
-                None => ctx.head_limit,
+                Some(left) => in_cap.min(head_len + left.min(in_cap as u64) as usize),
+                None => in_cap,
             };
-            match self.read_input(env.pool, limit) {
+            match self.read_input(env, limit) {
                 Ok(n) if n > 0 => {
                     if let State::Discarding { reader, .. } = &mut self.state {
                         reader.arrived(n);
@@ -703,7 +886,7 @@ impl<S: ClientSocket> Connection<S> {
         };
         let ex = self.exchange;
         if g.access_log && ex.status != 0 {
-            let input = env.pool.get_mut(b).get(..self.in_len).unwrap_or(&[]);
+            let input = env.bufs.get_mut(b).get(..self.in_len).unwrap_or(&[]);
             let entry = access_log::Entry {
                 peer: self.peer.ip(),
                 unix: ctx.unix,
@@ -727,11 +910,12 @@ impl<S: ClientSocket> Connection<S> {
             return Some(Step::Close);
         }
         let req_len = ex.req_len.min(self.in_len);
-        env.pool.get_mut(b).copy_within(req_len..self.in_len, 0);
+        env.bufs.get_mut(b).copy_within(req_len..self.in_len, 0);
         self.in_len -= req_len;
         self.parsed_len = 0;
         self.exchange = Exchange::NONE;
         self.state = State::ReadingHead;
+        self.shrink(env.bufs);
         if self.in_len > 0 {
             self.set_deadline(ctx.now + g.client_header_timeout, Timer::Head);
         } else {
@@ -741,13 +925,13 @@ impl<S: ClientSocket> Connection<S> {
     }
 
     /// Lingering: reads and drops whatever the client still sends, until EOF.
-    fn linger(&mut self, pool: &mut BufferPool) -> Option<Step> {
+    fn linger(&mut self, env: &mut Env<'_, '_>) -> Option<Step> {
         if !self.readable {
             return Some(Step::Wait);
         }
         self.in_len = 0;
-        let limit = self.buf.map_or(0, |b| pool.get_mut(b).len());
-        match self.read_input(pool, limit) {
+        let limit = self.in_cap(env.ctx);
+        match self.read_input(env, limit) {
             Ok(0) => Some(Step::Close),
             Ok(_) => None,
             Err(e) if sys::would_block(&e) => Some(Step::Wait),

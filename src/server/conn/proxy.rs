@@ -76,6 +76,11 @@ impl Forward {
     pub fn slot(&self) -> usize {
         self.slot
     }
+
+    /// The whole request body has arrived.
+    pub fn body_complete(&self) -> bool {
+        self.body.is_done()
+    }
 }
 
 /// Methods nginx passes to the next upstream after a failed send (RFC 9110's idempotent ones).
@@ -133,7 +138,12 @@ impl<S: ClientSocket> Connection<S> {
         let Some(head) = self.exchange.head else {
             return Some(Step::Close);
         };
-        let route = f.route;
+        let (route, path_len) = (f.route, f.path_len);
+        // A forwarded request keeps its head, body and response head in a large buffer (the
+        // canonical path comes along from the output region).
+        if !self.grow(env.bufs, ctx, path_len) {
+            return Some(Step::NeedBuffer);
+        }
         let Some(group) = env.groups.group_of(route.0 as usize, route.1 as usize) else {
             self.answer_error(Status::BadGateway, Extra::None, env);
             return None;
@@ -205,7 +215,7 @@ impl<S: ClientSocket> Connection<S> {
     fn release_proxy(&mut self, env: &mut Env<'_, '_>) {
         if let State::Proxying(f) = &self.state {
             if let Some(mut p) = env.proxies.remove(f.slot) {
-                p.release(env.pool);
+                p.release(&mut env.bufs.large);
             }
         }
         self.state = State::Idle;
@@ -250,18 +260,17 @@ impl<S: ClientSocket> Connection<S> {
         let Some(p) = env.proxies.get_mut(slot) else {
             return Some(Step::Close);
         };
-        let Some(ub) = p.take_buffer(env.pool) else {
+        let Some(ub) = p.take_buffer(&mut env.bufs.large) else {
             return Some(Step::NeedBuffer);
         };
         let encoded = {
-            let (cbuf, ubuf) = env.pool.get_two(cb, ub);
+            let base = self.out_base(ctx);
+            let (cbuf, ubuf) = env.bufs.get_two(cb, ub);
             let path_len = match &self.state {
                 State::Proxying(f) => f.path_len,
                 _ => 0,
             };
-            let path = cbuf
-                .get(ctx.head_limit..ctx.head_limit + path_len)
-                .unwrap_or(&[]);
+            let path = cbuf.get(base..base + path_len).unwrap_or(&[]);
             let input = cbuf.get(..head.head_len as usize).unwrap_or(&[]);
             let server_name = ctx
                 .cfg
@@ -319,7 +328,7 @@ impl<S: ClientSocket> Connection<S> {
             return Err(None);
         };
         let head_len = head.head_len as usize;
-        let limit = ctx.head_limit;
+        let limit = self.in_cap(ctx);
         for _ in 0..1024 {
             let State::Proxying(f) = &mut self.state else {
                 return Err(None);
@@ -327,7 +336,7 @@ impl<S: ClientSocket> Connection<S> {
             let Some(p) = env.proxies.get_mut(f.slot) else {
                 return Err(None);
             };
-            let buf = env.pool.get_mut(cb);
+            let buf = env.bufs.get_mut(cb);
             // 1. Decode what the buffer holds beyond the payload kept so far.
             let payload_end = head_len + f.kept;
             if self.in_len > payload_end || f.body.is_done() {
@@ -359,7 +368,7 @@ impl<S: ClientSocket> Connection<S> {
                 Some(left) => limit.min(head_len + f.kept + left.min(limit as u64) as usize),
                 None => limit,
             };
-            match self.read_input(env.pool, read_limit) {
+            match self.read_input(env, read_limit) {
                 Ok(0) => return Err(None),
                 Ok(n) => {
                     if let State::Proxying(f) = &mut self.state {
@@ -389,7 +398,7 @@ impl<S: ClientSocket> Connection<S> {
         let connecting = p.stage() == Stage::Connecting;
         let before = p.request_progress();
         let sent = {
-            let (cbuf, ubuf) = env.pool.get_two(cb, ub);
+            let (cbuf, ubuf) = env.bufs.get_two(cb, ub);
             let head_len = head.head_len as usize;
             let body = cbuf
                 .get(head_len..head_len + p.body_len() as usize)
@@ -460,7 +469,7 @@ impl<S: ClientSocket> Connection<S> {
             return Some(Step::Close);
         };
         let mut up = up_env!(self, env);
-        match p.read_head(env.pool, &mut up, uwsgi::parse_response_head) {
+        match p.read_head(&mut env.bufs.large, &mut up, uwsgi::parse_response_head) {
             HeadRead::Wait => Some(Step::Wait),
             HeadRead::Head(h) if h.x_accel_redirect.is_some() => {
                 self.internal_redirect(&h, env);
@@ -528,7 +537,7 @@ impl<S: ClientSocket> Connection<S> {
         let discard = self.exchange.head_only || framing == Framing::NoBody;
         let up = up_env!(self, env);
         if !p.start_body(
-            env.pool,
+            &mut env.bufs.large,
             h.head_len as usize,
             upstream_framing,
             discard,
@@ -541,7 +550,7 @@ impl<S: ClientSocket> Connection<S> {
         // upstream's head may be up to a buffer long, so the output region alone may not do).
         let base = self.in_len;
         let written = {
-            let (cbuf, ubuf) = env.pool.get_two(cb, ub);
+            let (cbuf, ubuf) = env.bufs.get_two(cb, ub);
             let server = crate::http::response::server_name(ctx.cfg.global.server_tokens);
             response_head::write_client_head(
                 cbuf.get_mut(base..).unwrap_or(&mut []),
@@ -586,7 +595,7 @@ impl<S: ClientSocket> Connection<S> {
         let mut uri = [0u8; 2048];
         let mut extra = [0u8; 4096];
         let (uri_len, extra_len) = {
-            let ubuf = env.pool.get_mut(ub);
+            let ubuf = env.bufs.large.get_mut(ub);
             let head_bytes = ubuf.get(..h.head_len as usize).unwrap_or(&[]);
             let target = h.x_accel_redirect(head_bytes).unwrap_or(b"");
             let n = target.len().min(uri.len());
@@ -602,11 +611,8 @@ impl<S: ClientSocket> Connection<S> {
         };
         let server = self.exchange_route().0 as usize;
         self.release_proxy(env);
-        let out = env
-            .pool
-            .get_mut(cb)
-            .get_mut(ctx.head_limit..)
-            .unwrap_or(&mut []);
+        let base = self.out_base(ctx);
+        let out = env.bufs.get_mut(cb).get_mut(base..).unwrap_or(&mut []);
         let answer = dispatch::internal(
             uri.get(..uri_len).unwrap_or(&[]),
             extra.get(..extra_len).unwrap_or(&[]),
@@ -616,7 +622,7 @@ impl<S: ClientSocket> Connection<S> {
             out,
             ctx,
         );
-        self.begin_writing(answer, ctx.head_limit);
+        self.begin_writing(answer, base);
         self.set_deadline(ctx.now + ctx.cfg.global.send_timeout, Timer::Send);
     }
 
@@ -671,7 +677,12 @@ impl<S: ClientSocket> Connection<S> {
             // 1. Pull from the upstream as fast as it comes.
             if !p.finished_reading() {
                 let up = up_env!(self, env);
-                match p.pull(env.pool, ctx.temp_dir, conf.max_temp_file_size, &up) {
+                match p.pull(
+                    &mut env.bufs.large,
+                    ctx.temp_dir,
+                    conf.max_temp_file_size,
+                    &up,
+                ) {
                     Ok(n) => progressed |= n > 0,
                     Err(e) => {
                         log::error!(
@@ -700,7 +711,7 @@ impl<S: ClientSocket> Connection<S> {
             }
             // 2. Push to the client.
             if self.writable {
-                let (cbuf, ubuf) = env.pool.get_two(cb, ub);
+                let (cbuf, ubuf) = env.bufs.get_two(cb, ub);
                 let pushed = push_client(
                     &mut self.sock,
                     f,
@@ -713,7 +724,12 @@ impl<S: ClientSocket> Connection<S> {
                     &mut budget,
                 );
                 match pushed {
-                    Ok(n) => progressed |= n > 0,
+                    Ok(n) => {
+                        if n > 0 {
+                            progressed = true;
+                            self.progress = ctx.now;
+                        }
+                    }
                     Err(e) => {
                         log::debug!("slot {}: client {} went away: {e}", env.slot, self.peer);
                         if !conf.ignore_client_abort {
@@ -735,7 +751,7 @@ impl<S: ClientSocket> Connection<S> {
                 }
                 if f.chunk_out {
                     let base = f.out_base;
-                    let out = env.pool.get_mut(cb).get_mut(base..).unwrap_or(&mut []);
+                    let out = env.bufs.get_mut(cb).get_mut(base..).unwrap_or(&mut []);
                     let mut len = 0;
                     for part in [if f.crlf_pending { CHUNK_END } else { b"" }, LAST_CHUNK] {
                         if let Some(dst) = out.get_mut(len..len + part.len()) {

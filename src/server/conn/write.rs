@@ -27,13 +27,17 @@ impl<S: ClientSocket> Connection<S> {
         let Some(b) = self.buf else {
             return Ok(Some(Step::Close));
         };
-        let out_base = env.ctx.head_limit;
-        let buf = env.pool.get_mut(b);
+        let out_base = self.out_base(env.ctx);
+        let buf = env.bufs.get_mut(b);
         if !self.corked && !self.exchange.head_only && self.file_left() > CORK_MIN {
             self.sock.set_cork(true)?;
             self.corked = true;
         }
+        let sent_before = (self.out_pos, self.exchange.body_sent);
         let done = self.write_some(buf, out_base)?;
+        if (self.out_pos, self.exchange.body_sent) != sent_before {
+            self.progress = env.ctx.now;
+        }
         if done && self.corked {
             self.sock.set_cork(false)?;
             self.corked = false;
