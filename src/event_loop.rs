@@ -961,11 +961,8 @@ fn log_access(conn: &Conn, buf: &[u8], unix: i64, out: &mut [u8]) {
     } else {
         head
     };
-    let line_end = input
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(input.len());
-    let request_line = &input[..line_end];
+    // Without its CRLF or bare LF, and after any leading empty lines.
+    let (request_line, _) = crate::http::request::request_line(input);
     let (mut referer, mut agent): (&[u8], &[u8]) = (b"", b"");
     if !head.is_empty() {
         let mut headers = [httparse::EMPTY_HEADER; 100];

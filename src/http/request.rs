@@ -4,9 +4,14 @@
 //! of uwgate needs from it as offsets into the connection's header buffer (so a [`Head`] is a
 //! small `Copy` value that lives in a connection slot without borrowing). It is the framing guard
 //! of the server: anything that could make uwgate and the upstream disagree on where a request
-//! ends (bare LF, obs-fold, `Content-Length` with `Transfer-Encoding`, conflicting lengths, a
-//! second `Host`) is rejected. It must never allocate, never perform I/O, and never panic on any
-//! input.
+//! ends (bare CR, obs-fold, `Content-Length` with `Transfer-Encoding`, conflicting lengths, a
+//! second `Host` or `Transfer-Encoding`) is rejected. It must never allocate, never perform I/O,
+//! and never panic on any input.
+//!
+//! Lines of the head (request line and fields) end in CRLF or a bare LF, mixed freely (RFC 9112
+//! section 2.2, as nginx): uwgate never forwards the raw head, it re-encodes every request as a
+//! uwsgi packet or answers it itself, so no peer can read those line ends differently. Chunked
+//! framing (`chunked`) stays strict CRLF.
 //!
 //! Every `Err(status)` from [`parse_head`] means: send `status` and close the connection, because
 //! the request's framing cannot be trusted.
@@ -282,23 +287,17 @@ fn span_of(buf: &[u8], part: &[u8]) -> Result<Span, Status> {
     })
 }
 
-/// Every CR is followed by LF and every LF is preceded by CR.
-fn line_endings_are_crlf(head: &[u8]) -> bool {
-    let mut prev = 0u8;
-    for (i, &b) in head.iter().enumerate() {
-        if b == b'\n' && prev != b'\r' {
-            return false;
-        }
-        if b == b'\r' && head.get(i + 1) != Some(&b'\n') {
-            return false;
-        }
-        prev = b;
-    }
-    true
+/// Every CR is followed by LF: a line ends in CRLF or a bare LF (RFC 9112 section 2.2 lets a
+/// recipient accept the bare LF, as nginx does), never in a bare CR.
+fn no_bare_cr(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .all(|(i, &b)| b != b'\r' || head.get(i + 1) == Some(&b'\n'))
 }
 
-/// The request line (after leading empty lines): its bytes and whether its line end was seen.
-fn request_line(buf: &[u8]) -> (&[u8], bool) {
+/// The request line (after leading empty lines): its bytes, without its CRLF or LF, and whether
+/// its line end was seen. Also what the access log shows of a request.
+pub fn request_line(buf: &[u8]) -> (&[u8], bool) {
     let start = buf
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
@@ -547,8 +546,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Status> {
         Err(_) => return Err(Status::BadRequest),
     };
     let head = buf.get(..head_len).ok_or(Status::BadRequest)?;
-    // httparse accepts a bare LF as a line end; a peer that disagrees would frame differently.
-    if !line_endings_are_crlf(head) {
+    // httparse ends a line at CRLF or a bare LF (both accepted: uwgate re-encodes every request,
+    // so no peer ever sees these line ends); a bare CR is refused, as a peer could read it as a
+    // line end where we did not.
+    if !no_bare_cr(head) {
         return Err(Status::BadRequest);
     }
 
@@ -950,14 +951,95 @@ mod tests {
     }
 
     #[test]
-    fn bare_lf_line_endings_are_rejected() {
+    fn lf_only_heads_are_accepted() {
+        let raw = b"GET /a?b HTTP/1.1\nHost: a\nUser-Agent: busybox\nRange: bytes=0-1\n\n";
+        let h = head(raw);
+        assert_eq!(h.head_len as usize, raw.len());
+        assert_eq!(h.path(raw), b"/a");
+        assert_eq!(h.query(raw), b"b");
+        assert_eq!(h.host(raw), b"a");
+        assert_eq!(h.user_agent.unwrap().get(raw), b"busybox");
+        assert_eq!(h.range.unwrap().get(raw), b"bytes=0-1");
+        let raw = b"GET / HTTP/1.0\n\n";
+        assert_eq!(head(raw).head_len as usize, raw.len());
+        let raw = b"\n\nGET / HTTP/1.0\n\n";
+        assert_eq!(head(raw).method_bytes(raw), b"GET");
+        assert_eq!(head(raw).head_len as usize, raw.len());
+        let raw = b"POST /u HTTP/1.1\nHost: a\nContent-Length: 3\n\nabc";
+        let h = head(raw);
+        assert_eq!(&raw[h.head_len as usize..], b"abc");
+        assert_eq!(h.content_length, Some(3));
+    }
+
+    #[test]
+    fn mixed_crlf_and_lf_heads_are_accepted() {
         for raw in [
             &b"GET / HTTP/1.1\nHost: a\r\n\r\n"[..],
             b"GET / HTTP/1.1\r\nHost: a\n\r\n",
             b"GET / HTTP/1.1\r\nHost: a\r\n\n",
-            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\nHost: a\nX-A: b\r\n\r\n",
             b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
-            b"GET / HTTP/1.0\n\n",
+            b"\r\n\nGET / HTTP/1.1\nHost: a\r\n\n",
+        ] {
+            let h = head(raw);
+            assert_eq!(
+                h.head_len as usize,
+                raw.len(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+            assert_eq!(h.host(raw), b"a");
+        }
+        let raw = get_with("X-A: 1\nX-B: 2\r\n");
+        let h = head(&raw);
+        let mut seen = Vec::new();
+        for_each_header(&raw, &h, |name, value| {
+            seen.push((name.to_vec(), value.to_vec()));
+        });
+        assert_eq!(
+            seen,
+            vec![
+                (b"Host".to_vec(), b"a".to_vec()),
+                (b"X-A".to_vec(), b"1".to_vec()),
+                (b"X-B".to_vec(), b"2".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn lf_only_pipelined_requests_parse_one_after_the_other() {
+        let raw =
+            b"GET /one HTTP/1.1\nHost: a\n\nGET /two HTTP/1.1\nHost: b\nConnection: close\n\n";
+        let first = head(raw);
+        assert_eq!(first.path(raw), b"/one");
+        assert!(first.keep_alive);
+        let rest = &raw[first.head_len as usize..];
+        let second = head(rest);
+        assert_eq!(second.path(rest), b"/two");
+        assert_eq!(second.host(rest), b"b");
+        assert!(!second.keep_alive);
+        assert_eq!(second.head_len as usize, rest.len());
+    }
+
+    #[test]
+    fn incomplete_lf_heads_ask_for_more() {
+        let raw = b"GET /index.html HTTP/1.1\nHost: a\n\n";
+        for len in 0..raw.len() {
+            assert_eq!(parse(&raw[..len]), Ok(None), "{len}");
+        }
+    }
+
+    #[test]
+    fn lf_line_ends_still_refuse_obs_fold_and_bad_fields() {
+        for raw in [
+            &b"GET / HTTP/1.1\nHost: a\nX-A: b\n c\n\n"[..],
+            b"GET / HTTP/1.1\nHost: a\nX-A: b\n\tc\n\n",
+            b"GET / HTTP/1.1\n Host: a\n\n",
+            b"GET / HTTP/1.1\nHost : a\n\n",
+            b"GET / HTTP/1.1\nHost: a\nNoColon\n\n",
+            b"GET / HTTP/1.1\nHost: a\nX: a\rb\n\n",
+            b"GET / HTTP/1.1\nHost: a\r\rX: b\n\n",
+            b"GET / HTTP/1.1\n\n",
         ] {
             assert_eq!(
                 status(raw),
@@ -966,6 +1048,23 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
+    }
+
+    #[test]
+    fn request_line_stops_at_either_line_end() {
+        assert_eq!(
+            request_line(b"GET / HTTP/1.1\r\nHost: a"),
+            (&b"GET / HTTP/1.1"[..], true)
+        );
+        assert_eq!(
+            request_line(b"GET / HTTP/1.1\nHost: a"),
+            (&b"GET / HTTP/1.1"[..], true)
+        );
+        assert_eq!(
+            request_line(b"\r\n\nGET / HTTP/1.1\n"),
+            (&b"GET / HTTP/1.1"[..], true)
+        );
+        assert_eq!(request_line(b"GET /x"), (&b"GET /x"[..], false));
     }
 
     #[test]
@@ -1352,6 +1451,14 @@ mod tests {
         assert_eq!(
             head_overflow_status(b"GET / HTTP/1.1\r"),
             Status::RequestHeaderFieldsTooLarge
+        );
+        assert_eq!(
+            head_overflow_status(b"GET / HTTP/1.1\nHost: a\nX-Big: aaaaaaa"),
+            Status::RequestHeaderFieldsTooLarge
+        );
+        assert_eq!(
+            head_overflow_status(b"\n\nGET /aaaaaaaa"),
+            Status::UriTooLong
         );
     }
 
