@@ -19,13 +19,20 @@
 //! Decisions where the RFCs leave a choice:
 //! - `HTTP/x.y` other than 1.0 and 1.1 (including `HTTP/2.0` and `HTTP/1.2`) → 505; anything not
 //!   shaped like `HTTP/DIGIT.DIGIT`, and HTTP/0.9 request lines (no version) → 400.
-//! - `CONNECT` (any target) → 405: uwgate is not a tunnelling proxy. An authority-form target with
-//!   any other method → 400. `*` with any method but `OPTIONS` → 400.
+//! - `CONNECT` and `TRACE` → 405 and close, once the head is otherwise valid (nginx refuses both
+//!   before the request is processed): uwgate is not a tunnelling proxy, and TRACE would echo
+//!   credentials. Their target is read as any other: an authority-form target (`host:port`, with
+//!   or without the port) → 400 with every method, as nginx. `*` with any method but `OPTIONS`
+//!   → 400.
 //! - `Transfer-Encoding` anything but exactly `chunked` (e.g. `gzip, chunked`, `gzip`,
-//!   `chunked, chunked`, `chunked;x=1`) → 501, as nginx; an empty value → 400.
+//!   `chunked, chunked`, `chunked;x=1`) → 501, as nginx; an empty value, or the field on two
+//!   lines → 400 (nginx's "duplicate header line").
 //! - A raw `#` in the request-target → 400 (a fragment is never sent on the wire).
 //! - `Host` is stricter than RFC 3986 reg-name: letters, digits, `-`, `.`, `_`, no `..` and no
-//!   leading `.`, optional `:port` of at most 5 digits; or `[` IPv6 `]`. An empty `Host` is valid.
+//!   leading `.`, optional `:port` of at most 5 digits; or `[` IPv6 `]` (no `..` inside either).
+//!   An empty `Host`, or an absolute-form target with an empty host, → 400, as nginx.
+//! - A POST from MSIE 4 to 6 (nginx's default `keepalive_disable msie6`) is answered with
+//!   `Connection: close`.
 //! - `Expect` with anything but `100-continue` → 417, whatever the version; a `100-continue` in
 //!   an HTTP/1.0 request is ignored (RFC 9110 10.1.1).
 //! - For the optional fields (`Range`, `If-None-Match`, ...) the first occurrence is kept;
@@ -81,7 +88,7 @@ pub enum Method {
     Options,
     /// PATCH
     Patch,
-    /// TRACE
+    /// TRACE (never in a successful [`Head`]: `parse_head` answers 405).
     Trace,
     /// CONNECT (never in a successful [`Head`]: `parse_head` answers 405).
     Connect,
@@ -156,6 +163,10 @@ pub struct Head {
     pub if_none_match: Option<Span>,
     /// `If-Modified-Since` (first occurrence).
     pub if_modified_since: Option<Span>,
+    /// `If-Match` (first occurrence).
+    pub if_match: Option<Span>,
+    /// `If-Unmodified-Since` (first occurrence).
+    pub if_unmodified_since: Option<Span>,
     /// `Range` (first occurrence).
     pub range: Option<Span>,
     /// `If-Range` (first occurrence).
@@ -334,10 +345,10 @@ fn version_error(buf: &[u8]) -> Status {
     }
 }
 
-/// Host syntax (see the module header); `allow_empty` for the `Host` field.
-fn valid_host(host: &[u8], allow_empty: bool) -> bool {
-    if host.is_empty() {
-        return allow_empty;
+/// Host syntax (see the module header), for the `Host` field and an absolute-form authority.
+fn valid_host(host: &[u8]) -> bool {
+    if host.is_empty() || host.windows(2).any(|w| w == b"..") {
+        return false;
     }
     let (name, port) = if host.first() == Some(&b'[') {
         let close = match host.iter().position(|&b| b == b']') {
@@ -372,6 +383,32 @@ fn valid_host(host: &[u8], allow_empty: bool) -> bool {
         Some(_) => false,
     };
     name_ok && port_ok
+}
+
+/// `true` for MSIE 4, 5 and 6 (not 6 with `SV1`, i.e. XP SP2's), never for Opera posing as
+/// MSIE: nginx's `msie6` test, whose POSTs get `Connection: close` (`keepalive_disable msie6`,
+/// nginx's default).
+fn is_old_msie(user_agent: &[u8]) -> bool {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    if find(user_agent, b"Opera").is_some() {
+        return false;
+    }
+    let Some(at) = find(user_agent, b"MSIE ") else {
+        return false;
+    };
+    // "MSIE N.x" and at least one byte more, as nginx requires.
+    let version = match user_agent.get(at..) {
+        Some(v) if v.len() > 7 => v,
+        _ => return false,
+    };
+    if version.get(6) != Some(&b'.') {
+        return false;
+    }
+    match version.get(5) {
+        Some(b'4') | Some(b'5') => true,
+        Some(b'6') => find(version.get(8..).unwrap_or(&[]), b"SV1").is_none(),
+        _ => false,
+    }
 }
 
 /// Parses one `Content-Length` field value (`5` or the list form `5, 5`).
@@ -435,7 +472,7 @@ fn classify_target(method: Method, target: &[u8]) -> Result<Target<'_>, Status> 
         .position(|&b| b == b'/' || b == b'?')
         .unwrap_or(rest.len());
     let authority = rest.get(..authority_end).unwrap_or(&[]);
-    if authority.contains(&b'@') || !valid_host(authority, false) {
+    if authority.contains(&b'@') || !valid_host(authority) {
         return Err(Status::BadRequest);
     }
     let (path, query) = split_query(rest.get(authority_end..).unwrap_or(&[]));
@@ -448,6 +485,7 @@ struct Fields {
     host: Option<Span>,
     content_length: Option<u64>,
     transfer_encoding: bool,
+    te_lines: usize,
     te_codings: usize,
     te_chunked: usize,
     connection_close: bool,
@@ -456,6 +494,8 @@ struct Fields {
     expect_other: bool,
     if_none_match: Option<Span>,
     if_modified_since: Option<Span>,
+    if_match: Option<Span>,
+    if_unmodified_since: Option<Span>,
     range: Option<Span>,
     if_range: Option<Span>,
     accept_encoding: Option<Span>,
@@ -474,7 +514,7 @@ impl Fields {
             Ok(())
         };
         if is(b"host") {
-            if self.host.is_some() || !valid_host(value, true) {
+            if self.host.is_some() || !valid_host(value) {
                 return Err(Status::BadRequest);
             }
             self.host = Some(span_of(buf, value)?);
@@ -486,6 +526,7 @@ impl Fields {
             self.content_length = Some(n);
         } else if is(b"transfer-encoding") {
             self.transfer_encoding = true;
+            self.te_lines += 1;
             for coding in value.split(|&b| b == b',').map(trim_ows) {
                 if coding.is_empty() {
                     continue;
@@ -508,6 +549,10 @@ impl Fields {
             first(&mut self.if_none_match)?;
         } else if is(b"if-modified-since") {
             first(&mut self.if_modified_since)?;
+        } else if is(b"if-match") {
+            first(&mut self.if_match)?;
+        } else if is(b"if-unmodified-since") {
+            first(&mut self.if_unmodified_since)?;
         } else if is(b"range") {
             first(&mut self.range)?;
         } else if is(b"if-range") {
@@ -555,9 +600,6 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Status> {
 
     let method_token = req.method.ok_or(Status::BadRequest)?.as_bytes();
     let method = Method::from_token(method_token);
-    if method == Method::Connect {
-        return Err(Status::MethodNotAllowed);
-    }
     let version_minor = req.version.ok_or(Status::BadRequest)?;
     let target = req.path.ok_or(Status::BadRequest)?.as_bytes();
     let (form, path, query, authority) = classify_target(method, target)?;
@@ -571,12 +613,19 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Status> {
         return Err(Status::BadRequest);
     }
     if fields.transfer_encoding {
-        if fields.content_length.is_some() || version_minor == 0 || fields.te_codings == 0 {
+        if fields.content_length.is_some()
+            || version_minor == 0
+            || fields.te_codings == 0
+            || fields.te_lines > 1
+        {
             return Err(Status::BadRequest);
         }
         if fields.te_codings != 1 || fields.te_chunked != 1 {
             return Err(Status::NotImplemented);
         }
+    }
+    if matches!(method, Method::Connect | Method::Trace) {
+        return Err(Status::MethodNotAllowed);
     }
     if fields.expect_other {
         return Err(Status::ExpectationFailed);
@@ -586,8 +635,10 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Status> {
         Some(authority) => Some(span_of(buf, authority)?),
         None => fields.host,
     };
-    let keep_alive =
-        !fields.connection_close && (version_minor == 1 || fields.connection_keep_alive);
+    let keep_alive = !fields.connection_close
+        && (version_minor == 1 || fields.connection_keep_alive)
+        && !(method == Method::Post
+            && fields.user_agent.is_some_and(|ua| is_old_msie(ua.get(buf))));
     // An absolute-form target without a path has an empty path span, read as "/".
     let path_span = if path.is_empty() {
         let at = span_of(buf, path)?.start;
@@ -611,6 +662,8 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Status> {
         expect_continue: fields.expect_continue && version_minor == 1,
         if_none_match: fields.if_none_match,
         if_modified_since: fields.if_modified_since,
+        if_match: fields.if_match,
+        if_unmodified_since: fields.if_unmodified_since,
         range: fields.range,
         if_range: fields.if_range,
         accept_encoding: fields.accept_encoding,
@@ -732,7 +785,6 @@ mod tests {
             ("DELETE", Method::Delete),
             ("OPTIONS", Method::Options),
             ("PATCH", Method::Patch),
-            ("TRACE", Method::Trace),
             ("PROPFIND", Method::Other),
             ("get", Method::Other),
             ("X-CUSTOM_1!", Method::Other),
@@ -763,15 +815,48 @@ mod tests {
     }
 
     #[test]
-    fn connect_is_not_allowed() {
+    fn connect_and_trace_are_not_allowed() {
+        for raw in [
+            &b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"CONNECT http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"TRACE / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"TRACE / HTTP/1.1\r\nHost: a\r\nExpect: x\r\n\r\n",
+        ] {
+            assert_eq!(
+                status(raw),
+                Status::MethodNotAllowed,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn connect_and_trace_heads_are_validated_first() {
+        // nginx answers a broken head 400 (or 501) before it looks at the method.
+        assert_eq!(status(b"CONNECT / HTTP/1.1\r\n\r\n"), Status::BadRequest);
+        assert_eq!(status(b"TRACE / HTTP/1.1\r\n\r\n"), Status::BadRequest);
         assert_eq!(
-            status(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
-            Status::MethodNotAllowed
+            status(b"TRACE / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            Status::NotImplemented
         );
-        assert_eq!(
-            status(b"CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n"),
-            Status::MethodNotAllowed
-        );
+    }
+
+    #[test]
+    fn connect_with_an_authority_target_is_400() {
+        for raw in [
+            &b"CONNECT localhost HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"CONNECT localhost:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        ] {
+            assert_eq!(
+                status(raw),
+                Status::BadRequest,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 
     #[test]
@@ -885,12 +970,67 @@ mod tests {
     }
 
     #[test]
-    fn empty_host_is_valid() {
-        let raw = b"GET / HTTP/1.1\r\nHost:\r\n\r\n";
-        let h = head(raw);
-        assert_eq!(h.host.map(Span::len), Some(0));
-        let raw = b"GET / HTTP/1.1\r\nHost:   \r\n\r\n";
-        assert_eq!(head(raw).host(raw), b"");
+    fn empty_host_is_400() {
+        for raw in [
+            &b"GET / HTTP/1.1\r\nHost:\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost:   \r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost:\r\n\r\n",
+            b"GET http:///p HTTP/1.0\r\n\r\n",
+            b"GET http://:80/p HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET http://?q HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert_eq!(
+                status(raw),
+                Status::BadRequest,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn ipv6_literal_with_a_double_dot_is_400() {
+        for raw in [
+            &b"GET http://[::1..]/ HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: [::1..]\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: [::ffff:1..2]:80\r\n\r\n",
+        ] {
+            assert_eq!(
+                status(raw),
+                Status::BadRequest,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        let raw = b"GET http://[::ffff:1.2.3.4]/ HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert_eq!(head(raw).host(raw), b"[::ffff:1.2.3.4]");
+    }
+
+    #[test]
+    fn post_from_msie_6_closes_the_connection() {
+        let post = |ua: &str| {
+            let raw = post_with(&format!("User-Agent: {ua}\r\nContent-Length: 0\r\n"));
+            head(&raw).keep_alive
+        };
+        for old in [
+            "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)",
+            "Mozilla/4.0 (compatible; MSIE 5.5; Windows 98)",
+            "Mozilla/4.0 (compatible; MSIE 4.01; Windows 95)",
+        ] {
+            assert!(!post(old), "{old}");
+        }
+        for newer in [
+            "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1; SV1)",
+            "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 6.0)",
+            "Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1) Opera 7.54",
+            "MSIE 6.",
+            "msie 6.0",
+            "curl/8",
+        ] {
+            assert!(post(newer), "{newer}");
+        }
+        let get = get_with("User-Agent: Mozilla/4.0 (compatible; MSIE 6.0; Windows NT 5.1)\r\n");
+        assert!(head(&get).keep_alive);
     }
 
     #[test]
@@ -1351,15 +1491,7 @@ mod tests {
             assert_eq!(status(&raw), want, "{value:?}");
         }
         assert_eq!(
-            status(&post_with(
-                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"
-            )),
-            Status::NotImplemented
-        );
-        assert_eq!(
-            status(&post_with(
-                "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
-            )),
+            status(&post_with("Transfer-Encoding: chunked, chunked\r\n")),
             Status::NotImplemented
         );
         assert_eq!(
@@ -1370,6 +1502,17 @@ mod tests {
             status(&post_with("Transfer-Encoding: ,\r\n")),
             Status::BadRequest
         );
+    }
+
+    #[test]
+    fn transfer_encoding_on_two_lines_is_400() {
+        for fields in [
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\nX-A: b\ntransfer-encoding: chunked\n",
+        ] {
+            assert_eq!(status(&post_with(fields)), Status::BadRequest, "{fields:?}");
+        }
     }
 
     #[test]
@@ -1400,6 +1543,7 @@ mod tests {
     fn static_file_fields_are_captured_first_occurrence() {
         let raw = get_with(
             "If-None-Match: \"e1\"\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             If-Match: \"e2\"\r\nIf-Unmodified-Since: Mon, 07 Nov 1994 08:49:37 GMT\r\n\
              Range: bytes=0-1\r\nRange: bytes=5-6\r\nIf-Range: \"e1\"\r\n\
              Accept-Encoding: gzip, br\r\nReferer: http://r/\r\nContent-Type: text/plain\r\n\
              user-agent: UA \r\n",
@@ -1408,6 +1552,8 @@ mod tests {
         let get = |s: Option<Span>| s.unwrap().get(&raw);
         assert_eq!(get(h.if_none_match), b"\"e1\"");
         assert_eq!(get(h.if_modified_since), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(get(h.if_match), b"\"e2\"");
+        assert_eq!(get(h.if_unmodified_since), b"Mon, 07 Nov 1994 08:49:37 GMT");
         assert_eq!(get(h.range), b"bytes=0-1");
         assert_eq!(get(h.if_range), b"\"e1\"");
         assert_eq!(get(h.accept_encoding), b"gzip, br");
@@ -1539,7 +1685,7 @@ mod tests {
         fn assert_copy<T: Copy>() {}
         assert_copy::<Head>();
         assert!(
-            core::mem::size_of::<Head>() <= 192,
+            core::mem::size_of::<Head>() <= 200,
             "{}",
             core::mem::size_of::<Head>()
         );
