@@ -193,7 +193,8 @@ pub struct Conn {
     pub discard_seen: u64,
     /// The proxy slot of a request being forwarded.
     pub proxy: Option<usize>,
-    /// Server and location of a forwarded request.
+    /// Server and location the current request is routed to (`NO_ROUTE` before routing):
+    /// whose limits apply (`Config::limits`), and where a forwarded request goes.
     pub server: u16,
     pub location: u16,
     /// An upstream head carrying X-Accel-Redirect, between reading it and serving the file.
@@ -252,8 +253,8 @@ impl Conn {
             discard_started: now,
             discard_seen: 0,
             proxy: None,
-            server: 0,
-            location: 0,
+            server: crate::config::NO_ROUTE,
+            location: crate::config::NO_ROUTE,
             redirect_head: None,
             keep_alive: false,
             head_only: false,

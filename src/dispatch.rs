@@ -4,7 +4,7 @@
 //!
 //! Never: reads from or writes to a socket (the loop does), or allocates.
 
-use crate::config::{AccessRule, Config, Handler};
+use crate::config::{AccessRule, Config, Handler, NO_ROUTE};
 use crate::conn::{Body, Conn, Phase};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{Head, Method, Span};
@@ -165,25 +165,15 @@ pub fn on_head(
     head: &Head,
     ctx: &Ctx<'_>,
 ) -> Option<(usize, usize)> {
-    let g = &ctx.cfg.global;
     conn.head_len = head.head_len as usize;
     conn.req_len = conn.head_len;
     conn.requests = conn.requests.saturating_add(1);
     conn.head_only = head.method == Method::Head;
-    conn.keep_alive = head.keep_alive
-        && !g.keepalive_timeout.is_zero()
-        && conn.requests < g.keepalive_requests
-        && !ctx.stopping;
+    // Not routed yet: [uwgate]'s limits until answer() finds the server and location.
+    route(conn, head, ctx, NO_ROUTE, NO_ROUTE);
     let has_body = head.chunked || head.content_length.is_some_and(|n| n > 0);
     conn.unread_body = has_body;
 
-    if let Some(cl) = head.content_length {
-        if g.client_max_body_size > 0 && cl > g.client_max_body_size {
-            conn.keep_alive = false;
-            respond_error(conn, buf, ctx, Status::ContentTooLarge, Extra::None);
-            return None;
-        }
-    }
     let forward = answer(conn, buf, head, ctx);
     if forward.is_none() && has_body && conn.phase == Phase::Writing {
         if head.expect_continue {
@@ -204,6 +194,16 @@ pub fn on_head(
     forward
 }
 
+/// Records where the request is routed (its limits apply from now on: `Config::limits`) and
+/// decides keep-alive with that location's `keepalive_timeout` and `keepalive_requests`.
+fn route(conn: &mut Conn, head: &Head, ctx: &Ctx<'_>, server: u16, location: u16) {
+    conn.server = server;
+    conn.location = location;
+    conn.keep_alive = head.keep_alive
+        && !ctx.stopping
+        && ctx.cfg.limits(server, location).keeps_alive(conn.requests);
+}
+
 /// A head already written with `Connection: keep-alive` becomes `Connection: close      `
 /// in place (same length, padded), so the bytes promised stay the same.
 fn rewrite_connection_close(conn: &mut Conn, buf: &mut [u8]) {
@@ -214,31 +214,28 @@ fn rewrite_connection_close(conn: &mut Conn, buf: &mut [u8]) {
     }
 }
 
-/// Body deadline: `client_body_timeout` between reads, and overall a minimum average rate
-/// (`client_body_min_rate` bytes/s after a grace of `client_body_timeout`), so a client that
-/// trickles a byte per timeout period is still cut off.
-pub fn body_deadline(ctx: &Ctx<'_>, started: Instant, received: u64) -> Instant {
-    let g = &ctx.cfg.global;
-    let per_read = ctx.now + g.client_body_timeout;
-    if g.client_body_min_rate == 0 {
-        return per_read;
-    }
-    let earned =
-        std::time::Duration::from_secs_f64(received as f64 / g.client_body_min_rate as f64);
-    per_read.min(started + g.client_body_timeout + earned)
+/// Body deadline of the request routed on `conn`: its location's `client_body_timeout`
+/// between reads, and overall `client_body_min_rate` (see `Limits::body_deadline`).
+pub fn body_deadline(ctx: &Ctx<'_>, conn: &Conn, started: Instant, received: u64) -> Instant {
+    ctx.cfg.limits(conn.server, conn.location).body_deadline(
+        ctx.now,
+        started,
+        received,
+        ctx.cfg.global.client_body_min_rate,
+    )
 }
 
 /// Discards body bytes of a request we answer without forwarding. `Ok(true)` when the whole
 /// body is gone; bytes after it (pipelined input) stay in the buffer after the head.
 pub fn discard_body(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) -> Result<bool, Status> {
     let head_len = conn.head_len;
-    let max = ctx.cfg.global.client_max_body_size;
+    let limits = *ctx.cfg.limits(conn.server, conn.location);
     loop {
         let have = conn.in_len - head_len;
         if have > 0 {
             if let Some(dec) = &mut conn.discard_chunked {
                 let d = dec.decode_in_place(&mut buf[head_len..conn.in_len])?;
-                if max > 0 && dec.total() > max {
+                if limits.body_too_large(dec.total()) {
                     return Err(Status::ContentTooLarge);
                 }
                 let rest = head_len + d.consumed;
@@ -298,10 +295,21 @@ fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option
         respond_error(conn, buf, ctx, Status::NotFound, Extra::None);
         return None;
     };
+    route(conn, head, ctx, si as u16, NO_ROUTE);
     let Some((li, loc)) = ctx.router.location(ctx.cfg, si, path, false) else {
         respond_error(conn, buf, ctx, Status::NotFound, Extra::None);
         return None;
     };
+    route(conn, head, ctx, si as u16, li as u16);
+    // client_max_body_size is the location's, checked before access rules (nginx).
+    if head
+        .content_length
+        .is_some_and(|n| loc.limits.body_too_large(n))
+    {
+        conn.keep_alive = false;
+        respond_error(conn, buf, ctx, Status::ContentTooLarge, Extra::None);
+        return None;
+    }
     if !access_allowed(&loc.access, conn.peer.ip()) {
         respond_error(conn, buf, ctx, Status::Forbidden, Extra::None);
         return None;
@@ -324,6 +332,7 @@ fn answer(conn: &mut Conn, buf: &mut [u8], head: &Head, ctx: &Ctx<'_>) -> Option
                 prefix: loc.prefix.as_bytes(),
                 head: Some(head),
                 extra_headers: b"",
+                max_ranges: loc.limits.max_ranges(),
             };
             serve_static(conn, buf, ctx, sc, target);
             None
@@ -347,6 +356,8 @@ struct StaticTarget<'a> {
     head: Option<&'a Head>,
     /// Header lines carried over from the app.
     extra_headers: &'a [u8],
+    /// The location's `max_ranges`.
+    max_ranges: usize,
 }
 
 /// Serves a file from a static location into the output region.
@@ -363,6 +374,7 @@ fn serve_static(
         prefix,
         head,
         extra_headers,
+        max_ranges,
     } = target;
     let (input, output) = buf.split_at_mut(ctx.head_limit);
     let field = |f: fn(&Head) -> Option<Span>| head.and_then(|h| span(input, f(h)));
@@ -372,6 +384,9 @@ fn serve_static(
         location_prefix: prefix,
         if_none_match: field(|h| h.if_none_match),
         if_modified_since: field(|h| h.if_modified_since),
+        if_match: field(|h| h.if_match),
+        if_unmodified_since: field(|h| h.if_unmodified_since),
+        max_ranges,
         range: head
             .filter(|h| h.method == Method::Get)
             .and_then(|h| span(input, h.range)),
@@ -440,6 +455,7 @@ pub fn serve_internal(conn: &mut Conn, buf: &mut [u8], uri: &[u8], extra: &[u8],
                     prefix: loc.prefix.as_bytes(),
                     head: None,
                     extra_headers: extra,
+                    max_ranges: loc.limits.max_ranges(),
                 };
                 serve_static(conn, buf, ctx, sc, target)
             }

@@ -778,8 +778,9 @@ fn step(
                     conn.parsed_len = conn.in_len;
                     match parse_head(&buf[..conn.in_len]) {
                         Ok(Some(head)) => {
-                            conn.deadline = Some(ctx.now + g.send_timeout);
-                            if let Some((si, li)) = dispatch::on_head(conn, buf, &head, ctx) {
+                            let forward = dispatch::on_head(conn, buf, &head, ctx);
+                            conn.deadline = Some(ctx.now + send_timeout(conn, ctx));
+                            if let Some((si, li)) = forward {
                                 if let Some(stop) =
                                     upstream::begin(conn, buf, &head, ctx, up, si, li)
                                 {
@@ -848,7 +849,7 @@ fn step(
                         }
                     }
                     Ok(false) => {
-                        conn.deadline = Some(ctx.now + g.send_timeout);
+                        conn.deadline = Some(ctx.now + send_timeout(conn, ctx));
                         return if conn.writable {
                             Step::Yield
                         } else {
@@ -874,11 +875,12 @@ fn step(
                 match dispatch::discard_body(conn, buf, ctx) {
                     Ok(true) => {
                         conn.phase = Phase::Writing;
-                        conn.deadline = Some(ctx.now + g.send_timeout);
+                        conn.deadline = Some(ctx.now + send_timeout(conn, ctx));
                     }
                     Ok(false) => {
                         conn.deadline = Some(dispatch::body_deadline(
                             ctx,
+                            conn,
                             conn.discard_started,
                             conn.discard_seen,
                         ));
@@ -920,7 +922,12 @@ fn request_error(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>, status: Status)
     conn.unread_body = true;
     conn.requests = conn.requests.saturating_add(1);
     dispatch::respond_error(conn, buf, ctx, status, Extra::None);
-    conn.deadline = Some(ctx.now + ctx.cfg.global.send_timeout);
+    conn.deadline = Some(ctx.now + send_timeout(conn, ctx));
+}
+
+/// `send_timeout` of the request on `conn` (its location's once routed).
+fn send_timeout(conn: &Conn, ctx: &Ctx<'_>) -> std::time::Duration {
+    ctx.cfg.limits(conn.server, conn.location).send_timeout
 }
 
 /// A response is fully sent: keep the connection alive (pipelined input first), linger, or close.
@@ -938,6 +945,10 @@ fn finish(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) -> Option<Step> {
         }
         return Some(Step::Close);
     }
+    // The idle time is the finished request's location's; the next request is routed anew.
+    let keepalive_timeout = ctx.cfg.limits(conn.server, conn.location).keepalive_timeout;
+    conn.server = crate::config::NO_ROUTE;
+    conn.location = crate::config::NO_ROUTE;
     let req_len = conn.req_len.min(conn.in_len);
     buf.copy_within(req_len..conn.in_len, 0);
     conn.in_len -= req_len;
@@ -948,7 +959,7 @@ fn finish(conn: &mut Conn, buf: &mut [u8], ctx: &Ctx<'_>) -> Option<Step> {
     conn.deadline = Some(if conn.in_len > 0 {
         ctx.now + g.client_header_timeout
     } else {
-        ctx.now + g.keepalive_timeout
+        ctx.now + keepalive_timeout
     });
     None
 }

@@ -12,10 +12,11 @@ use std::net::SocketAddr;
 
 use super::expand::Vars;
 use super::global::build_global;
+use super::limits::LimitKeys;
 use super::location::{build_location, build_server, default_listen};
 use super::program::{build_program, check_programs, BuiltProgram};
 use super::syntax::{Section, SectionKind};
-use super::{at, ConfigError, Global, Program, Server};
+use super::{at, ConfigError, Global, Limits, Program, Server};
 
 /// A validated file, before its warnings get the file name.
 pub(crate) struct Built {
@@ -31,6 +32,10 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
     let mut global: Option<(Global, usize)> = None;
     let mut servers: Vec<Server> = Vec::new();
     let mut implicit: Option<Server> = None;
+    // The limit keys each server, and each of its locations, sets (parallel to `servers`, the
+    // implicit server last): resolved once `[uwgate]` is known, wherever it is in the file.
+    let mut server_limits: Vec<(LimitKeys, Vec<LimitKeys>)> = Vec::new();
+    let mut implicit_limits: Vec<LimitKeys> = Vec::new();
     let mut programs: Vec<BuiltProgram> = Vec::new();
     // Header line of each program, and of each prefix in the current server, by name.
     let mut program_lines: HashMap<&str, usize> = HashMap::new();
@@ -58,20 +63,28 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
                         ),
                     ));
                 }
-                servers.push(build_server(section, vars)?);
+                let (server, keys) = build_server(section, vars)?;
+                servers.push(server);
+                server_limits.push((keys, Vec::new()));
                 prefix_lines.clear();
             }
             SectionKind::Location(prefix) => {
-                let location = build_location(section, prefix, vars, &mut warnings)?;
-                let server = match servers.last_mut() {
-                    Some(server) => server,
-                    None => implicit.get_or_insert_with(|| Server {
-                        line: 0,
-                        listen: vec![default_listen()],
-                        server_name: Vec::new(),
-                        locations: Vec::new(),
-                    }),
+                let (location, keys) = build_location(section, prefix, vars, &mut warnings)?;
+                let (server, location_limits) = match (servers.last_mut(), server_limits.last_mut())
+                {
+                    (Some(server), Some((_, locations))) => (server, locations),
+                    _ => (
+                        implicit.get_or_insert_with(|| Server {
+                            line: 0,
+                            listen: vec![default_listen()],
+                            server_name: Vec::new(),
+                            locations: Vec::new(),
+                            limits: Limits::default(),
+                        }),
+                        &mut implicit_limits,
+                    ),
                 };
+                location_limits.push(keys);
                 if let Some(first) = prefix_lines.insert(prefix, section.line) {
                     return Err(at(
                         section.line,
@@ -101,16 +114,30 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
     // is empty here.
     if let Some(server) = implicit {
         servers.push(server);
+        server_limits.push((LimitKeys::default(), implicit_limits));
     }
+    let global = global.map(|(g, _)| g).unwrap_or_default();
+    inherit_limits(&global, &mut servers, &server_limits);
     check_programs(&programs)?;
     warn_server_name_conflicts(&servers, &mut warnings);
     warnings.sort_by_key(|(line, _)| *line);
     Ok(Built {
-        global: global.map(|(g, _)| g).unwrap_or_default(),
+        global,
         servers,
         programs: programs.into_iter().map(|b| b.program).collect(),
         warnings,
     })
+}
+
+/// Resolves every server's and location's limits: `[uwgate]` → `[server]` → `[location]`, each
+/// level's own keys winning (nginx's http/server/location merge).
+fn inherit_limits(global: &Global, servers: &mut [Server], keys: &[(LimitKeys, Vec<LimitKeys>)]) {
+    for (server, (server_keys, location_keys)) in servers.iter_mut().zip(keys) {
+        server.limits = server_keys.apply(global.limits);
+        for (location, own) in server.locations.iter_mut().zip(location_keys) {
+            location.limits = own.apply(server.limits);
+        }
+    }
 }
 
 /// Warns when two servers share an address and a name: requests for that name always reach

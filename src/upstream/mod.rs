@@ -205,7 +205,13 @@ pub fn begin(
     conn.server = si as u16;
     conn.location = li as u16;
     conn.unread_body = false;
-    conn.deadline = Some(ctx.now + ctx.cfg.global.client_body_timeout);
+    conn.deadline = Some(
+        ctx.now
+            + ctx
+                .cfg
+                .limits(conn.server, conn.location)
+                .client_body_timeout,
+    );
     let p = up.proxies.get_mut(pi)?;
     if head.chunked {
         p.decoder = Some(ChunkedDecoder::new());
@@ -256,7 +262,6 @@ pub fn step(
         // The location vanished in a reload mid-request.
         return Some(Step::Close);
     };
-    let g = &ctx.cfg.global;
     for _ in 0..64 {
         match p.stage {
             Stage::Body => {
@@ -266,7 +271,7 @@ pub fn step(
                         Ok(true) => {}
                         Ok(false) => {
                             p.waiting = Waiting::Client;
-                            conn.deadline = Some(body_deadline(p, ctx));
+                            conn.deadline = Some(body_deadline(conn, p, ctx));
                             return Some(Step::Wait);
                         }
                         Err(BodyError::Status(s)) => {
@@ -406,7 +411,9 @@ pub fn step(
                     StreamResult::Wait(w) => {
                         p.waiting = w;
                         conn.deadline = Some(match w {
-                            Waiting::Client => ctx.now + g.send_timeout,
+                            Waiting::Client => {
+                                ctx.now + ctx.cfg.limits(conn.server, conn.location).send_timeout
+                            }
                             Waiting::Upstream => ctx.now + conf.read_timeout,
                         });
                         return Some(Step::Wait);
@@ -453,8 +460,8 @@ enum BodyError {
     Closed,
 }
 
-fn body_deadline(p: &Proxy, ctx: &Ctx<'_>) -> Instant {
-    dispatch::body_deadline(ctx, p.body_started, p.body_len)
+fn body_deadline(conn: &Conn, p: &Proxy, ctx: &Ctx<'_>) -> Instant {
+    dispatch::body_deadline(ctx, conn, p.body_started, p.body_len)
 }
 
 /// Writes `data` at `offset` of the body spool, creating the spool on first use.
@@ -490,7 +497,6 @@ fn read_body(
     buf: &mut [u8],
     ctx: &Ctx<'_>,
 ) -> Result<bool, BodyError> {
-    let g = &ctx.cfg.global;
     let head_len = p.head.head_len as usize;
     let limit = ctx.head_limit;
     for _ in 0..1024 {
@@ -506,7 +512,11 @@ fn read_body(
                 }
                 p.body_in_buf += d.produced;
                 p.body_len += d.produced as u64;
-                if g.client_max_body_size > 0 && dec.total() > g.client_max_body_size {
+                if ctx
+                    .cfg
+                    .limits(conn.server, conn.location)
+                    .body_too_large(dec.total())
+                {
                     return Err(BodyError::Status(Status::ContentTooLarge));
                 }
                 let new_end = head_len + p.body_in_buf;
@@ -1476,7 +1486,7 @@ mod size_tests {
     fn a_proxy_slot_costs_what_the_readme_says() {
         let slot = std::mem::size_of::<Option<Proxy>>() + crate::slab::PER_SLOT_OVERHEAD;
         assert_eq!(
-            slot, 453,
+            slot, 477,
             "a proxy slot changed size; update README's Design"
         );
     }
