@@ -355,6 +355,94 @@ master = true
     }
 
     #[test]
+    fn limits_inherit_uwgate_then_server_then_location() {
+        let c = config(
+            "[server]\nlisten = 81\nkeepalive_timeout = 5s\nclient_max_body_size = 0\n\
+             [location:/up/]\nroot = /srv\nclient_max_body_size = 10m\nsend_timeout = 2s\n\
+             [location:/]\nroot = /srv\nmax_ranges = 1\n\
+             [server]\nlisten = 82\n\
+             [location:/]\nroot = /srv\nkeepalive_requests = 3\n\
+             [uwgate]\nsend_timeout = 30s\nmax_ranges = 4\nkeepalive_requests = 100\n",
+        );
+        let g = c.global.limits;
+        assert_eq!(g.send_timeout, Duration::from_secs(30));
+        assert_eq!(g.max_ranges, Some(4));
+        assert_eq!(g.keepalive_requests, 100);
+
+        let s1 = &c.servers[0];
+        assert_eq!(s1.limits.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(s1.limits.client_max_body_size, 0);
+        assert_eq!(s1.limits.send_timeout, Duration::from_secs(30));
+        let up = s1.locations[0].limits;
+        assert_eq!(up.client_max_body_size, 10 << 20);
+        assert_eq!(up.send_timeout, Duration::from_secs(2));
+        assert_eq!(up.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(up.max_ranges, Some(4));
+        let root = s1.locations[1].limits;
+        assert_eq!(root.max_ranges, Some(1));
+        assert_eq!(root.client_max_body_size, 0);
+
+        let s2 = &c.servers[1];
+        assert_eq!(s2.limits, g);
+        assert_eq!(s2.locations[0].limits.keepalive_requests, 3);
+        assert_eq!(s2.locations[0].limits.send_timeout, Duration::from_secs(30));
+
+        assert_eq!(c.limits(0, 0), &up);
+        assert_eq!(c.limits(0, super::super::NO_ROUTE), &s1.limits);
+        assert_eq!(c.limits(0, 9), &s1.limits);
+        assert_eq!(c.limits(super::super::NO_ROUTE, 0), &g);
+    }
+
+    #[test]
+    fn implicit_server_locations_inherit_uwgate_limits() {
+        let c = config("[location:/]\nroot = /srv\n[uwgate]\nclient_body_timeout = 7s\n");
+        assert_eq!(
+            c.servers[0].locations[0].limits.client_body_timeout,
+            Duration::from_secs(7)
+        );
+        assert_eq!(c.servers[0].limits, c.global.limits);
+    }
+
+    #[test]
+    fn limit_keys_are_checked_with_their_line_in_every_scope() {
+        assert_eq!(
+            error("[server]\nkeepalive_requests = many\n"),
+            "uwgate.ini:2: invalid value 'many' for 'keepalive_requests' in [server]: expected a number from 0 to 4294967295"
+        );
+        assert_eq!(
+            error("[server]\n[location:/]\nroot = /x\nmax_ranges = -1\n"),
+            "uwgate.ini:4: invalid value '-1' for 'max_ranges' in [location:/]: expected a number from 0 to 2147483647"
+        );
+        assert!(error("[uwgate]\nmax_ranges = all\n")
+            .starts_with("uwgate.ini:2: invalid value 'all' for 'max_ranges' in [uwgate]"));
+        assert!(
+            error("[location:/]\nuwsgi_pass = 127.0.0.1:1\nclient_body_timeout = 0\n").starts_with(
+                "uwgate.ini:3: invalid value '0' for 'client_body_timeout' in [location:/]"
+            )
+        );
+        assert_eq!(
+            error("[server]\nsend_timeout = 1s\nsend_timeout = 2s\n"),
+            "uwgate.ini:3: 'send_timeout' given twice in [server] (lines 2 and 3)"
+        );
+    }
+
+    #[test]
+    fn limit_keys_apply_to_every_kind_of_location() {
+        let c = config(
+            "[location:/a/]\nuwsgi_pass = 127.0.0.1:1\nclient_max_body_size = 5m\n\
+             [location:/s]\nstub_status = on\nkeepalive_timeout = 0\n",
+        );
+        assert_eq!(
+            c.servers[0].locations[0].limits.client_max_body_size,
+            5 << 20
+        );
+        assert_eq!(
+            c.servers[0].locations[1].limits.keepalive_timeout,
+            Duration::ZERO
+        );
+    }
+
+    #[test]
     fn file_without_sections_is_all_defaults() {
         for text in ["", "\n\n", "; just a comment\n# and another\n"] {
             let c = config(text);

@@ -541,6 +541,41 @@ mod tests {
     }
 
     #[test]
+    fn server_name_takes_nginx_wildcards() {
+        let c = config("[server]\nserver_name = *.Example.com .example.org www.example.* a b\n");
+        assert_eq!(
+            c.servers[0].server_name,
+            vec!["*.example.com", ".example.org", "www.example.*", "a", "b"]
+        );
+    }
+
+    #[test]
+    fn misplaced_wildcards_and_regexes_are_errors() {
+        for name in [
+            "w*.example.com",
+            "*example.com",
+            "www.*.com",
+            "*.a.*",
+            "*",
+            "*.",
+            ".",
+            "a/b",
+        ] {
+            let e = error(&format!("[server]\nserver_name = {name}\n"));
+            assert!(
+                e.starts_with(&format!(
+                    "uwgate.ini:2: invalid value '{name}' for 'server_name' in [server]: expected host names"
+                )),
+                "{name}: {e}"
+            );
+        }
+        assert!(
+            error("[server]\nserver_name = ~^www\\d+\\.example\\.com$\n")
+                .contains("regular expressions (~) in server_name are not supported")
+        );
+    }
+
+    #[test]
     fn empty_server_name_is_an_error() {
         assert_eq!(
             error("[server]\nserver_name =\n"),
