@@ -175,7 +175,10 @@ pub fn on_head(
     conn.unread_body = has_body;
 
     let forward = answer(conn, buf, head, ctx);
-    if forward.is_none() && has_body && conn.phase == Phase::Writing {
+    // An answer that closes for the framing's sake (413: the body is too large to read) goes
+    // out at once; the client's body is drained while lingering.
+    let closes = Status::from_code(conn.status).is_some_and(loses_framing);
+    if forward.is_none() && has_body && conn.phase == Phase::Writing && !closes {
         if head.expect_continue {
             // The client holds its body back for a 100 we will not send: answer, then close.
             conn.keep_alive = false;
