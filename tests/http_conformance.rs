@@ -214,7 +214,11 @@ fn if_match_with_another_etag_is_412() {
         format!("W/{etag}"),
         format!("{etag};"),
     ] {
-        let r = get_with(s.port, "/static/hello.txt", &[&format!("If-Match: {value}")]);
+        let r = get_with(
+            s.port,
+            "/static/hello.txt",
+            &[&format!("If-Match: {value}")],
+        );
         assert_eq!(r.status, 412, "If-Match: {value}: {}", r.head_raw);
         assert!(r.text().contains("412 Precondition Failed"));
         assert_eq!(r.header("ETag"), None);
@@ -231,7 +235,11 @@ fn if_match_with_the_etag_or_a_star_is_served() {
         format!("\"other\", {etag}"),
         format!("\"other\",{etag}"),
     ] {
-        let r = get_with(s.port, "/static/hello.txt", &[&format!("If-Match: {value}")]);
+        let r = get_with(
+            s.port,
+            "/static/hello.txt",
+            &[&format!("If-Match: {value}")],
+        );
         assert_eq!(r.status, 200, "If-Match: {value}: {}", r.head_raw);
         assert_eq!(r.body, HELLO.as_bytes());
     }
@@ -241,13 +249,21 @@ fn if_match_with_the_etag_or_a_star_is_served() {
 fn if_unmodified_since_before_the_file_is_412() {
     let (t, s) = site("if_unmodified_old");
     let mtime = mtime_secs(&t.join("static/hello.txt")) as i64;
-    for value in [imf_fixdate(mtime - 1), imf_fixdate(0), "garbage".to_string()] {
+    for value in [
+        imf_fixdate(mtime - 1),
+        imf_fixdate(0),
+        "garbage".to_string(),
+    ] {
         let r = get_with(
             s.port,
             "/static/hello.txt",
             &[&format!("If-Unmodified-Since: {value}")],
         );
-        assert_eq!(r.status, 412, "If-Unmodified-Since: {value}: {}", r.head_raw);
+        assert_eq!(
+            r.status, 412,
+            "If-Unmodified-Since: {value}: {}",
+            r.head_raw
+        );
     }
     for value in [imf_fixdate(mtime), imf_fixdate(mtime + 3600)] {
         let r = get_with(
