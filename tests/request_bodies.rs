@@ -177,6 +177,30 @@ fn valid_chunked_body_is_decoded_exactly() {
 }
 
 #[test]
+fn bare_lf_head_with_a_body_is_forwarded_exactly() {
+    // A `printf 'POST ...\n...\n\n' | nc` client: head lines end in LF, the body is bytes.
+    let up = FakeUwsgi::start();
+    let (_t, s) = app("lf_head_body", &up, "");
+    let mut c = Client::connect(s.port);
+    c.send(b"POST /app/echo HTTP/1.1\nHost: localhost\nContent-Length: 7\n\nab\r\ncd\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "{}", r.head_raw);
+    assert_eq!(r.body, b"ab\r\ncd\n");
+    // And the next LF request on the same connection.
+    c.send(
+        b"POST /app/echo HTTP/1.1\nHost: localhost\nContent-Length: 3\nConnection: close\n\nxyz",
+    );
+    assert_eq!(c.read_response().body, b"xyz");
+    // A chunked body stays strict CRLF even after an LF head.
+    let mut c = Client::connect(s.port);
+    let _ = c.try_send(
+        b"POST /app/echo HTTP/1.1\nHost: localhost\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n",
+    );
+    let r = c.try_read_response(false).expect("a response");
+    assert_eq!(r.status, 400, "{}", r.head_raw);
+}
+
+#[test]
 fn bad_chunk_size_is_400_and_closes() {
     let up = FakeUwsgi::start();
     let (_t, s) = app("bad_chunk", &up, "");
