@@ -162,6 +162,28 @@ fn bad_duration_is_an_error() {
 }
 
 #[test]
+fn bad_limit_in_a_server_or_location_is_an_error() {
+    let text = "[uwgate]\nsyslog = stderr\n\n[server]\nlisten = 127.0.0.1:{PORT}\n\
+                keepalive_requests = lots\n";
+    assert_config_error(
+        "bad_server_limit",
+        text,
+        "keepalive_requests",
+        "keepalive_requests",
+    );
+    let text = "[uwgate]\nsyslog = stderr\n\n[server]\nlisten = 127.0.0.1:{PORT}\n\n\
+                [location:/static/]\nalias = {DIR}/static/\nmax_ranges = -1\n";
+    assert_config_error("bad_location_limit", text, "max_ranges", "max_ranges");
+}
+
+#[test]
+fn misplaced_server_name_wildcard_is_an_error() {
+    let text = "[uwgate]\nsyslog = stderr\n\n[server]\nlisten = 127.0.0.1:{PORT}\n\
+                server_name = www.*.example.com\n";
+    assert_config_error("bad_wildcard", text, "server_name", "server_name");
+}
+
+#[test]
 fn bad_boolean_is_an_error() {
     let text = "[uwgate]\nsyslog = stderr\n\n[server]\nlisten = 127.0.0.1:{PORT}\n\n\
                 [location:/static/]\nalias = {DIR}/static/\ngzip_static = maybe\n";
@@ -208,19 +230,31 @@ fn accepted_value_forms_pass_the_check() {
                 [server]\n\
                 listen = 127.0.0.1:{PORT}\n\
                 listen = 127.0.0.1:1\n\
-                server_name = a.test\n\
+                server_name = a.test *.b.test .c.test www.d.*\n\
+                keepalive_timeout = 30s\n\
+                keepalive_requests = 100\n\
+                client_max_body_size = 0\n\
                 \n\
                 [location:/static/]\n\
                 alias = {DIR}/static/\n\
+                index = index.html index.htm\n\
                 gzip_static = yes\n\
                 disable_symlinks = 1\n\
                 expires = 30d\n\
+                max_ranges = 1\n\
+                send_timeout = 5m\n\
                 \n\
                 [location:/other/]\n\
                 root = {DIR}\n\
                 gzip_static = no\n\
                 expires = epoch\n\
                 charset = off\n\
+                client_body_timeout = 10s\n\
+                keepalive_timeout = 0\n\
+                \n\
+                [location:/max/]\n\
+                root = {DIR}\n\
+                expires = max\n\
                 \n\
                 [uwsgi]\n\
                 socket = 127.0.0.1:8000\n\

@@ -1,5 +1,5 @@
-//! HTTP/1.1 message framing and validation (RFC 9112/9110): Host, 414/431 limits, bare LF, bare
-//! CR, obs-fold, Content-Length vs Transfer-Encoding, bad chunks, 413, 505, 417,
+//! HTTP/1.1 message framing and validation (RFC 9112/9110): Host, 414/431 limits, bare LF (served,
+//! as nginx), bare CR, obs-fold, Content-Length vs Transfer-Encoding, bad chunks, 413, 505, 417,
 //! `Expect: 100-continue`. Every rejected request must also close the connection so the bytes
 //! after it can never be read as another request (request smuggling).
 
@@ -207,34 +207,68 @@ fn absurd_content_length_does_not_overflow() {
 // --- line endings and field syntax ------------------------------------------------------------
 
 #[test]
-fn bare_lf_line_endings_are_400() {
+fn bare_lf_line_endings_are_served() {
+    // busybox wget, printf | nc scripts and old probes end head lines in a bare LF; nginx
+    // serves them (RFC 9112 section 2.2), and so do we, keep-alive included.
     let (_t, s) = site("bare_lf", "");
-    expect_status_and_close(
-        s.port,
-        b"GET /static/hello.txt HTTP/1.1\nHost: localhost\n\n",
-        400,
-    );
-    assert_alive(s.port);
+    let mut c = Client::connect(s.port);
+    c.send(b"GET /static/hello.txt HTTP/1.1\nHost: localhost\n\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "{}", r.head_raw);
+    assert_eq!(r.body, HELLO.as_bytes());
+    c.send(b"GET /static/other.txt HTTP/1.1\nHost: localhost\nConnection: close\n\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "{}", r.head_raw);
+    assert_eq!(r.body, b"OTHER-FILE");
+    assert!(c.wait_closed(Duration::from_secs(3)).is_some());
 }
 
 #[test]
-fn bare_lf_in_one_header_line_is_400() {
+fn mixed_crlf_and_bare_lf_line_endings_are_served() {
     let (_t, s) = site("bare_lf_one", "");
-    expect_status_and_close(
-        s.port,
-        b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\nX-A: b\r\n\r\n",
-        400,
-    );
-    expect_status_and_close(
-        s.port,
+    for raw in [
+        &b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\nX-A: b\r\n\r\n"[..],
         b"GET /static/hello.txt HTTP/1.1\nHost: localhost\r\n\r\n",
-        400,
+        b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\n\n",
+        b"\nGET /static/hello.txt HTTP/1.0\n\n",
+    ] {
+        let r = request(s.port, raw);
+        assert_eq!(
+            r.status,
+            200,
+            "{:?}: {}",
+            String::from_utf8_lossy(raw),
+            r.head_raw
+        );
+        assert_eq!(r.body, HELLO.as_bytes());
+    }
+}
+
+#[test]
+fn bare_lf_pipelined_requests_are_each_answered() {
+    let (_t, s) = site("bare_lf_pipe", "");
+    let rs = request_pipelined(
+        s.port,
+        &[
+            b"GET /static/hello.txt HTTP/1.1\nHost: localhost\n\n",
+            b"GET /static/other.txt HTTP/1.1\nHost: localhost\n\n",
+            b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\n\n",
+        ],
     );
+    assert_eq!(rs[0].body, HELLO.as_bytes());
+    assert_eq!(rs[1].body, b"OTHER-FILE");
+    assert_eq!(rs[2].body, HELLO.as_bytes());
+}
+
+#[test]
+fn bare_lf_obs_fold_is_still_400() {
+    let (_t, s) = site("bare_lf_fold", "");
     expect_status_and_close(
         s.port,
-        b"GET /static/hello.txt HTTP/1.1\r\nHost: localhost\r\n\n",
+        b"GET /static/hello.txt HTTP/1.1\nHost: localhost\nX-A: first\n  continued\n\n",
         400,
     );
+    assert_alive(s.port);
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! this is where issue 2's body rules are observable: chunked decoding and its malformations
 //! (bad/empty sizes, LF in an extension, missing CRLF, overflow) → 400 and close,
 //! client_max_body_size on chunked bodies → 413, `Expect: 100-continue` → 100 then the final
-//! answer, client_body_timeout and client_body_min_rate cut stalled or trickling bodies.
+//! answer, client_body_timeout and client_body_min_rate cut stalled or trickling bodies; the
+//! body limits are the uwsgi location's own when it sets them.
 //! The upstream is a tiny fake uwsgi server owned by the test that echoes the body it got and
 //! counts its connections, so "rejected before the upstream was contacted" is checked too.
 
@@ -176,6 +177,30 @@ fn valid_chunked_body_is_decoded_exactly() {
 }
 
 #[test]
+fn bare_lf_head_with_a_body_is_forwarded_exactly() {
+    // A `printf 'POST ...\n...\n\n' | nc` client: head lines end in LF, the body is bytes.
+    let up = FakeUwsgi::start();
+    let (_t, s) = app("lf_head_body", &up, "");
+    let mut c = Client::connect(s.port);
+    c.send(b"POST /app/echo HTTP/1.1\nHost: localhost\nContent-Length: 7\n\nab\r\ncd\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "{}", r.head_raw);
+    assert_eq!(r.body, b"ab\r\ncd\n");
+    // And the next LF request on the same connection.
+    c.send(
+        b"POST /app/echo HTTP/1.1\nHost: localhost\nContent-Length: 3\nConnection: close\n\nxyz",
+    );
+    assert_eq!(c.read_response().body, b"xyz");
+    // A chunked body stays strict CRLF even after an LF head.
+    let mut c = Client::connect(s.port);
+    let _ = c.try_send(
+        b"POST /app/echo HTTP/1.1\nHost: localhost\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n",
+    );
+    let r = c.try_read_response(false).expect("a response");
+    assert_eq!(r.status, 400, "{}", r.head_raw);
+}
+
+#[test]
 fn bad_chunk_size_is_400_and_closes() {
     let up = FakeUwsgi::start();
     let (_t, s) = app("bad_chunk", &up, "");
@@ -244,6 +269,91 @@ fn chunked_body_over_client_max_body_size_is_413() {
         0,
         "upstream contacted for an oversized body"
     );
+}
+
+/// A server whose `/app/` and `/upload/` both forward to `up`; `/upload/` has `upload_keys`.
+fn app_with_upload(
+    name: &str,
+    up: &FakeUwsgi,
+    global_extra: &str,
+    upload_keys: &str,
+) -> (TempTree, Server) {
+    let t = TempTree::new(name);
+    let text = ini(
+        global_extra,
+        &format!(
+            "[location:/app/]\nuwsgi_pass = 127.0.0.1:{port}\n\n\
+             [location:/upload/]\nuwsgi_pass = 127.0.0.1:{port}\n{upload_keys}\n",
+            port = up.port
+        ),
+    );
+    let s = Server::start_in(&t, &text);
+    (t, s)
+}
+
+#[test]
+fn client_max_body_size_of_a_uwsgi_location_applies_to_its_bodies() {
+    let up = FakeUwsgi::start();
+    let (_t, s) = app_with_upload(
+        "body_size_upload",
+        &up,
+        "client_max_body_size = 1k",
+        "client_max_body_size = 8k",
+    );
+    let chunked = |path: &str, len: usize| {
+        request(
+            s.port,
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{len:x}\r\n{}\r\n0\r\n\r\n",
+                "u".repeat(len)
+            )
+            .as_bytes(),
+        )
+    };
+    let sized = |path: &str, len: usize| {
+        request(
+            s.port,
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{}",
+                "u".repeat(len)
+            )
+            .as_bytes(),
+        )
+    };
+    let r = chunked("/upload/x", 5000);
+    assert_eq!(r.status, 200, "{}", r.head_raw);
+    assert_eq!(r.body.len(), 5000);
+    assert_eq!(sized("/upload/x", 5000).body.len(), 5000);
+    assert_eq!(chunked("/upload/x", 9000).status, 413);
+    assert_eq!(sized("/upload/x", 9000).status, 413);
+    assert_eq!(chunked("/app/x", 2000).status, 413);
+    assert_eq!(sized("/app/x", 2000).status, 413);
+}
+
+#[test]
+fn client_body_timeout_of_a_uwsgi_location_cuts_its_stalled_bodies() {
+    let up = FakeUwsgi::start();
+    let (_t, s) = app_with_upload(
+        "body_timeout_upload",
+        &up,
+        "client_body_timeout = 60s\nclient_body_min_rate = 0",
+        "client_body_timeout = 1s",
+    );
+    let stalled = |path: &str, bound: Duration| {
+        let mut c = Client::connect(s.port);
+        c.send(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n0123456789"
+            )
+            .as_bytes(),
+        );
+        let start = Instant::now();
+        c.wait_closed(bound).map(|_| start.elapsed())
+    };
+    let took = stalled("/upload/x", Duration::from_secs(6)).expect("stalled upload kept open");
+    assert!(took <= Duration::from_millis(3500), "closed after {took:?}");
+    assert_eq!(stalled("/app/x", Duration::from_secs(3)), None);
+    assert_eq!(up.connections(), 0);
 }
 
 #[test]

@@ -144,6 +144,23 @@ fn index_directive_names_the_index_file() {
 }
 
 #[test]
+fn several_index_files_are_tried_in_order() {
+    let t = site("index_several");
+    t.write("static/dir/second.htm", "<p>second</p>");
+    t.write("static/other/third.txt", "third");
+    t.write("static/other/second.htm", "second again");
+    let s = Server::start_in(
+        &t,
+        &static_ini("", "index = missing.html second.htm index.html"),
+    );
+    let r = s.get("/static/dir/");
+    assert_eq!(r.status, 200, "{}", r.head_raw);
+    assert_eq!(r.body, b"<p>second</p>");
+    assert_eq!(s.get("/static/other/").body, b"second again");
+    assert_eq!(s.get("/static/noindex/").status, 403);
+}
+
+#[test]
 fn directory_without_trailing_slash_redirects_301_to_slash() {
     let t = site("dir_redirect");
     let s = Server::start_in(&t, &static_ini("", ""));

@@ -259,6 +259,23 @@ fn access_log_records_status_bytes_and_dashes_for_missing_fields() {
 }
 
 #[test]
+fn access_log_request_line_has_no_line_end_for_crlf_or_bare_lf() {
+    let sink = SyslogSink::bind();
+    let (_t, s) = syslog_site("combined_lf", &format!("udp:127.0.0.1:{}", sink.port), "");
+    for (raw, marker) in [
+        (&b"GET /static/hello.txt?lf HTTP/1.1\nHost: localhost\nConnection: close\n\n"[..], "?lf "),
+        (b"\r\nGET /static/hello.txt?crlf HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n", "?crlf "),
+    ] {
+        assert_eq!(request(s.port, raw).status, 200);
+        let m = expect_msg(&sink, Duration::from_secs(3), "uwgate-access", |m| {
+            m.text.contains(marker)
+        });
+        let want = format!("\"GET /static/hello.txt{}HTTP/1.1\" 200 ", marker);
+        assert!(m.text.contains(&want), "{:?} lacks {:?}", m.text, want);
+    }
+}
+
+#[test]
 fn access_log_counts_zero_body_bytes_for_head() {
     let sink = SyslogSink::bind();
     let (_t, s) = syslog_site("combined_head", &format!("udp:127.0.0.1:{}", sink.port), "");

@@ -1,5 +1,6 @@
-//! Virtual servers: `[server]` sections selected by Host (`server_name`), the first one being the
-//! default; each `[location:*]` belongs to the `[server]` above it.
+//! Virtual servers: `[server]` sections selected by Host (`server_name`: several names, exact,
+//! `*.example.com`, `.example.com`, `www.example.*`, in nginx's precedence), the first one being
+//! the default; each `[location:*]` belongs to the `[server]` above it.
 
 mod common;
 use common::*;
@@ -86,4 +87,43 @@ fn absolute_form_host_wins_over_the_host_header() {
         b"GET http://b.test/x.txt HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(r.body, b"site B");
+}
+
+/// Five servers on one port, each serving its own directory name in `x.txt`.
+fn wildcard_servers(t: &TempTree) -> Server {
+    let mut text = String::from("[uwgate]\nsyslog = stderr\ntemp_path = {DIR}/tmp\n\n");
+    for (dir, names) in [
+        ("default", "default.test"),
+        ("trailing", "www.example.*"),
+        ("dot", ".example.com"),
+        ("star", "*.api.example.com"),
+        ("exact", "www.example.com other.test"),
+    ] {
+        t.write(&format!("{dir}/x.txt"), dir);
+        text.push_str(&format!(
+            "[server]\nlisten = 127.0.0.1:{{PORT}}\nserver_name = {names}\n\
+             [location:/]\nalias = {{DIR}}/{dir}/\n\n"
+        ));
+    }
+    Server::start_in(t, &text)
+}
+
+#[test]
+fn several_names_and_wildcards_select_servers_as_nginx_does() {
+    let t = TempTree::new("vhost_wildcards");
+    let s = wildcard_servers(&t);
+    for (host, want) in [
+        ("www.example.com", "exact"),
+        ("other.test", "exact"),
+        ("www.example.com.", "exact"),
+        ("example.com", "dot"),
+        ("mail.example.com", "dot"),
+        ("v1.api.example.com", "star"),
+        ("api.example.com", "dot"),
+        ("www.example.org", "trailing"),
+        ("nothing.test", "default"),
+    ] {
+        let r = get_host(s.port, host, "/x.txt");
+        assert_eq!(r.text(), want, "Host: {host}");
+    }
 }

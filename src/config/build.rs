@@ -12,10 +12,11 @@ use std::net::SocketAddr;
 
 use super::expand::Vars;
 use super::global::build_global;
+use super::limits::LimitKeys;
 use super::location::{build_location, build_server, default_listen};
 use super::program::{build_program, check_programs, BuiltProgram};
 use super::syntax::{Section, SectionKind};
-use super::{at, ConfigError, Global, Program, Server};
+use super::{at, ConfigError, Global, Limits, Program, Server};
 
 /// A validated file, before its warnings get the file name.
 pub(crate) struct Built {
@@ -31,6 +32,10 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
     let mut global: Option<(Global, usize)> = None;
     let mut servers: Vec<Server> = Vec::new();
     let mut implicit: Option<Server> = None;
+    // The limit keys each server, and each of its locations, sets (parallel to `servers`, the
+    // implicit server last): resolved once `[uwgate]` is known, wherever it is in the file.
+    let mut server_limits: Vec<(LimitKeys, Vec<LimitKeys>)> = Vec::new();
+    let mut implicit_limits: Vec<LimitKeys> = Vec::new();
     let mut programs: Vec<BuiltProgram> = Vec::new();
     // Header line of each program, and of each prefix in the current server, by name.
     let mut program_lines: HashMap<&str, usize> = HashMap::new();
@@ -58,20 +63,28 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
                         ),
                     ));
                 }
-                servers.push(build_server(section, vars)?);
+                let (server, keys) = build_server(section, vars)?;
+                servers.push(server);
+                server_limits.push((keys, Vec::new()));
                 prefix_lines.clear();
             }
             SectionKind::Location(prefix) => {
-                let location = build_location(section, prefix, vars, &mut warnings)?;
-                let server = match servers.last_mut() {
-                    Some(server) => server,
-                    None => implicit.get_or_insert_with(|| Server {
-                        line: 0,
-                        listen: vec![default_listen()],
-                        server_name: Vec::new(),
-                        locations: Vec::new(),
-                    }),
+                let (location, keys) = build_location(section, prefix, vars, &mut warnings)?;
+                let (server, location_limits) = match (servers.last_mut(), server_limits.last_mut())
+                {
+                    (Some(server), Some((_, locations))) => (server, locations),
+                    _ => (
+                        implicit.get_or_insert_with(|| Server {
+                            line: 0,
+                            listen: vec![default_listen()],
+                            server_name: Vec::new(),
+                            locations: Vec::new(),
+                            limits: Limits::default(),
+                        }),
+                        &mut implicit_limits,
+                    ),
                 };
+                location_limits.push(keys);
                 if let Some(first) = prefix_lines.insert(prefix, section.line) {
                     return Err(at(
                         section.line,
@@ -101,16 +114,30 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
     // is empty here.
     if let Some(server) = implicit {
         servers.push(server);
+        server_limits.push((LimitKeys::default(), implicit_limits));
     }
+    let global = global.map(|(g, _)| g).unwrap_or_default();
+    inherit_limits(&global, &mut servers, &server_limits);
     check_programs(&programs)?;
     warn_server_name_conflicts(&servers, &mut warnings);
     warnings.sort_by_key(|(line, _)| *line);
     Ok(Built {
-        global: global.map(|(g, _)| g).unwrap_or_default(),
+        global,
         servers,
         programs: programs.into_iter().map(|b| b.program).collect(),
         warnings,
     })
+}
+
+/// Resolves every server's and location's limits: `[uwgate]` → `[server]` → `[location]`, each
+/// level's own keys winning (nginx's http/server/location merge).
+fn inherit_limits(global: &Global, servers: &mut [Server], keys: &[(LimitKeys, Vec<LimitKeys>)]) {
+    for (server, (server_keys, location_keys)) in servers.iter_mut().zip(keys) {
+        server.limits = server_keys.apply(global.limits);
+        for (location, own) in server.locations.iter_mut().zip(location_keys) {
+            location.limits = own.apply(server.limits);
+        }
+    }
 }
 
 /// Warns when two servers share an address and a name: requests for that name always reach
@@ -324,6 +351,94 @@ master = true
         assert_eq!(
             specs[0].argv,
             vec!["/opt/venv/bin/uwsgi", "--ini", "/etc/uwgate.ini"]
+        );
+    }
+
+    #[test]
+    fn limits_inherit_uwgate_then_server_then_location() {
+        let c = config(
+            "[server]\nlisten = 81\nkeepalive_timeout = 5s\nclient_max_body_size = 0\n\
+             [location:/up/]\nroot = /srv\nclient_max_body_size = 10m\nsend_timeout = 2s\n\
+             [location:/]\nroot = /srv\nmax_ranges = 1\n\
+             [server]\nlisten = 82\n\
+             [location:/]\nroot = /srv\nkeepalive_requests = 3\n\
+             [uwgate]\nsend_timeout = 30s\nmax_ranges = 4\nkeepalive_requests = 100\n",
+        );
+        let g = c.global.limits;
+        assert_eq!(g.send_timeout, Duration::from_secs(30));
+        assert_eq!(g.max_ranges, Some(4));
+        assert_eq!(g.keepalive_requests, 100);
+
+        let s1 = &c.servers[0];
+        assert_eq!(s1.limits.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(s1.limits.client_max_body_size, 0);
+        assert_eq!(s1.limits.send_timeout, Duration::from_secs(30));
+        let up = s1.locations[0].limits;
+        assert_eq!(up.client_max_body_size, 10 << 20);
+        assert_eq!(up.send_timeout, Duration::from_secs(2));
+        assert_eq!(up.keepalive_timeout, Duration::from_secs(5));
+        assert_eq!(up.max_ranges, Some(4));
+        let root = s1.locations[1].limits;
+        assert_eq!(root.max_ranges, Some(1));
+        assert_eq!(root.client_max_body_size, 0);
+
+        let s2 = &c.servers[1];
+        assert_eq!(s2.limits, g);
+        assert_eq!(s2.locations[0].limits.keepalive_requests, 3);
+        assert_eq!(s2.locations[0].limits.send_timeout, Duration::from_secs(30));
+
+        assert_eq!(c.limits(0, 0), &up);
+        assert_eq!(c.limits(0, super::super::NO_ROUTE), &s1.limits);
+        assert_eq!(c.limits(0, 9), &s1.limits);
+        assert_eq!(c.limits(super::super::NO_ROUTE, 0), &g);
+    }
+
+    #[test]
+    fn implicit_server_locations_inherit_uwgate_limits() {
+        let c = config("[location:/]\nroot = /srv\n[uwgate]\nclient_body_timeout = 7s\n");
+        assert_eq!(
+            c.servers[0].locations[0].limits.client_body_timeout,
+            Duration::from_secs(7)
+        );
+        assert_eq!(c.servers[0].limits, c.global.limits);
+    }
+
+    #[test]
+    fn limit_keys_are_checked_with_their_line_in_every_scope() {
+        assert_eq!(
+            error("[server]\nkeepalive_requests = many\n"),
+            "uwgate.ini:2: invalid value 'many' for 'keepalive_requests' in [server]: expected a number from 0 to 4294967295"
+        );
+        assert_eq!(
+            error("[server]\n[location:/]\nroot = /x\nmax_ranges = -1\n"),
+            "uwgate.ini:4: invalid value '-1' for 'max_ranges' in [location:/]: expected a number from 0 to 2147483647"
+        );
+        assert!(error("[uwgate]\nmax_ranges = all\n")
+            .starts_with("uwgate.ini:2: invalid value 'all' for 'max_ranges' in [uwgate]"));
+        assert!(
+            error("[location:/]\nuwsgi_pass = 127.0.0.1:1\nclient_body_timeout = 0\n").starts_with(
+                "uwgate.ini:3: invalid value '0' for 'client_body_timeout' in [location:/]"
+            )
+        );
+        assert_eq!(
+            error("[server]\nsend_timeout = 1s\nsend_timeout = 2s\n"),
+            "uwgate.ini:3: 'send_timeout' given twice in [server] (lines 2 and 3)"
+        );
+    }
+
+    #[test]
+    fn limit_keys_apply_to_every_kind_of_location() {
+        let c = config(
+            "[location:/a/]\nuwsgi_pass = 127.0.0.1:1\nclient_max_body_size = 5m\n\
+             [location:/s]\nstub_status = on\nkeepalive_timeout = 0\n",
+        );
+        assert_eq!(
+            c.servers[0].locations[0].limits.client_max_body_size,
+            5 << 20
+        );
+        assert_eq!(
+            c.servers[0].locations[1].limits.keepalive_timeout,
+            Duration::ZERO
         );
     }
 

@@ -5,11 +5,12 @@
 //! look at other sections — file-wide checks live in `build`.
 
 use super::expand::Vars;
+use super::limits::{LimitKeys, LIMIT_KEYS};
 use super::syntax::{Entry, Section, Seen};
 use super::values;
 use super::{ConfigError, Global};
 
-/// Every key `[uwgate]` takes; none repeats.
+/// Every key `[uwgate]` takes besides the limit keys ([`LIMIT_KEYS`]); none repeats.
 const KEYS: &[&str] = &[
     "user",
     "group",
@@ -18,14 +19,9 @@ const KEYS: &[&str] = &[
     "client_header_buffer_size",
     "buffer_size",
     "buffer_pool",
-    "client_max_body_size",
     "temp_path",
     "client_header_timeout",
-    "client_body_timeout",
     "client_body_min_rate",
-    "send_timeout",
-    "keepalive_timeout",
-    "keepalive_requests",
     "shutdown_timeout",
     "listen_backlog",
     "server_tokens",
@@ -48,14 +44,19 @@ pub(crate) fn build_global(section: &Section, vars: &Vars<'_>) -> Result<Global,
     let mut seen = Seen::default();
     // buffer_pool is checked once worker_connections is known, wherever it is in the section.
     let mut pool: Option<(u64, &Entry, String)> = None;
+    let mut limits = LimitKeys::default();
     for entry in &section.entries {
         let key = entry.key.as_str();
-        if !KEYS.contains(&key) {
+        if !KEYS.contains(&key) && !LIMIT_KEYS.contains(&key) {
             return Err(section.unknown(entry));
         }
         seen.once(section, entry, &[])?;
         let value = vars.expand(section, entry)?;
         let bad = |why: String| section.invalid(entry, &value, &why);
+        if let Some(read) = limits.read(key, &value) {
+            read.map_err(bad)?;
+            continue;
+        }
         let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         match key {
             "user" => global.user = Some(values::account(&value).map_err(bad)?),
@@ -77,26 +78,12 @@ pub(crate) fn build_global(section: &Section, vars: &Vars<'_>) -> Result<Global,
                 let n = values::number_in(&value, 1, MAX_CONNECTIONS * 2).map_err(bad)?;
                 pool = Some((n, entry, value.clone()));
             }
-            "client_max_body_size" => {
-                global.client_max_body_size = values::size(&value).map_err(bad)?;
-            }
             "temp_path" => global.temp_path = values::absolute_path(&value).map_err(bad)?,
             "client_header_timeout" => {
                 global.client_header_timeout = values::duration(&value, false).map_err(bad)?;
             }
-            "client_body_timeout" => {
-                global.client_body_timeout = values::duration(&value, false).map_err(bad)?;
-            }
             "client_body_min_rate" => {
                 global.client_body_min_rate = values::size(&value).map_err(bad)?;
-            }
-            "send_timeout" => global.send_timeout = values::duration(&value, false).map_err(bad)?,
-            "keepalive_timeout" => {
-                global.keepalive_timeout = values::duration(&value, true).map_err(bad)?;
-            }
-            "keepalive_requests" => {
-                let n = values::number_in(&value, 0, u64::from(u32::MAX)).map_err(bad)?;
-                global.keepalive_requests = u32::try_from(n).unwrap_or(u32::MAX);
             }
             "shutdown_timeout" => {
                 global.shutdown_timeout = values::duration(&value, true).map_err(bad)?;
@@ -126,6 +113,7 @@ pub(crate) fn build_global(section: &Section, vars: &Vars<'_>) -> Result<Global,
             _ => return Err(section.unknown(entry)),
         }
     }
+    global.limits = limits.apply(global.limits);
     let most = global.worker_connections.saturating_mul(2);
     global.buffer_pool = match pool {
         None => global.worker_connections.min(256),
@@ -177,14 +165,14 @@ mod tests {
         assert_eq!(g.client_header_buffer_size, 8 << 10);
         assert_eq!(g.buffer_size, 16 << 10);
         assert_eq!(g.buffer_pool, 256);
-        assert_eq!(g.client_max_body_size, 1 << 20);
+        assert_eq!(g.limits.client_max_body_size, 1 << 20);
         assert_eq!(g.temp_path, PathBuf::from("/var/lib/uwgate/tmp"));
         assert_eq!(g.client_header_timeout, Duration::from_secs(60));
-        assert_eq!(g.client_body_timeout, Duration::from_secs(60));
+        assert_eq!(g.limits.client_body_timeout, Duration::from_secs(60));
         assert_eq!(g.client_body_min_rate, 1024);
-        assert_eq!(g.send_timeout, Duration::from_secs(60));
-        assert_eq!(g.keepalive_timeout, Duration::from_secs(75));
-        assert_eq!(g.keepalive_requests, 1000);
+        assert_eq!(g.limits.send_timeout, Duration::from_secs(60));
+        assert_eq!(g.limits.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(g.limits.keepalive_requests, 1000);
         assert_eq!(g.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(g.listen_backlog, 511);
         assert!(g.server_tokens);
@@ -215,14 +203,14 @@ mod tests {
         assert_eq!(g.client_header_buffer_size, 4096);
         assert_eq!(g.buffer_size, 65536);
         assert_eq!(g.buffer_pool, 150);
-        assert_eq!(g.client_max_body_size, 0);
+        assert_eq!(g.limits.client_max_body_size, 0);
         assert_eq!(g.temp_path, PathBuf::from("/etc/tmp"));
         assert_eq!(g.client_header_timeout, Duration::from_secs(5));
-        assert_eq!(g.client_body_timeout, Duration::from_secs(60));
+        assert_eq!(g.limits.client_body_timeout, Duration::from_secs(60));
         assert_eq!(g.client_body_min_rate, 0);
-        assert_eq!(g.send_timeout, Duration::from_millis(500));
-        assert_eq!(g.keepalive_timeout, Duration::ZERO);
-        assert_eq!(g.keepalive_requests, 5);
+        assert_eq!(g.limits.send_timeout, Duration::from_millis(500));
+        assert_eq!(g.limits.keepalive_timeout, Duration::ZERO);
+        assert_eq!(g.limits.keepalive_requests, 5);
         assert_eq!(g.shutdown_timeout, Duration::from_secs(30));
         assert_eq!(g.listen_backlog, 128);
         assert!(!g.server_tokens);

@@ -9,16 +9,17 @@ use std::path::PathBuf;
 
 use super::at;
 use super::expand::Vars;
+use super::limits::{LimitKeys, LIMIT_KEYS};
 use super::syntax::{Entry, Section, Seen};
 use super::values;
-use super::{ConfigError, Handler, Location, Server, StaticBase, StaticConf, UwsgiConf};
+use super::{ConfigError, Handler, Limits, Location, Server, StaticBase, StaticConf, UwsgiConf};
 
-/// Keys of `[server]`; both repeat.
+/// Keys of `[server]` besides the limit keys ([`LIMIT_KEYS`]); these two repeat.
 const SERVER_KEYS: &[&str] = &["listen", "server_name"];
 
 /// Keys that choose a location's handler.
 const HANDLER_KEYS: &[&str] = &["alias", "root", "uwsgi_pass", "stub_status"];
-/// Keys of any location.
+/// Keys of any location, besides the limit keys ([`LIMIT_KEYS`]).
 const COMMON_KEYS: &[&str] = &["internal", "allow", "deny"];
 /// Keys of alias/root locations only.
 const STATIC_KEYS: &[&str] = &[
@@ -44,13 +45,25 @@ const LOCATION_REPEATABLE: &[&str] = &["uwsgi_pass", "allow", "deny", "uwsgi_par
 /// Longest uwsgi variable name or value: the packet stores each length in 16 bits.
 const UWSGI_VAR_MAX: usize = 65_535;
 
-/// Builds a [`Server`] (without locations) from a `[server]` section.
-pub(crate) fn build_server(section: &Section, vars: &Vars<'_>) -> Result<Server, ConfigError> {
+/// Builds a [`Server`] (without locations, limits not yet inherited) from a `[server]`
+/// section, and the limit keys it sets.
+pub(crate) fn build_server(
+    section: &Section,
+    vars: &Vars<'_>,
+) -> Result<(Server, LimitKeys), ConfigError> {
     let mut listen: Vec<(SocketAddr, usize)> = Vec::new();
     let mut server_name: Vec<String> = Vec::new();
+    let mut limits = LimitKeys::default();
     let mut seen = Seen::default();
     for entry in &section.entries {
         seen.once(section, entry, SERVER_KEYS)?;
+        if LIMIT_KEYS.contains(&entry.key.as_str()) {
+            let value = vars.expand(section, entry)?;
+            if let Some(read) = limits.read(&entry.key, &value) {
+                read.map_err(|why| section.invalid(entry, &value, &why))?;
+            }
+            continue;
+        }
         match entry.key.as_str() {
             "listen" => {
                 let value = vars.expand(section, entry)?;
@@ -72,12 +85,8 @@ pub(crate) fn build_server(section: &Section, vars: &Vars<'_>) -> Result<Server,
                 let mut any = false;
                 for name in value.split_whitespace() {
                     any = true;
-                    if name.chars().any(|c| c.is_control() || c == '/') {
-                        return Err(section.invalid(
-                            entry,
-                            &value,
-                            "expected host names separated by spaces",
-                        ));
+                    if let Err(why) = valid_server_name(name) {
+                        return Err(section.invalid(entry, &value, &why));
                     }
                     let name = name.to_ascii_lowercase();
                     if !server_name.contains(&name) {
@@ -100,12 +109,40 @@ pub(crate) fn build_server(section: &Section, vars: &Vars<'_>) -> Result<Server,
     } else {
         listen.into_iter().map(|(addr, _)| addr).collect()
     };
-    Ok(Server {
-        line: section.line,
-        listen,
-        server_name,
-        locations: Vec::new(),
-    })
+    Ok((
+        Server {
+            line: section.line,
+            listen,
+            server_name,
+            locations: Vec::new(),
+            limits: Limits::default(),
+        },
+        limits,
+    ))
+}
+
+/// One `server_name`: a host name, `*.example.com`, `.example.com` or `www.example.*` (nginx's
+/// wildcards: a `*` only as a whole first or last label). Regular expressions are refused.
+fn valid_server_name(name: &str) -> Result<(), String> {
+    if name.starts_with('~') {
+        return Err(
+            "regular expressions (~) in server_name are not supported: list the names, or use *.example.com, .example.com or www.example.*"
+                .to_string(),
+        );
+    }
+    let stars = name.matches('*').count();
+    let wildcard_ok = match stars {
+        0 => name != ".",
+        1 => (name.starts_with("*.") && name.len() > 2) || (name.ends_with(".*") && name.len() > 2),
+        _ => false,
+    };
+    if !wildcard_ok || name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(
+            "expected host names separated by spaces; a '*' only as a whole first or last label, like *.example.com, .example.com or www.example.*"
+                .to_string(),
+        );
+    }
+    Ok(())
 }
 
 /// `listen` when none is given: port 80 on every IPv4 address.
@@ -124,15 +161,17 @@ struct Handlers {
     stub: Option<usize>,
 }
 
-/// Builds a [`Location`] from a `[location:PREFIX]` section; `warnings` receives
-/// `(line, message)` for things accepted but probably wrong.
+/// Builds a [`Location`] (limits not yet inherited) from a `[location:PREFIX]` section, and the
+/// limit keys it sets; `warnings` receives `(line, message)` for things accepted but probably
+/// wrong.
 pub(crate) fn build_location(
     section: &Section,
     prefix: &str,
     vars: &Vars<'_>,
     warnings: &mut Vec<(usize, String)>,
-) -> Result<Location, ConfigError> {
+) -> Result<(Location, LimitKeys), ConfigError> {
     let mut handlers = Handlers::default();
+    let mut limits = LimitKeys::default();
     let mut upstreams = Vec::new();
     let mut internal = false;
     let mut access = Vec::new();
@@ -147,7 +186,12 @@ pub(crate) fn build_location(
         let key = entry.key.as_str();
         let is_static = STATIC_KEYS.contains(&key);
         let is_uwsgi = UWSGI_KEYS.contains(&key);
-        if !(is_static || is_uwsgi || HANDLER_KEYS.contains(&key) || COMMON_KEYS.contains(&key)) {
+        if !(is_static
+            || is_uwsgi
+            || HANDLER_KEYS.contains(&key)
+            || COMMON_KEYS.contains(&key)
+            || LIMIT_KEYS.contains(&key))
+        {
             return Err(section.unknown(entry));
         }
         seen.once(section, entry, LOCATION_REPEATABLE)?;
@@ -159,6 +203,10 @@ pub(crate) fn build_location(
         }
         let value = vars.expand(section, entry)?;
         let bad = |why: String| section.invalid(entry, &value, &why);
+        if let Some(read) = limits.read(key, &value) {
+            read.map_err(bad)?;
+            continue;
+        }
         match key {
             "alias" => {
                 values::absolute_path(&value).map_err(bad)?;
@@ -275,13 +323,17 @@ pub(crate) fn build_location(
         }
         Chosen::Stub => Handler::StubStatus,
     };
-    Ok(Location {
-        line: section.line,
-        prefix: prefix.to_string(),
-        handler,
-        internal,
-        access,
-    })
+    Ok((
+        Location {
+            line: section.line,
+            prefix: prefix.to_string(),
+            handler,
+            internal,
+            access,
+            limits: Limits::default(),
+        },
+        limits,
+    ))
 }
 
 /// Which handler key a location uses.
@@ -485,6 +537,41 @@ mod tests {
         assert_eq!(
             c.servers[0].server_name,
             vec!["django.blog", "www.django.blog", "api.example"]
+        );
+    }
+
+    #[test]
+    fn server_name_takes_nginx_wildcards() {
+        let c = config("[server]\nserver_name = *.Example.com .example.org www.example.* a b\n");
+        assert_eq!(
+            c.servers[0].server_name,
+            vec!["*.example.com", ".example.org", "www.example.*", "a", "b"]
+        );
+    }
+
+    #[test]
+    fn misplaced_wildcards_and_regexes_are_errors() {
+        for name in [
+            "w*.example.com",
+            "*example.com",
+            "www.*.com",
+            "*.a.*",
+            "*",
+            "*.",
+            ".",
+            "a/b",
+        ] {
+            let e = error(&format!("[server]\nserver_name = {name}\n"));
+            assert!(
+                e.starts_with(&format!(
+                    "uwgate.ini:2: invalid value '{name}' for 'server_name' in [server]: expected host names"
+                )),
+                "{name}: {e}"
+            );
+        }
+        assert!(
+            error("[server]\nserver_name = ~^www\\d+\\.example\\.com$\n")
+                .contains("regular expressions (~) in server_name are not supported")
         );
     }
 

@@ -12,6 +12,7 @@
 mod build;
 mod expand;
 mod global;
+mod limits;
 mod location;
 mod program;
 mod syntax;
@@ -58,22 +59,14 @@ pub struct Global {
     pub buffer_size: usize,
     /// Buffers in the pool; 1..=worker_connections*2, default min(worker_connections, 256).
     pub buffer_pool: usize,
-    /// Largest request body; 0 = unlimited (as nginx); default 1m.
-    pub client_max_body_size: u64,
     /// Directory for spooled bodies; absolute, default /var/lib/uwgate/tmp.
     pub temp_path: PathBuf,
     /// Time allowed to receive a request head; default 60s.
     pub client_header_timeout: Duration,
-    /// Time allowed between two reads of a request body; default 60s.
-    pub client_body_timeout: Duration,
     /// Slowest accepted request body upload, bytes per second; 0 = off, default 1k.
     pub client_body_min_rate: u64,
-    /// Time allowed between two writes to a client; default 60s.
-    pub send_timeout: Duration,
-    /// Idle keep-alive time; 0 disables keep-alive; default 75s.
-    pub keepalive_timeout: Duration,
-    /// Requests served on one keep-alive connection; default 1000.
-    pub keepalive_requests: u32,
+    /// The limit keys as `[uwgate]` sets them: what servers and locations inherit.
+    pub limits: Limits,
     /// Bound on a graceful stop; default 10s.
     pub shutdown_timeout: Duration,
     /// `listen(2)` backlog; default 511.
@@ -99,6 +92,29 @@ pub struct Global {
     pub open_file_cache_valid: Duration,
 }
 
+/// The limits nginx lets `http` (`[uwgate]`), `server` and `location` each set; a section's own
+/// value wins over the one it inherits. Resolved when the file is read: [`Global`], every
+/// [`Server`] and every [`Location`] carry their effective values, and the request path reads
+/// them through [`Config::limits`]. `Default` gives nginx's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// `client_max_body_size`: largest request body, checked once the request is routed; 0 =
+    /// unlimited; default 1m.
+    pub client_max_body_size: u64,
+    /// `client_body_timeout`: time allowed between two reads of a request body; default 60s.
+    pub client_body_timeout: Duration,
+    /// `send_timeout`: time allowed between two writes to a client; default 60s.
+    pub send_timeout: Duration,
+    /// `keepalive_timeout`: idle keep-alive time after a response; 0 disables keep-alive;
+    /// default 75s.
+    pub keepalive_timeout: Duration,
+    /// `keepalive_requests`: requests served on one connection; default 1000.
+    pub keepalive_requests: u32,
+    /// `max_ranges`: most byte ranges a static file serves (more → the whole file); 0 ignores
+    /// `Range`; `None` (nginx's default) sets no limit of its own, uwgate serves at most 16.
+    pub max_ranges: Option<u32>,
+}
+
 /// Where log lines go (`syslog = ...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyslogTarget {
@@ -117,10 +133,14 @@ pub struct Server {
     pub line: usize,
     /// Addresses to listen on; default `[0.0.0.0:80]`. No address twice.
     pub listen: Vec<SocketAddr>,
-    /// Host names, lowercased, no duplicates; empty matches nothing by name.
+    /// Host names, lowercased, no duplicates; empty matches nothing by name. Besides exact
+    /// names: `*.example.com` (any subdomain), `.example.com` (example.com and any subdomain)
+    /// and `www.example.*` (any last labels), as nginx.
     pub server_name: Vec<String>,
     /// `[location:*]` sections in file order; prefixes are unique within the server.
     pub locations: Vec<Location>,
+    /// Effective limits: the server's own keys over `[uwgate]`'s.
+    pub limits: Limits,
 }
 
 /// `[location:PREFIX]`: what serves the URIs under one prefix.
@@ -136,6 +156,8 @@ pub struct Location {
     pub internal: bool,
     /// `allow`/`deny` rules in file order; the first match decides, no match allows.
     pub access: Vec<AccessRule>,
+    /// Effective limits: the location's own keys over its server's.
+    pub limits: Limits,
 }
 
 /// The handler of a location.
@@ -392,6 +414,26 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A connection's route before (or without) a server or location: [`Config::limits`] then falls
+/// back to the server's, or `[uwgate]`'s, limits.
+pub const NO_ROUTE: u16 = u16::MAX;
+
+impl Config {
+    /// The limits that apply to a request routed to location `location` of server `server`
+    /// (indices as the connection records them): the location's, else the server's when the
+    /// location is unknown ([`NO_ROUTE`], or gone after a reload), else `[uwgate]`'s. Read by
+    /// the request path wherever a limit applies, so every limit comes from one place.
+    pub fn limits(&self, server: u16, location: u16) -> &Limits {
+        match self.servers.get(usize::from(server)) {
+            Some(s) => s
+                .locations
+                .get(usize::from(location))
+                .map_or(&s.limits, |l| &l.limits),
+            None => &self.global.limits,
+        }
+    }
+}
+
 /// An error at `line`, before the file name is known (`parse` fills it in).
 pub(crate) fn at(line: usize, message: String) -> ConfigError {
     ConfigError {
@@ -471,14 +513,10 @@ impl Default for Global {
             client_header_buffer_size: 8 << 10,
             buffer_size: 16 << 10,
             buffer_pool: 256,
-            client_max_body_size: 1 << 20,
             temp_path: PathBuf::from("/var/lib/uwgate/tmp"),
             client_header_timeout: Duration::from_secs(60),
-            client_body_timeout: Duration::from_secs(60),
             client_body_min_rate: 1 << 10,
-            send_timeout: Duration::from_secs(60),
-            keepalive_timeout: Duration::from_secs(75),
-            keepalive_requests: 1000,
+            limits: Limits::default(),
             shutdown_timeout: Duration::from_secs(10),
             open_file_cache: 1000,
             open_file_cache_valid: Duration::from_secs(1),
@@ -584,9 +622,9 @@ mod tests {
         assert_eq!(g.client_header_buffer_size, 8192);
         assert_eq!(g.buffer_size, 16384);
         assert_eq!(g.buffer_pool, 256);
-        assert_eq!(g.client_max_body_size, 1048576);
+        assert_eq!(g.limits.client_max_body_size, 1048576);
         assert_eq!(g.client_body_min_rate, 1024);
-        assert_eq!(g.keepalive_timeout, Duration::from_secs(75));
+        assert_eq!(g.limits.keepalive_timeout, Duration::from_secs(75));
         assert_eq!(g.syslog, SyslogTarget::Unix("/dev/log".into()));
     }
 }

@@ -1,26 +1,34 @@
 //! `Range` and `If-Range` evaluation for static files (RFC 9110 sections 14.2 and 13.1.5).
 //!
 //! Owns deciding, from the header text and the file size, whether a GET is answered whole (200),
-//! in parts (206) or refused (416). Follows nginx: anything it cannot parse is ignored rather than
-//! refused, at most 16 ranges are honoured, and a request whose ranges add up to more than the file
-//! is served whole (no overlapping-range amplification). Must never allocate, never panic on
-//! overflow, and never return a range that is not inside `0..size`.
+//! in parts (206) or refused (416). Follows nginx's range filter byte for byte: a value that does
+//! not start with `bytes=` (any case) is ignored; after it, a range set nginx cannot parse is
+//! refused with 416, not ignored; more satisfiable ranges than `max_ranges` (at most 16), or ranges
+//! adding up to more than the file (no overlapping-range amplification), serve the whole file.
+//! Must never allocate, never panic on overflow, and never return a range that is not inside
+//! `0..size`.
 
 use heapless::Vec;
 
 use super::date::parse_http_date;
 
-/// Most ranges served in one multipart response (nginx `max_ranges`); more → whole file.
+/// Most ranges served in one multipart response; more → whole file (a location's `max_ranges`
+/// can only lower it).
 pub const MAX_RANGES: usize = 16;
+
+/// Largest position or length nginx accepts (its `off_t`); beyond it → 416.
+const MAX_OFFSET: u64 = i64::MAX as u64;
 
 /// What to do with a `Range` header.
 // Built once per range request on the stack; boxing the 16 ranges would allocate.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RangeSpec {
-    /// Not a valid `bytes=` range set (or too many ranges): serve the whole file with 200.
+    /// Not a `bytes=` range, ranges disabled, too many ranges, or ranges larger than the file
+    /// together: serve the whole file with 200.
     Ignore,
-    /// Valid, but no range overlaps the file: 416 with `Content-Range: bytes */size`.
+    /// Not a valid range set, or no range overlaps the file: 416 with
+    /// `Content-Range: bytes */size`.
     Unsatisfiable,
     /// Inclusive `(first, last)` byte positions, in request order, each within `0..size`.
     Ranges(Vec<(u64, u64), MAX_RANGES>),
@@ -35,88 +43,113 @@ fn trim_ows(s: &[u8]) -> &[u8] {
     }
 }
 
-/// 1*DIGIT as u64; `None` on empty, a non-digit, or overflow.
-fn parse_u64(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |acc, &b| {
-        if b.is_ascii_digit() {
-            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-        } else {
-            None
-        }
-    })
+/// A cursor over the range set; `0` past the end, as nginx reads its NUL-terminated copy.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
 }
 
-/// One range-spec resolved against `size`: `Err(())` = syntax error, `Ok(None)` = unsatisfiable.
-fn resolve(spec: &[u8], size: u64) -> Result<Option<(u64, u64)>, ()> {
-    let dash = spec.iter().position(|&b| b == b'-').ok_or(())?;
-    let (first, last) = (&spec[..dash], spec.get(dash + 1..).unwrap_or(&[]));
-    if first.is_empty() {
-        // suffix-range: the last N bytes; `-0` asks for nothing.
-        let n = parse_u64(last).ok_or(())?;
-        if n == 0 || size == 0 {
-            return Ok(None);
-        }
-        return Ok(Some((size - n.min(size), size - 1)));
+impl Cursor<'_> {
+    fn peek(&self) -> u8 {
+        self.bytes.get(self.at).copied().unwrap_or(0)
     }
-    let start = parse_u64(first).ok_or(())?;
-    let end = if last.is_empty() {
-        u64::MAX
-    } else {
-        let end = parse_u64(last).ok_or(())?;
-        if start > end {
-            return Err(());
-        }
-        end
-    };
-    if start >= size {
-        return Ok(None);
+
+    fn bump(&mut self) -> u8 {
+        let b = self.peek();
+        self.at += 1;
+        b
     }
-    Ok(Some((start, end.min(size - 1))))
+
+    fn skip_spaces(&mut self) {
+        while self.peek() == b' ' {
+            self.at += 1;
+        }
+    }
+
+    /// 1*DIGIT at the cursor, at most [`MAX_OFFSET`]; `None` when absent or too large.
+    fn number(&mut self) -> Option<u64> {
+        if !self.peek().is_ascii_digit() {
+            return None;
+        }
+        let mut n: u64 = 0;
+        while self.peek().is_ascii_digit() {
+            n = n
+                .checked_mul(10)?
+                .checked_add(u64::from(self.bump() - b'0'))
+                .filter(|&n| n <= MAX_OFFSET)?;
+        }
+        Some(n)
+    }
 }
 
-/// Evaluates a `Range` header value against a file of `size` bytes. Called by static files for a
-/// GET whose `If-Range` (if any) matched.
+/// Evaluates a `Range` header value against a file of `size` bytes, allowing at most
+/// `max_ranges` ranges (a location's `max_ranges`; 0 disables ranges, more than [`MAX_RANGES`]
+/// counts as [`MAX_RANGES`]). Called by static files for a GET whose `If-Range` (if any) matched.
 ///
-/// Accepts `bytes=0-499`, `bytes=500-`, `bytes=-500` and comma lists of them (OWS around commas,
-/// empty list elements skipped, unit case-insensitive). `start > end`, a non-`bytes` unit or any
-/// other syntax error → `Ignore`; more than 16 ranges, or ranges summing to more than `size` →
-/// `Ignore`; no satisfiable range → `Unsatisfiable` (always so for `size == 0`).
-pub fn parse_range(header: &[u8], size: u64) -> RangeSpec {
+/// nginx's grammar: `bytes=` (any case, and something after it), then a comma list (no empty
+/// elements) of `FIRST-LAST`, `FIRST-` or `-SUFFIX`, spaces (not tabs) allowed around the numbers
+/// and the dash. Anything else after `bytes=` → `Unsatisfiable`; so is a set of which no range
+/// starts inside the file (`start > end` ranges and `-0` are dropped). A range starting at 0 in
+/// an empty file → `Ignore` (nginx serves the empty file).
+pub fn parse_range(header: &[u8], size: u64, max_ranges: usize) -> RangeSpec {
     let set = match header.get(..6) {
-        Some(unit) if unit.eq_ignore_ascii_case(b"bytes=") => &header[6..],
+        Some(unit) if unit.eq_ignore_ascii_case(b"bytes=") && header.len() > 6 => &header[6..],
         _ => return RangeSpec::Ignore,
     };
+    if max_ranges == 0 {
+        return RangeSpec::Ignore;
+    }
+    let allowed = max_ranges.min(MAX_RANGES);
     let mut ranges: Vec<(u64, u64), MAX_RANGES> = Vec::new();
-    let mut specs = 0usize;
     let mut covered: u64 = 0;
-    for element in set.split(|&b| b == b',') {
-        let spec = trim_ows(element);
-        if spec.is_empty() {
-            continue;
+    let mut c = Cursor { bytes: set, at: 0 };
+    loop {
+        // 1. One range as [start, end), the end clamped to the file.
+        c.skip_spaces();
+        let (start, end) = if c.peek() == b'-' {
+            c.bump();
+            let Some(suffix) = c.number() else {
+                return RangeSpec::Unsatisfiable;
+            };
+            (size.saturating_sub(suffix), size)
+        } else {
+            let Some(start) = c.number() else {
+                return RangeSpec::Unsatisfiable;
+            };
+            c.skip_spaces();
+            if c.bump() != b'-' {
+                return RangeSpec::Unsatisfiable;
+            }
+            c.skip_spaces();
+            if matches!(c.peek(), b',' | 0) {
+                (start, size)
+            } else {
+                let Some(last) = c.number() else {
+                    return RangeSpec::Unsatisfiable;
+                };
+                (start, last.saturating_add(1).min(size))
+            }
+        };
+        c.skip_spaces();
+        if !matches!(c.peek(), b',' | 0) {
+            return RangeSpec::Unsatisfiable;
         }
-        specs += 1;
-        if specs > MAX_RANGES {
+        // 2. Keep it if it overlaps the file; a range starting at 0 that cannot (an empty
+        //    file) means the whole (empty) file.
+        if start < end {
+            covered = match covered.checked_add(end - start) {
+                Some(total) if total <= MAX_OFFSET => total,
+                _ => return RangeSpec::Unsatisfiable,
+            };
+            if ranges.len() == allowed || ranges.push((start, end - 1)).is_err() {
+                return RangeSpec::Ignore;
+            }
+        } else if start == 0 {
             return RangeSpec::Ignore;
         }
-        match resolve(spec, size) {
-            Err(()) => return RangeSpec::Ignore,
-            Ok(None) => {}
-            Ok(Some((first, last))) => {
-                covered = match covered.checked_add(last - first + 1) {
-                    Some(total) => total,
-                    None => return RangeSpec::Ignore,
-                };
-                if ranges.push((first, last)).is_err() {
-                    return RangeSpec::Ignore;
-                }
-            }
+        if c.bump() != b',' {
+            break;
         }
-    }
-    if specs == 0 {
-        return RangeSpec::Ignore;
     }
     if ranges.is_empty() {
         return RangeSpec::Unsatisfiable;
@@ -148,93 +181,73 @@ mod tests {
         RangeSpec::Ranges(Vec::from_slice(list).unwrap())
     }
 
+    fn parse(header: &[u8], size: u64) -> RangeSpec {
+        parse_range(header, size, MAX_RANGES)
+    }
+
     #[test]
     fn first_last_range_is_inclusive() {
-        assert_eq!(parse_range(b"bytes=0-499", 1000), ranges(&[(0, 499)]));
-        assert_eq!(parse_range(b"bytes=0-0", 1000), ranges(&[(0, 0)]));
-        assert_eq!(parse_range(b"bytes=999-999", 1000), ranges(&[(999, 999)]));
+        assert_eq!(parse(b"bytes=0-499", 1000), ranges(&[(0, 499)]));
+        assert_eq!(parse(b"bytes=0-0", 1000), ranges(&[(0, 0)]));
+        assert_eq!(parse(b"bytes=999-999", 1000), ranges(&[(999, 999)]));
     }
 
     #[test]
     fn open_ended_range_runs_to_the_end() {
-        assert_eq!(parse_range(b"bytes=500-", 1000), ranges(&[(500, 999)]));
-        assert_eq!(parse_range(b"bytes=0-", 1), ranges(&[(0, 0)]));
+        assert_eq!(parse(b"bytes=500-", 1000), ranges(&[(500, 999)]));
+        assert_eq!(parse(b"bytes=0-", 1), ranges(&[(0, 0)]));
     }
 
     #[test]
     fn last_position_is_clamped_to_the_file() {
-        assert_eq!(parse_range(b"bytes=900-5000", 1000), ranges(&[(900, 999)]));
-        assert_eq!(
-            parse_range(b"bytes=0-18446744073709551615", 10),
-            ranges(&[(0, 9)])
-        );
+        assert_eq!(parse(b"bytes=900-5000", 1000), ranges(&[(900, 999)]));
+        assert_eq!(parse(b"bytes=0-9223372036854775807", 10), ranges(&[(0, 9)]));
     }
 
     #[test]
     fn suffix_range_takes_the_last_bytes() {
-        assert_eq!(parse_range(b"bytes=-500", 1000), ranges(&[(500, 999)]));
-        assert_eq!(parse_range(b"bytes=-5000", 1000), ranges(&[(0, 999)]));
-        assert_eq!(parse_range(b"bytes=-1", 1000), ranges(&[(999, 999)]));
+        assert_eq!(parse(b"bytes=-500", 1000), ranges(&[(500, 999)]));
+        assert_eq!(parse(b"bytes=-5000", 1000), ranges(&[(0, 999)]));
+        assert_eq!(parse(b"bytes=-1", 1000), ranges(&[(999, 999)]));
     }
 
     #[test]
     fn suffix_of_zero_is_unsatisfiable() {
-        assert_eq!(parse_range(b"bytes=-0", 1000), RangeSpec::Unsatisfiable);
-        assert_eq!(parse_range(b"bytes=-0,0-1", 1000), ranges(&[(0, 1)]));
+        assert_eq!(parse(b"bytes=-0", 1000), RangeSpec::Unsatisfiable);
+        assert_eq!(parse(b"bytes=-0,0-1", 1000), ranges(&[(0, 1)]));
+        assert_eq!(parse(b"bytes=0-0,-0", 20), ranges(&[(0, 0)]));
     }
 
     #[test]
-    fn lists_keep_request_order_and_allow_whitespace() {
+    fn lists_keep_request_order_and_allow_spaces() {
+        assert_eq!(parse(b"bytes=0-0,-1", 1000), ranges(&[(0, 0), (999, 999)]));
         assert_eq!(
-            parse_range(b"bytes=0-0,-1", 1000),
-            ranges(&[(0, 0), (999, 999)])
-        );
-        assert_eq!(
-            parse_range(b"bytes=10-19 ,\t0-9 , 20-", 30),
+            parse(b"bytes=10-19 , 0 - 9 ,  20-", 30),
             ranges(&[(10, 19), (0, 9), (20, 29)])
         );
-        assert_eq!(parse_range(b"bytes=,0-1,,", 30), ranges(&[(0, 1)]));
+        assert_eq!(parse(b"bytes=  0-1", 30), ranges(&[(0, 1)]));
+        assert_eq!(parse(b"bytes=0-1, 2-3", 30), ranges(&[(0, 1), (2, 3)]));
     }
 
     #[test]
     fn unit_is_case_insensitive() {
-        assert_eq!(parse_range(b"BYTES=0-1", 10), ranges(&[(0, 1)]));
-        assert_eq!(parse_range(b"Bytes=0-1", 10), ranges(&[(0, 1)]));
+        assert_eq!(parse(b"BYTES=0-1", 10), ranges(&[(0, 1)]));
+        assert_eq!(parse(b"Bytes=0-1", 10), ranges(&[(0, 1)]));
     }
 
     #[test]
-    fn start_after_end_is_ignored() {
-        assert_eq!(parse_range(b"bytes=500-499", 1000), RangeSpec::Ignore);
-        assert_eq!(parse_range(b"bytes=0-1,5-4", 1000), RangeSpec::Ignore);
-    }
-
-    #[test]
-    fn syntax_errors_are_ignored_not_refused() {
+    fn other_units_and_an_empty_set_are_ignored() {
         for h in [
             &b""[..],
             b"bytes",
             b"bytes=",
-            b"bytes= ",
-            b"bytes=,",
-            b"bytes=-",
-            b"bytes=abc",
-            b"bytes=1",
-            b"bytes=0-1-2",
-            b"bytes=--1",
-            b"bytes=+1-2",
-            b"bytes=0x1-2",
-            b"bytes=1 -2",
-            b"bytes=1- 2",
             b"bytes =0-1",
-            b"bytes= 0-1;x",
             b"items=0-1",
             b"bits=0-1",
             b"0-1",
-            b"bytes=99999999999999999999-",
-            b"bytes=-99999999999999999999",
         ] {
             assert_eq!(
-                parse_range(h, 1000),
+                parse(h, 1000),
                 RangeSpec::Ignore,
                 "{}",
                 String::from_utf8_lossy(h)
@@ -243,77 +256,154 @@ mod tests {
     }
 
     #[test]
-    fn ranges_starting_past_the_end_are_dropped() {
-        assert_eq!(parse_range(b"bytes=1000-", 1000), RangeSpec::Unsatisfiable);
-        assert_eq!(
-            parse_range(b"bytes=1000-2000", 1000),
-            RangeSpec::Unsatisfiable
-        );
-        assert_eq!(parse_range(b"bytes=2000-3000,0-1", 1000), ranges(&[(0, 1)]));
-        assert_eq!(
-            parse_range(b"bytes=1000-,5000-", 1000),
-            RangeSpec::Unsatisfiable
-        );
-    }
-
-    #[test]
-    fn empty_file_satisfies_no_range() {
-        for h in [&b"bytes=0-"[..], b"bytes=0-0", b"bytes=-1", b"bytes=-0"] {
-            assert_eq!(parse_range(h, 0), RangeSpec::Unsatisfiable);
+    fn syntax_errors_after_bytes_are_416() {
+        for h in [
+            &b"bytes=a-10"[..],
+            b"bytes=0-a",
+            b"bytes=10",
+            b"bytes=0-1 2-3",
+            b"bytes= ",
+            b"bytes=,",
+            b"bytes=,0-1",
+            b"bytes=0-1,",
+            b"bytes=0-1,,2-3",
+            b"bytes=0-1,\t2-3",
+            b"bytes=-",
+            b"bytes=- 5",
+            b"bytes=abc",
+            b"bytes=0-1-2",
+            b"bytes=--1",
+            b"bytes=+1-2",
+            b"bytes=0x1-2",
+            b"bytes= 0-1;x",
+            b"bytes=99999999999999999999-",
+            b"bytes=-99999999999999999999",
+            b"bytes=9223372036854775808-",
+        ] {
+            assert_eq!(
+                parse(h, 1000),
+                RangeSpec::Unsatisfiable,
+                "{}",
+                String::from_utf8_lossy(h)
+            );
         }
-        assert_eq!(parse_range(b"bytes=x", 0), RangeSpec::Ignore);
     }
 
     #[test]
-    fn more_than_sixteen_ranges_serve_the_whole_file() {
+    fn start_after_end_is_dropped() {
+        assert_eq!(parse(b"bytes=500-499", 1000), RangeSpec::Unsatisfiable);
+        assert_eq!(parse(b"bytes=0-1,5-4", 1000), ranges(&[(0, 1)]));
+    }
+
+    #[test]
+    fn ranges_starting_past_the_end_are_dropped() {
+        assert_eq!(parse(b"bytes=1000-", 1000), RangeSpec::Unsatisfiable);
+        assert_eq!(parse(b"bytes=1000-2000", 1000), RangeSpec::Unsatisfiable);
+        assert_eq!(parse(b"bytes=2000-3000,0-1", 1000), ranges(&[(0, 1)]));
+        assert_eq!(parse(b"bytes=1000-,5000-", 1000), RangeSpec::Unsatisfiable);
+    }
+
+    #[test]
+    fn empty_file_is_served_whole_for_a_range_from_zero() {
+        for h in [
+            &b"bytes=0-"[..],
+            b"bytes=0-0",
+            b"bytes=-1",
+            b"bytes=0-1,2-3",
+        ] {
+            assert_eq!(
+                parse(h, 0),
+                RangeSpec::Ignore,
+                "{}",
+                String::from_utf8_lossy(h)
+            );
+        }
+        assert_eq!(parse(b"bytes=1-2", 0), RangeSpec::Unsatisfiable);
+        assert_eq!(parse(b"bytes=-0", 0), RangeSpec::Ignore);
+        assert_eq!(parse(b"bytes=x", 0), RangeSpec::Unsatisfiable);
+    }
+
+    #[test]
+    fn more_ranges_than_allowed_serve_the_whole_file() {
         let sixteen =
             b"bytes=0-0,1-1,2-2,3-3,4-4,5-5,6-6,7-7,8-8,9-9,10-10,11-11,12-12,13-13,14-14,15-15";
-        match parse_range(sixteen, 100) {
+        match parse(sixteen, 100) {
             RangeSpec::Ranges(r) => assert_eq!(r.len(), 16),
             other => panic!("{other:?}"),
         }
         let seventeen = b"bytes=0-0,1-1,2-2,3-3,4-4,5-5,6-6,7-7,8-8,9-9,10-10,11-11,12-12,13-13,14-14,15-15,16-16";
-        assert_eq!(parse_range(seventeen, 100), RangeSpec::Ignore);
-        let unsatisfiable_count_too = b"bytes=0-0,1-1,2-2,3-3,4-4,5-5,6-6,7-7,8-8,9-9,10-10,11-11,12-12,13-13,14-14,15-15,900-";
-        assert_eq!(parse_range(unsatisfiable_count_too, 100), RangeSpec::Ignore);
+        assert_eq!(parse(seventeen, 100), RangeSpec::Ignore);
+        assert_eq!(parse_range(seventeen, 100, usize::MAX), RangeSpec::Ignore);
+        // Unsatisfiable ranges do not count (nginx counts the ranges it keeps).
+        let with_unsatisfiable = b"bytes=0-0,1-1,2-2,3-3,4-4,5-5,6-6,7-7,8-8,9-9,10-10,11-11,12-12,13-13,14-14,15-15,900-";
+        assert!(matches!(parse(with_unsatisfiable, 100), RangeSpec::Ranges(r) if r.len() == 16));
+    }
+
+    #[test]
+    fn max_ranges_lowers_the_limit_and_zero_disables_ranges() {
+        assert_eq!(parse_range(b"bytes=0-1", 100, 1), ranges(&[(0, 1)]));
+        assert_eq!(parse_range(b"bytes=0-1,3-4", 100, 1), RangeSpec::Ignore);
+        assert_eq!(
+            parse_range(b"bytes=0-1,3-4", 100, 2),
+            ranges(&[(0, 1), (3, 4)])
+        );
+        assert_eq!(parse_range(b"bytes=0-1", 100, 0), RangeSpec::Ignore);
+        assert_eq!(parse_range(b"bytes=a", 100, 0), RangeSpec::Ignore);
+        assert_eq!(parse_range(b"bytes=a", 100, 1), RangeSpec::Unsatisfiable);
     }
 
     #[test]
     fn overlapping_ranges_larger_than_the_file_are_ignored() {
-        assert_eq!(parse_range(b"bytes=0-,0-", 100), RangeSpec::Ignore);
-        assert_eq!(parse_range(b"bytes=0-60,40-99", 100), RangeSpec::Ignore);
+        assert_eq!(parse(b"bytes=0-,0-", 100), RangeSpec::Ignore);
+        assert_eq!(parse(b"bytes=0-60,40-99", 100), RangeSpec::Ignore);
         assert_eq!(
-            parse_range(b"bytes=0-49,40-79", 100),
+            parse(b"bytes=0-49,40-79", 100),
             ranges(&[(0, 49), (40, 79)])
         );
     }
 
     #[test]
     fn huge_sizes_do_not_overflow() {
+        let max = i64::MAX as u64;
+        assert_eq!(parse(b"bytes=-1", max), ranges(&[(max - 1, max - 1)]));
+        assert_eq!(parse(b"bytes=0-", max), ranges(&[(0, max - 1)]));
+        assert_eq!(parse(b"bytes=0-,1-", max), RangeSpec::Unsatisfiable);
         assert_eq!(
-            parse_range(b"bytes=-1", u64::MAX),
+            parse(b"bytes=-1", u64::MAX),
             ranges(&[(u64::MAX - 1, u64::MAX - 1)])
         );
-        assert_eq!(
-            parse_range(b"bytes=0-", u64::MAX),
-            ranges(&[(0, u64::MAX - 1)])
-        );
-        assert_eq!(parse_range(b"bytes=0-,1-", u64::MAX), RangeSpec::Ignore);
     }
 
     #[test]
     fn returned_ranges_are_always_inside_the_file() {
-        let specs = ["0-0", "5-", "-3", "9-20", "-0", "10-", "3-4", "-20", "0-"];
+        let specs = [
+            "0-0", "5-", "-3", "9-20", "-0", "10-", "3-4", "-20", "0-", " 1 - 2 ",
+        ];
         for size in 0..12u64 {
             for a in specs {
                 for b in specs {
                     let header = format!("bytes={a},{b}");
-                    if let RangeSpec::Ranges(r) = parse_range(header.as_bytes(), size) {
+                    if let RangeSpec::Ranges(r) = parse(header.as_bytes(), size) {
                         assert!(!r.is_empty());
                         for (first, last) in r {
                             assert!(first <= last && last < size, "{header} {size}");
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn never_panics_on_mutated_values() {
+        let seed = b"bytes=0-1, 5 - 9,-3,10-";
+        for i in 0..seed.len() {
+            for b in [0u8, b' ', b'\t', b',', b'-', b'9', b'a', 0xff] {
+                let mut h = seed.to_vec();
+                h[i] = b;
+                for size in [0, 1, 10, u64::MAX] {
+                    let _ = parse(&h, size);
+                    let _ = parse(&h[..i], size);
                 }
             }
         }

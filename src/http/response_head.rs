@@ -488,10 +488,10 @@ fn parse_decimal(v: &[u8]) -> Result<u64, InvalidHead> {
 }
 
 fn span(start: usize, end: usize) -> Result<Span, InvalidHead> {
-    Ok(Span {
-        start: u32::try_from(start).map_err(|_| InvalidHead)?,
-        end: u32::try_from(end).map_err(|_| InvalidHead)?,
-    })
+    Ok(Span::new(
+        u32::try_from(start).map_err(|_| InvalidHead)?,
+        u32::try_from(end).map_err(|_| InvalidHead)?,
+    ))
 }
 
 /// Appends into the caller's buffer; `None` = does not fit.

@@ -35,6 +35,8 @@ pub enum Status {
     RequestTimeout,
     /// 411: a body-carrying request without framing where one is required.
     LengthRequired,
+    /// 412: a static file's `If-Match` or `If-Unmodified-Since` failed.
+    PreconditionFailed,
     /// 413: body larger than `client_max_body_size`.
     ContentTooLarge,
     /// 414: request line longer than `client_header_buffer_size`, or a path that overflows.
@@ -61,7 +63,7 @@ pub enum Status {
 
 impl Status {
     /// Every variant, in code order; handy for tables and tests.
-    pub const ALL: [Status; 24] = [
+    pub const ALL: [Status; 25] = [
         Status::Continue,
         Status::Ok,
         Status::NoContent,
@@ -75,6 +77,7 @@ impl Status {
         Status::MethodNotAllowed,
         Status::RequestTimeout,
         Status::LengthRequired,
+        Status::PreconditionFailed,
         Status::ContentTooLarge,
         Status::UriTooLong,
         Status::RangeNotSatisfiable,
@@ -104,6 +107,7 @@ impl Status {
             Status::MethodNotAllowed => 405,
             Status::RequestTimeout => 408,
             Status::LengthRequired => 411,
+            Status::PreconditionFailed => 412,
             Status::ContentTooLarge => 413,
             Status::UriTooLong => 414,
             Status::RangeNotSatisfiable => 416,
@@ -134,6 +138,7 @@ impl Status {
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::RequestTimeout => "Request Timeout",
             Status::LengthRequired => "Length Required",
+            Status::PreconditionFailed => "Precondition Failed",
             Status::ContentTooLarge => "Content Too Large",
             Status::UriTooLong => "URI Too Long",
             Status::RangeNotSatisfiable => "Range Not Satisfiable",

@@ -11,8 +11,8 @@ use std::net::IpAddr;
 pub struct Entry<'a> {
     pub peer: IpAddr,
     pub unix: i64,
-    /// The parsed head, `None` when the head could not be parsed (then the first line of
-    /// `input` is logged as the request line).
+    /// The parsed head, `None` when the head could not be parsed (the request line is the
+    /// first line of `input` either way).
     pub head: Option<&'a Head>,
     /// The input the head was parsed from.
     pub input: &'a [u8],
@@ -24,14 +24,11 @@ pub struct Entry<'a> {
 pub fn log(entry: &Entry<'_>, scratch: &mut [u8]) {
     let (request_line, referer, agent): (&[u8], &[u8], &[u8]) = match entry.head {
         Some(h) => (
-            h.request_line.get(entry.input),
+            crate::http::request::request_line(entry.input).0,
             h.referer.map_or(&[][..], |s| s.get(entry.input)),
             h.user_agent.map_or(&[][..], |s| s.get(entry.input)),
         ),
-        None => {
-            let line = first_line(entry.input);
-            (line, b"", b"")
-        }
+        None => (crate::http::request::request_line(entry.input).0, b"", b""),
     };
     let n = crate::logging::format_combined(
         scratch,
@@ -44,36 +41,4 @@ pub fn log(entry: &Entry<'_>, scratch: &mut [u8]) {
         agent,
     );
     crate::logging::access(scratch.get(..n).unwrap_or(scratch));
-}
-
-/// The first line of `input` after any leading empty lines, without its line end.
-fn first_line(input: &[u8]) -> &[u8] {
-    let start = input
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(input.len());
-    let rest = input.get(start..).unwrap_or(&[]);
-    let end = rest
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(rest.len());
-    rest.get(..end).unwrap_or(&[])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_line_has_no_line_end_in_either_form() {
-        assert_eq!(
-            first_line(b"GET / HTTP/1.1\r\nHost: a\r\n"),
-            b"GET / HTTP/1.1"
-        );
-        assert_eq!(
-            first_line(b"\r\nGET /x HTTP/1.0\nHost: a\n"),
-            b"GET /x HTTP/1.0"
-        );
-        assert_eq!(first_line(b"GARBAGE"), b"GARBAGE");
-    }
 }

@@ -8,7 +8,7 @@
 
 use super::status;
 use super::Ctx;
-use crate::config::{AccessRule, Handler, StaticConf};
+use crate::config::{AccessRule, Handler, StaticConf, NO_ROUTE};
 use crate::http::request::{header_contains_token, Head, Method, Span};
 use crate::http::response::{error_page, error_page_len, start, HeadWriter};
 use crate::http::Status;
@@ -35,6 +35,9 @@ pub struct Answer {
     pub body: Body,
     /// What the `Connection` header promised.
     pub keep_alive: bool,
+    /// (server, location) the request was routed to, as far as it got (`NO_ROUTE` before):
+    /// whose limits apply to the rest of the exchange.
+    pub route: (u16, u16),
 }
 
 /// What a parsed head becomes.
@@ -49,6 +52,8 @@ pub enum Outcome {
         server: u16,
         location: u16,
         path_len: usize,
+        /// Whether the connection may stay open after the answer.
+        keep_alive: bool,
     },
 }
 
@@ -57,8 +62,19 @@ pub struct Request<'a> {
     pub head: &'a Head,
     pub peer: SocketAddr,
     pub local: SocketAddr,
-    pub keep_alive: bool,
+    /// The client asks for keep-alive and uwgate is not stopping; the route's
+    /// `keepalive_timeout` and `keepalive_requests` decide the rest.
+    pub wants_keep_alive: bool,
+    /// Requests on this connection, this one included.
+    pub requests: u32,
     pub head_only: bool,
+}
+
+impl Request<'_> {
+    /// Whether the connection stays open after this request, routed to `route`.
+    fn keep_alive(&self, ctx: &Ctx<'_>, route: (u16, u16)) -> bool {
+        self.wants_keep_alive && ctx.cfg.limits(route.0, route.1).keeps_alive(self.requests)
+    }
 }
 
 /// Statuses after which the request framing can't be trusted: answer and close.
@@ -110,6 +126,7 @@ pub fn error(
         inline: if head_only { 0 } else { page_len },
         body: Body::None,
         keep_alive,
+        route: (NO_ROUTE, NO_ROUTE),
     }
 }
 
@@ -158,44 +175,53 @@ fn span(buf: &[u8], r: Option<Span>) -> Option<&[u8]> {
 }
 
 /// Answers the request whose head is in `input`, writing into `out` (the output region).
+/// Routing decides which limits apply: keep-alive and `client_max_body_size` (413, checked
+/// before the access rules, as nginx) are the location's.
 pub fn answer(req: &Request<'_>, input: &[u8], out: &mut [u8], ctx: &Ctx<'_>) -> Outcome {
-    let fail = |status, extra, out: &mut [u8]| {
-        Outcome::Answer(error(
-            status,
-            extra,
-            req.keep_alive,
-            req.head_only,
-            out,
-            ctx,
-        ))
+    let mut route = (NO_ROUTE, NO_ROUTE);
+    let fail = |status, extra, route: (u16, u16), out: &mut [u8]| {
+        let keep_alive = req.keep_alive(ctx, route);
+        let mut a = error(status, extra, keep_alive, req.head_only, out, ctx);
+        a.route = route;
+        Outcome::Answer(a)
     };
     let head = req.head;
     // 1. Canonical path into the loop's buffer (decoded once, dot segments resolved).
     let Ok(mut path_buf) = ctx.uri_buf.try_borrow_mut() else {
-        return fail(Status::InternalServerError, Extra::None, out);
+        return fail(Status::InternalServerError, Extra::None, route, out);
     };
     let path_len = match crate::http::path::canonicalize(head.path(input), &mut path_buf[..]) {
         Ok(n) => n,
-        Err(status) => return fail(status, Extra::None, out),
+        Err(status) => return fail(status, Extra::None, route, out),
     };
     let path = path_buf.get(..path_len).unwrap_or(&[]);
 
     // 2. Server by listening address and Host, then the longest-prefix location.
     let host = span(input, head.host);
     let Some(si) = ctx.router.server(ctx.cfg, req.local, host) else {
-        return fail(Status::NotFound, Extra::None, out);
+        return fail(Status::NotFound, Extra::None, route, out);
     };
+    route.0 = si as u16;
     let Some((li, loc)) = ctx.router.location(ctx.cfg, si, path, false) else {
-        return fail(Status::NotFound, Extra::None, out);
+        return fail(Status::NotFound, Extra::None, route, out);
     };
-    if !access_allowed(&loc.access, req.peer.ip()) {
-        return fail(Status::Forbidden, Extra::None, out);
+    route.1 = li as u16;
+    if head
+        .content_length
+        .is_some_and(|n| loc.limits.body_too_large(n))
+    {
+        return fail(Status::ContentTooLarge, Extra::None, route, out);
     }
+    if !access_allowed(&loc.access, req.peer.ip()) {
+        return fail(Status::Forbidden, Extra::None, route, out);
+    }
+    let keep_alive = req.keep_alive(ctx, route);
+    let routed = |a: Answer| Outcome::Answer(Answer { route, ..a });
 
     match &loc.handler {
         Handler::Static(sc) => {
             if !matches!(head.method, Method::Get | Method::Head) {
-                return fail(Status::MethodNotAllowed, Extra::AllowGetHead, out);
+                return fail(Status::MethodNotAllowed, Extra::AllowGetHead, route, out);
             }
             let target = StaticTarget {
                 path,
@@ -203,25 +229,26 @@ pub fn answer(req: &Request<'_>, input: &[u8], out: &mut [u8], ctx: &Ctx<'_>) ->
                 head: Some(head),
                 input,
                 extra_headers: b"",
+                max_ranges: loc.limits.max_ranges(),
             };
-            serve_static(req.keep_alive, req.head_only, out, ctx, sc, target)
-                .map_or(Outcome::TooBig, Outcome::Answer)
+            serve_static(keep_alive, req.head_only, out, ctx, sc, target)
+                .map_or(Outcome::TooBig, routed)
         }
         Handler::StubStatus => {
             let json = query_has_param(head.query(input), b"format", b"json");
-            status_page(req.keep_alive, req.head_only, out, ctx, json)
-                .map_or(Outcome::TooBig, Outcome::Answer)
+            status_page(keep_alive, req.head_only, out, ctx, json).map_or(Outcome::TooBig, routed)
         }
         Handler::Uwsgi(_) => match out.get_mut(..path_len) {
             Some(dst) => {
                 dst.copy_from_slice(path);
                 Outcome::Forward {
-                    server: si as u16,
-                    location: li as u16,
+                    server: route.0,
+                    location: route.1,
                     path_len,
+                    keep_alive,
                 }
             }
-            None => fail(Status::UriTooLong, Extra::None, out),
+            None => fail(Status::UriTooLong, Extra::None, route, out),
         },
     }
 }
@@ -237,6 +264,8 @@ struct StaticTarget<'a> {
     input: &'a [u8],
     /// Header lines carried over from the app.
     extra_headers: &'a [u8],
+    /// The location's `max_ranges`.
+    max_ranges: usize,
 }
 
 /// Serves a file from a static location into `out`; `None` when the head does not fit.
@@ -255,6 +284,7 @@ fn serve_static(
         head,
         input,
         extra_headers,
+        max_ranges,
     } = target;
     let field = |f: fn(&Head) -> Option<Span>| head.and_then(|h| span(input, f(h)));
     let req = StaticRequest {
@@ -263,6 +293,9 @@ fn serve_static(
         location_prefix: prefix,
         if_none_match: field(|h| h.if_none_match),
         if_modified_since: field(|h| h.if_modified_since),
+        if_match: field(|h| h.if_match),
+        if_unmodified_since: field(|h| h.if_unmodified_since),
+        max_ranges,
         range: head
             .filter(|h| h.method == Method::Get)
             .and_then(|h| span(input, h.range)),
@@ -308,6 +341,7 @@ fn serve_static(
                 inline,
                 body,
                 keep_alive,
+                route: (NO_ROUTE, NO_ROUTE),
             })
         }
         Ok(_) => None,
@@ -348,6 +382,7 @@ pub fn internal(
                     head: None,
                     input: &[],
                     extra_headers: extra,
+                    max_ranges: loc.limits.max_ranges(),
                 };
                 serve_static(keep_alive, head_only, out, ctx, sc, target).unwrap_or_else(|| {
                     log::error!("an X-Accel-Redirect answer does not fit the output region (raise buffer_size)");
@@ -439,6 +474,7 @@ fn status_page(
         inline: if head_only { 0 } else { body_len },
         body: Body::None,
         keep_alive,
+        route: (NO_ROUTE, NO_ROUTE),
     })
 }
 

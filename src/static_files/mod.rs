@@ -38,8 +38,12 @@ pub struct StaticRequest<'a> {
     pub location_prefix: &'a [u8],
     pub if_none_match: Option<&'a [u8]>,
     pub if_modified_since: Option<&'a [u8]>,
+    pub if_match: Option<&'a [u8]>,
+    pub if_unmodified_since: Option<&'a [u8]>,
     pub range: Option<&'a [u8]>,
     pub if_range: Option<&'a [u8]>,
+    /// The location's `max_ranges`: most ranges served (0: `Range` ignored, no `Accept-Ranges`).
+    pub max_ranges: usize,
     pub accepts_gzip: bool,
     /// Header lines carried over from the app (X-Accel-Redirect): written as they are; an
     /// app's Content-Type replaces ours.
@@ -418,7 +422,13 @@ fn send_file(
     let mut lm = [0u8; 29];
     format_http_date(mtime, &mut lm);
 
-    // 4. Conditional GET: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+    // 4. Preconditions, as nginx's not_modified filter checks them on a 200: If-Unmodified-Since,
+    //    then If-Match (RFC 9110 13.1.4, 13.1.1) → 412.
+    if precondition_fails(req, etag, mtime) {
+        return Err(Status::PreconditionFailed);
+    }
+
+    // 5. Conditional GET: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
     let not_modified = match (req.if_none_match, req.if_modified_since) {
         (Some(inm), _) => etag_list_matches(inm, etag),
         (None, Some(ims)) => parse_http_date(ims).is_some_and(|t| mtime <= t),
@@ -433,17 +443,18 @@ fn send_file(
         return Ok(Body::None);
     }
 
-    // 5. Range, honoured only while If-Range (if any) still names this representation.
+    // 6. Range, honoured only while If-Range (if any) still names this representation.
     let spec = match req.range {
         Some(r)
             if req
                 .if_range
                 .is_none_or(|ir| if_range_matches(ir, etag, mtime)) =>
         {
-            parse_range(r, size)
+            parse_range(r, size, req.max_ranges)
         }
         _ => RangeSpec::Ignore,
     };
+    let accept_ranges = req.max_ranges > 0;
     match spec {
         RangeSpec::Unsatisfiable => {
             let page_len = crate::http::response::error_page_len(
@@ -481,7 +492,7 @@ fn send_file(
                 .put(b"/")
                 .num(size)
                 .put(b"\r\n");
-            validators(w, &lm, etag, gzipped, sc);
+            validators(w, &lm, etag, gzipped, sc, accept_ranges);
             cache_headers(w, sc, ctx);
             connection_header(w, ctx.keep_alive);
             w.put(b"\r\n");
@@ -499,7 +510,7 @@ fn send_file(
             w.put(b"\r\nContent-Length: ")
                 .num(mp.content_length())
                 .put(b"\r\n");
-            validators(w, &lm, etag, gzipped, sc);
+            validators(w, &lm, etag, gzipped, sc, accept_ranges);
             cache_headers(w, sc, ctx);
             connection_header(w, ctx.keep_alive);
             w.put(b"\r\n");
@@ -509,7 +520,7 @@ fn send_file(
             start(w, Status::Ok, ctx.server_tokens, ctx.date);
             typed(w, req, mime, sc.charset);
             w.put(b"Content-Length: ").num(size).put(b"\r\n");
-            validators(w, &lm, etag, gzipped, sc);
+            validators(w, &lm, etag, gzipped, sc, accept_ranges);
             cache_headers(w, sc, ctx);
             connection_header(w, ctx.keep_alive);
             w.put(b"\r\n");
@@ -555,10 +566,18 @@ pub fn content_type(w: &mut HeadWriter<'_>, mime: &str, charset: bool) {
     w.put(b"\r\n");
 }
 
-fn validators(w: &mut HeadWriter<'_>, lm: &[u8], etag: &[u8], gzipped: bool, sc: &StaticConf) {
-    w.header(b"Last-Modified", lm)
-        .header(b"ETag", etag)
-        .header(b"Accept-Ranges", b"bytes");
+fn validators(
+    w: &mut HeadWriter<'_>,
+    lm: &[u8],
+    etag: &[u8],
+    gzipped: bool,
+    sc: &StaticConf,
+    accept_ranges: bool,
+) {
+    w.header(b"Last-Modified", lm).header(b"ETag", etag);
+    if accept_ranges {
+        w.header(b"Accept-Ranges", b"bytes");
+    }
     if gzipped {
         w.header(b"Content-Encoding", b"gzip");
     }
@@ -594,6 +613,25 @@ fn cache_headers(w: &mut HeadWriter<'_>, sc: &StaticConf, ctx: &ReplyCtx<'_>) {
     }
 }
 
+/// `true` when `If-Unmodified-Since` names a time before the file's (an unparsable date fails
+/// too, as in nginx) or `If-Match` lists no entity tag strongly equal to `etag`: answer 412.
+fn precondition_fails(req: &StaticRequest<'_>, etag: &[u8], mtime: i64) -> bool {
+    let unmodified_fails = req
+        .if_unmodified_since
+        .is_some_and(|d| parse_http_date(d).is_none_or(|t| t < mtime));
+    let match_fails = req
+        .if_match
+        .is_some_and(|list| !strong_etag_list_matches(list, etag));
+    unmodified_fails || match_fails
+}
+
+/// If-Match: `*` or a comma list of entity tags, compared strongly (RFC 9110 13.1.1): a weak
+/// tag (`W/"..."`) never matches.
+fn strong_etag_list_matches(list: &[u8], etag: &[u8]) -> bool {
+    let list = list.trim_ascii();
+    list == b"*" || list.split(|&b| b == b',').any(|t| t.trim_ascii() == etag)
+}
+
 /// If-None-Match: `*` or a comma list of entity tags, compared weakly (RFC 9110 13.1.2).
 fn etag_list_matches(list: &[u8], etag: &[u8]) -> bool {
     let list = list.trim_ascii();
@@ -610,6 +648,66 @@ fn etag_list_matches(list: &[u8], etag: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_preconditions<'a>(
+        if_match: Option<&'a [u8]>,
+        if_unmodified_since: Option<&'a [u8]>,
+    ) -> StaticRequest<'a> {
+        StaticRequest {
+            path: b"/f",
+            query: None,
+            location_prefix: b"/",
+            if_none_match: None,
+            if_modified_since: None,
+            if_match,
+            if_unmodified_since,
+            range: None,
+            if_range: None,
+            max_ranges: 16,
+            accepts_gzip: false,
+            extra_headers: b"",
+        }
+    }
+
+    #[test]
+    fn if_match_compares_strongly_and_star_matches() {
+        let etag = b"\"5f-14\"";
+        let fails = |v: &[u8]| precondition_fails(&with_preconditions(Some(v), None), etag, 0);
+        assert!(!fails(b"\"5f-14\""));
+        assert!(!fails(b" \"5f-14\" "));
+        assert!(!fails(b"*"));
+        assert!(!fails(b"\"x\", \"5f-14\""));
+        assert!(!fails(b"\"x\",\"5f-14\""));
+        assert!(fails(b"\"x\""));
+        assert!(fails(b"W/\"5f-14\""));
+        assert!(fails(b"\"5f-14\";"));
+        assert!(fails(b"5f-14"));
+        assert!(fails(b""));
+    }
+
+    #[test]
+    fn if_unmodified_since_fails_for_an_older_or_unparsable_date() {
+        let mtime = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
+        let fails =
+            |v: &[u8]| precondition_fails(&with_preconditions(None, Some(v)), b"\"e\"", mtime);
+        assert!(!fails(b"Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert!(!fails(b"Mon, 07 Nov 1994 08:49:37 GMT"));
+        assert!(fails(b"Sun, 06 Nov 1994 08:49:36 GMT"));
+        assert!(fails(b"Thu, 01 Jan 1970 00:00:01 GMT"));
+        assert!(fails(b"garbage"));
+    }
+
+    #[test]
+    fn either_precondition_failing_fails() {
+        let mtime = 784_111_777;
+        let ok_date = Some(&b"Mon, 07 Nov 1994 08:49:37 GMT"[..]);
+        let old_date = Some(&b"Thu, 01 Jan 1970 00:00:01 GMT"[..]);
+        let check = |m, d| precondition_fails(&with_preconditions(m, d), b"\"e\"", mtime);
+        assert!(!check(Some(&b"\"e\""[..]), ok_date));
+        assert!(check(Some(&b"\"e\""[..]), old_date));
+        assert!(check(Some(&b"\"x\""[..]), ok_date));
+        assert!(!check(None, None));
+    }
 
     #[test]
     fn weak_and_listed_etags_match() {
@@ -634,8 +732,11 @@ mod tests {
             location_prefix: b"/static",
             if_none_match: None,
             if_modified_since: None,
+            if_match: None,
+            if_unmodified_since: None,
             range: None,
             if_range: None,
+            max_ranges: 16,
             accepts_gzip: false,
             extra_headers: b"",
         };
@@ -659,8 +760,11 @@ mod tests {
             location_prefix: b"/static/",
             if_none_match: None,
             if_modified_since: None,
+            if_match: None,
+            if_unmodified_since: None,
             range: None,
             if_range: None,
+            max_ranges: 16,
             accepts_gzip: false,
             extra_headers: b"",
         };

@@ -28,6 +28,7 @@ pub use proxy::Forward;
 use super::access_log;
 use super::dispatch::{self, Answer, Extra, Outcome, Request};
 use super::Ctx;
+use crate::config::{Limits, NO_ROUTE};
 use crate::event::pool::{Buf, Buffers};
 use crate::event::slab::Slab;
 use crate::http::request::{head_overflow_status, parse_head, Head, Method};
@@ -188,10 +189,14 @@ struct Exchange {
     /// For the access log: status (0: nothing to log) and bytes of body sent.
     status: u16,
     body_sent: u64,
+    /// (server, location) the request is routed to (`NO_ROUTE` until known): whose limits
+    /// apply (`Config::limits`).
+    route: (u16, u16),
 }
 
 impl Exchange {
     const NONE: Exchange = Exchange {
+        route: (NO_ROUTE, NO_ROUTE),
         head: None,
         keep_alive: false,
         head_only: false,
@@ -338,6 +343,18 @@ impl<S: ClientSocket> Connection<S> {
 
     fn set_deadline(&mut self, at: Instant, timer: Timer) {
         self.deadline = Some(Deadline { at, timer });
+    }
+
+    /// The limits of the current request's route (`[uwgate]`'s before it is routed).
+    fn limits<'c>(&self, ctx: &Ctx<'c>) -> &'c Limits {
+        let (server, location) = self.exchange.route;
+        ctx.cfg.limits(server, location)
+    }
+
+    /// `send_timeout` from now, as the route says.
+    fn send_deadline(&mut self, ctx: &Ctx<'_>) {
+        let at = ctx.now + self.limits(ctx).send_timeout;
+        self.set_deadline(at, Timer::Send);
     }
 
     /// Bytes the buffer takes as input: a head buffer's `HEAD_IN` (or less with a smaller
@@ -638,27 +655,15 @@ impl<S: ClientSocket> Connection<S> {
     /// A complete head: limits, then the handler's answer or forwarding.
     fn on_head(&mut self, head: Head, env: &mut Env<'_, '_>) {
         let ctx = env.ctx;
-        let g = &ctx.cfg.global;
         self.requests = self.requests.saturating_add(1);
         self.exchange = Exchange {
             head: Some(head),
-            keep_alive: head.keep_alive
-                && !g.keepalive_timeout.is_zero()
-                && self.requests < g.keepalive_requests
-                && !ctx.stopping,
+            keep_alive: head.keep_alive && !ctx.stopping,
             head_only: head.method == Method::Head,
             unread_body: head.has_body(),
             req_len: head.head_len as usize,
-            status: 0,
-            body_sent: 0,
+            ..Exchange::NONE
         };
-        self.set_deadline(ctx.now + g.send_timeout, Timer::Send);
-        if let Some(cl) = head.content_length {
-            if g.client_max_body_size > 0 && cl > g.client_max_body_size {
-                self.answer_error(Status::ContentTooLarge, Extra::None, env);
-                return;
-            }
-        }
         self.answer(env);
     }
 
@@ -680,7 +685,8 @@ impl<S: ClientSocket> Connection<S> {
             head: &head,
             peer: self.peer,
             local: self.local,
-            keep_alive: self.exchange.keep_alive,
+            wants_keep_alive: head.keep_alive && !ctx.stopping,
+            requests: self.requests,
             head_only: self.exchange.head_only,
         };
         match dispatch::answer(&req, input, out, ctx) {
@@ -697,8 +703,13 @@ impl<S: ClientSocket> Connection<S> {
                 self.answer_error(Status::InternalServerError, Extra::None, env);
             }
             Outcome::Answer(answer) => {
+                self.exchange.route = answer.route;
+                let closes = dispatch::loses_framing(answer.status);
                 self.begin_writing(answer, base);
-                if head.has_body() {
+                self.send_deadline(ctx);
+                // An answer that closes for the framing's sake (413: the body is too large to
+                // read) goes out at once; the body is drained while lingering.
+                if head.has_body() && !closes {
                     self.drop_body_first(&head, env);
                 }
             }
@@ -706,15 +717,12 @@ impl<S: ClientSocket> Connection<S> {
                 server,
                 location,
                 path_len,
+                keep_alive,
             } => {
-                let g = &ctx.cfg.global;
-                let forward = Forward::new(
-                    &head,
-                    (server, location),
-                    path_len,
-                    g.client_max_body_size,
-                    ctx.now,
-                );
+                self.exchange.route = (server, location);
+                self.exchange.keep_alive = keep_alive;
+                let max_body = self.limits(ctx).client_max_body_size;
+                let forward = Forward::new(&head, (server, location), path_len, max_body, ctx.now);
                 self.state = State::AwaitingProxy(forward);
             }
         }
@@ -744,7 +752,8 @@ impl<S: ClientSocket> Connection<S> {
             return;
         }
         self.exchange.unread_body = false;
-        let reader = BodyReader::new(head, env.ctx.cfg.global.client_max_body_size, env.ctx.now);
+        let max_body = self.limits(env.ctx).client_max_body_size;
+        let reader = BodyReader::new(head, max_body, env.ctx.now);
         self.state = State::Discarding { reader, then: body };
     }
 
@@ -777,7 +786,7 @@ impl<S: ClientSocket> Connection<S> {
             ctx,
         );
         self.begin_writing(answer, base);
-        self.set_deadline(ctx.now + ctx.cfg.global.send_timeout, Timer::Send);
+        self.send_deadline(ctx);
     }
 
     /// An answer is in the output region at `base`: write it.
@@ -845,11 +854,15 @@ impl<S: ClientSocket> Connection<S> {
                     return Some(Step::Close);
                 };
                 self.state = State::Writing(then);
-                self.set_deadline(ctx.now + g.send_timeout, Timer::Send);
+                self.send_deadline(ctx);
                 return None;
             }
             if !self.readable {
-                let at = reader.deadline(ctx.now, g.client_body_timeout, g.client_body_min_rate);
+                let timeout = ctx
+                    .cfg
+                    .limits(self.exchange.route.0, self.exchange.route.1)
+                    .client_body_timeout;
+                let at = reader.deadline(ctx.now, timeout, g.client_body_min_rate);
                 self.set_deadline(at, Timer::Body);
                 return Some(Step::Wait);
             }
@@ -885,6 +898,8 @@ impl<S: ClientSocket> Connection<S> {
             return Some(Step::Close);
         };
         let ex = self.exchange;
+        // The idle time is the finished request's location's; the next one is routed anew.
+        let keepalive_timeout = self.limits(ctx).keepalive_timeout;
         if g.access_log && ex.status != 0 {
             let input = env.bufs.get_mut(b).get(..self.in_len).unwrap_or(&[]);
             let entry = access_log::Entry {
@@ -919,7 +934,7 @@ impl<S: ClientSocket> Connection<S> {
         if self.in_len > 0 {
             self.set_deadline(ctx.now + g.client_header_timeout, Timer::Head);
         } else {
-            self.set_deadline(ctx.now + g.keepalive_timeout, Timer::KeepAlive);
+            self.set_deadline(ctx.now + keepalive_timeout, Timer::KeepAlive);
         }
         None
     }
@@ -983,5 +998,22 @@ impl<S: ClientSocket> Connection<S> {
             | Timer::UpstreamHead
             | Timer::UpstreamBody => Some(Step::Close),
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// The README's memory figure for a connection slot (`Option<Connection>` in the slab,
+    /// plus the slab's free-list entry and idle-list links) must stay true.
+    #[test]
+    fn a_connection_slot_costs_what_the_readme_says() {
+        let slot = std::mem::size_of::<Option<Connection<mio::net::TcpStream>>>()
+            + crate::event::slab::PER_SLOT_OVERHEAD;
+        assert_eq!(
+            slot, 501,
+            "a connection slot changed size; update README's Design"
+        );
     }
 }

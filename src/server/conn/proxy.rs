@@ -162,8 +162,8 @@ impl<S: ClientSocket> Connection<S> {
         f.slot = slot;
         self.state = State::Proxying(f);
         self.exchange.unread_body = false;
-        let g = &ctx.cfg.global;
-        self.set_deadline(ctx.now + g.client_body_timeout, Timer::Body);
+        let timeout = self.limits(ctx).client_body_timeout;
+        self.set_deadline(ctx.now + timeout, Timer::Body);
         if head.expect_continue && head.has_body() && self.in_len == head.head_len as usize {
             // Nothing of the body is here yet in the usual case: invite it.
             let msg = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -237,9 +237,8 @@ impl<S: ClientSocket> Connection<S> {
             Ok(true) => {}
             Ok(false) => {
                 if let State::Proxying(f) = &self.state {
-                    let at =
-                        f.body
-                            .deadline(ctx.now, g.client_body_timeout, g.client_body_min_rate);
+                    let timeout = ctx.cfg.limits(f.route.0, f.route.1).client_body_timeout;
+                    let at = f.body.deadline(ctx.now, timeout, g.client_body_min_rate);
                     self.set_deadline(at, Timer::Body);
                 }
                 return Some(Step::Wait);
@@ -623,17 +622,16 @@ impl<S: ClientSocket> Connection<S> {
             ctx,
         );
         self.begin_writing(answer, base);
-        self.set_deadline(ctx.now + ctx.cfg.global.send_timeout, Timer::Send);
+        self.send_deadline(ctx);
     }
 
     /// Stage::Stream: moves the body from the core to the client.
     fn stream_response(&mut self, env: &mut Env<'_, '_>, conf: &UwsgiConf) -> Option<Step> {
         let ctx = env.ctx;
-        let g = &ctx.cfg.global;
         match self.stream(env, conf) {
             Streamed::Wait(client) => {
                 if client {
-                    self.set_deadline(ctx.now + g.send_timeout, Timer::Send);
+                    self.send_deadline(ctx);
                 } else {
                     self.set_deadline(ctx.now + conf.read_timeout, Timer::UpstreamBody);
                 }

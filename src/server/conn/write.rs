@@ -2,7 +2,7 @@
 //! sendfile, or multipart ranges with their part heads formatted between them — within a
 //! per-turn byte budget, so one fast download never starves the other connections.
 
-use super::{ClientSocket, Connection, Env, State, Step, Timer};
+use super::{ClientSocket, Connection, Env, State, Step};
 use crate::http::response::HeadWriter;
 use crate::static_files::body::Body;
 use std::fs::File;
@@ -45,8 +45,7 @@ impl<S: ClientSocket> Connection<S> {
         if done {
             return Ok(self.finish(env));
         }
-        let g = &env.ctx.cfg.global;
-        self.set_deadline(env.ctx.now + g.send_timeout, Timer::Send);
+        self.send_deadline(env.ctx);
         Ok(Some(if self.writable {
             Step::Yield
         } else {
