@@ -11,6 +11,7 @@
 pub mod packet;
 pub mod peers;
 pub mod response;
+pub mod response_body;
 
 use crate::config::{Handler, UpstreamAddr, UwsgiConf};
 use crate::conn::{Conn, Phase, Step};
