@@ -43,6 +43,8 @@ const MAX_PIPELINED_PER_TURN: usize = 16;
 const SWEEP: Duration = Duration::from_millis(250);
 /// How long we keep reading (and discarding) from a client we answered early.
 const LINGER: Duration = Duration::from_secs(2);
+/// Reads of a lingering connection per turn (a buffer each) before it yields.
+const LINGER_READS_PER_TURN: usize = 64;
 
 struct Listener {
     sock: TcpListener,
@@ -897,16 +899,23 @@ fn step(
                     return Step::Close;
                 };
                 let buf = pool.get_mut(b);
-                if !conn.readable {
-                    return Step::Wait;
+                // Discard what the client still sends (the answer is out, so the whole buffer
+                // is free) in a bounded loop of its own: a fast client's backlog (the rest of a
+                // body we refused) is many reads long, and the step cap counts state changes.
+                for _ in 0..LINGER_READS_PER_TURN {
+                    if !conn.readable {
+                        return Step::Wait;
+                    }
+                    conn.in_len = 0;
+                    match conn.read_into(buf, buf.len()) {
+                        Ok(0) => return Step::Close,
+                        Ok(_) => {}
+                        Err(e) if sys::would_block(&e) => return Step::Wait,
+                        Err(_) => return Step::Close,
+                    }
                 }
-                conn.in_len = 0;
-                match conn.read_into(buf, ctx.head_limit) {
-                    Ok(0) => return Step::Close,
-                    Ok(_) => {}
-                    Err(e) if sys::would_block(&e) => return Step::Wait,
-                    Err(_) => return Step::Close,
-                }
+                // More to discard: let the others run first (LINGER bounds the whole drain).
+                return Step::Yield;
             }
         }
     }
