@@ -4,9 +4,11 @@
 //! re-frame the response for the client. 502 on connect/protocol failures, 504 on timeouts.
 //!
 //! Owns: the per-request `Proxy` state machine (`Body → Connecting → Sending → Head →
-//! Stream`), peers' failure bookkeeping (`peers`), the packet and response codecs.
-//! Never: blocks, allocates per request (proxy slots and buffers are preallocated), or lets a
-//! truncated upstream response end as a clean keep-alive response.
+//! Stream`), peers' failure bookkeeping (`peers`), the packet and response codecs, the response
+//! body's framing (`response_body`).
+//! Never: blocks, allocates per request (proxy slots and buffers are preallocated), lets a
+//! truncated upstream response end as a clean keep-alive response, or lets a byte the upstream
+//! sent past the framed end of its response reach the client.
 
 pub mod packet;
 pub mod peers;
@@ -28,6 +30,7 @@ use mio::{Interest, Registry, Token};
 use packet::UWSGI_DEFAULT_BUFFER_SIZE;
 use peers::Groups;
 use response::{Framing, UpstreamHead};
+use response_body::BodyFramer;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -106,8 +109,8 @@ pub struct Proxy {
     spool: Option<File>,
     spool_r: u64,
     spool_w: u64,
-    received: u64,
-    expected: Option<u64>,
+    /// Which upstream bytes are body, and where the body ends (see `response_body`).
+    framer: BodyFramer,
     eof: bool,
     truncated: bool,
     discard: bool,
@@ -150,8 +153,7 @@ impl Proxy {
             spool: None,
             spool_r: 0,
             spool_w: 0,
-            received: 0,
-            expected: None,
+            framer: BodyFramer::default(),
             eof: false,
             truncated: false,
             discard: false,
@@ -421,6 +423,10 @@ pub fn step(
                         return None;
                     }
                     StreamResult::Close => return Some(Step::Close),
+                    StreamResult::Fail(s) => {
+                        release_and_error(conn, pool, up, ctx, s);
+                        return None;
+                    }
                 }
             }
         }
@@ -946,7 +952,7 @@ fn read_head(
                             conn.redirect_head = Some(h);
                             return HeadResult::Redirect;
                         }
-                        return start_response(conn, p, pool, cb, ub, ctx, &h);
+                        return start_response(conn, p, pool, (cb, ub), ctx, &h, groups, slot);
                     }
                     Ok(None) if p.rb_end == ubuf.len() => {
                         log::error!(
@@ -1042,16 +1048,40 @@ fn start_response(
     conn: &mut Conn,
     p: &mut Proxy,
     pool: &mut BufferPool,
-    cb: BufId,
-    ub: BufId,
+    (cb, ub): (BufId, BufId),
     ctx: &Ctx<'_>,
     h: &UpstreamHead,
+    groups: &mut Groups,
+    slot: usize,
 ) -> HeadResult {
+    // The body bytes that came with the head are framed first: broken framing there is a 502
+    // (nothing of the response has gone out), and bytes past the end are never queued.
+    p.framer = BodyFramer::for_head(h);
+    let head_len = h.head_len as usize;
+    let fed = match p.framer.feed(
+        pool.get_mut(ub)
+            .get_mut(head_len..p.rb_end)
+            .unwrap_or_default(),
+    ) {
+        Ok(fed) => fed,
+        Err(response_body::Broken) => {
+            log_broken_framing(conn, p, groups, slot);
+            return HeadResult::Fail(Status::BadGateway);
+        }
+    };
+    p.rb_end = head_len + fed.payload;
+    if fed.done {
+        // The framed end: nothing more is read from this upstream connection.
+        p.eof = true;
+    }
+    if fed.dropped > 0 {
+        log_past_the_end(conn, p, groups, slot, fed.dropped);
+    }
     let no_body = matches!(h.status, 100..=199 | 204 | 304);
+    // A chunked upstream body is decoded (above and in pull_upstream) and framed afresh for the
+    // client like one of unknown length: the upstream's chunk framing never reaches the client.
     let framing = if no_body {
         Framing::NoBody
-    } else if h.chunked {
-        Framing::Chunked
     } else if let Some(n) = h.content_length {
         Framing::Length(n)
     } else if p.head.version_minor == 1 && conn.keep_alive {
@@ -1064,7 +1094,6 @@ fn start_response(
     if h.connection_close && matches!(framing, Framing::Close) {
         conn.keep_alive = false;
     }
-    p.expected = if no_body { Some(0) } else { h.content_length };
     p.discard = conn.head_only || no_body;
     let (cbuf, ubuf) = pool.get_two(cb, ub);
     // The client buffer past the request's input is free for our response head (the
@@ -1093,8 +1122,7 @@ fn start_response(
     conn.status = h.status;
     conn.body_sent = 0;
     conn.inline_body = 0;
-    p.rb_start = h.head_len as usize;
-    p.received = (p.rb_end - p.rb_start) as u64;
+    p.rb_start = head_len;
     HeadResult::Ready
 }
 
@@ -1137,6 +1165,51 @@ enum StreamResult {
     Yield,
     Done,
     Close,
+    /// The response failed before any of it went out: answer this status instead.
+    Fail(Status),
+}
+
+/// True while no byte of our response head has been handed to the client socket (the head sits
+/// whole at `out_base`, and no body or chunk framing has been counted): until then a failed
+/// response can still become an error page.
+fn head_unsent(conn: &Conn, p: &Proxy) -> bool {
+    conn.out_pos == p.out_base && conn.body_sent == 0
+}
+
+/// Logs bytes the upstream sent past the framed end of its response (discarded, never sent to
+/// the client; the upstream connection is read no more and closed at `release`).
+fn log_past_the_end(conn: &Conn, p: &Proxy, groups: &mut Groups, slot: usize, dropped: usize) {
+    log::error!(
+        "slot {slot}: upstream {} sent {dropped} bytes past the end of its response; discarded, and its connection closed, client: {}",
+        peer_name(p, groups),
+        conn.peer
+    );
+}
+
+/// Logs a chunked response body whose framing the upstream broke.
+fn log_broken_framing(conn: &Conn, p: &Proxy, groups: &mut Groups, slot: usize) {
+    log::error!(
+        "slot {slot}: upstream {} sent invalid chunked framing after {} body bytes, client: {}",
+        peer_name(p, groups),
+        p.framer.received(),
+        conn.peer
+    );
+}
+
+/// Logs an upstream that closed before the framed end of its response body.
+fn log_cut_short(conn: &Conn, p: &Proxy, groups: &mut Groups, slot: usize) {
+    let name = peer_name(p, groups);
+    let got = p.framer.received();
+    match p.framer.expected() {
+        Some(total) => log::error!(
+            "slot {slot}: upstream {name} closed the connection after {got} of {total} body bytes, client: {}",
+            conn.peer
+        ),
+        None => log::error!(
+            "slot {slot}: upstream {name} closed the connection before the last chunk of its chunked body ({got} bytes), client: {}",
+            conn.peer
+        ),
+    }
 }
 
 /// Moves the response body: upstream → buffer (→ spool) → client, re-framed.
@@ -1158,35 +1231,42 @@ fn stream(
     let mut budget = crate::conn::WRITE_BUDGET;
     for _ in 0..4096 {
         let mut progressed = false;
-        // 1. Pull from uWSGI as fast as it comes.
-        if !p.eof && p.up_readable && p.expected.is_none_or(|e| p.received < e) {
+        // 1. Pull from uWSGI as fast as it comes (eof: it closed, or the body's end is here).
+        if !p.eof && p.up_readable {
             match pull_upstream(p, pool.get_mut(ub), ctx, conf) {
-                Ok(n) if n > 0 => progressed = true,
-                Ok(_) => {}
-                Err(e) => {
-                    log::error!(
-                        "slot {slot}: upstream {} failed while sending the response body: {e}, client: {}",
-                        peer_name(p, groups),
-                        conn.peer
-                    );
+                Ok(pulled) => {
+                    progressed = pulled.read > 0;
+                    if pulled.dropped > 0 {
+                        log_past_the_end(conn, p, groups, slot, pulled.dropped);
+                    }
+                }
+                Err(fault) => {
+                    match fault {
+                        PullFault::Upstream(e) => log::error!(
+                            "slot {slot}: upstream {} failed while sending the response body: {e}, client: {}",
+                            peer_name(p, groups),
+                            conn.peer
+                        ),
+                        PullFault::Framing => log_broken_framing(conn, p, groups, slot),
+                        PullFault::Spool(e) => log::error!(
+                            "slot {slot}: cannot spool the response of upstream {} under temp_path {}: {e}, client: {}",
+                            peer_name(p, groups),
+                            ctx.cfg.global.temp_path.display(),
+                            conn.peer
+                        ),
+                    }
                     p.eof = true;
                     p.truncated = true;
                 }
             }
         }
-        if p.expected.is_some_and(|e| p.received >= e) && !p.eof {
-            // All promised bytes are here; uWSGI is done with this request.
-            p.eof = true;
-        }
-        if p.eof && !p.truncated && p.expected.is_some_and(|e| p.received < e) {
-            log::error!(
-                "slot {slot}: upstream {} closed the connection after {} of {} body bytes, client: {}",
-                peer_name(p, groups),
-                p.received,
-                p.expected.unwrap_or(0),
-                conn.peer
-            );
+        if p.eof && !p.truncated && !p.framer.complete_at_eof() {
+            log_cut_short(conn, p, groups, slot);
             p.truncated = true;
+        }
+        if p.truncated && head_unsent(conn, p) {
+            // Nothing of the response has reached the client: it gets a whole 502 instead.
+            return StreamResult::Fail(Status::BadGateway);
         }
         if p.client_gone {
             // Drained without a reader (uwsgi_ignore_client_abort): stop at the spool bound.
@@ -1246,13 +1326,37 @@ fn stream(
     StreamResult::Yield
 }
 
-/// Reads what uWSGI has into the upstream buffer, spilling the buffer to the spool when full.
+/// What one `pull_upstream` did.
+struct Pulled {
+    /// Bytes read from the upstream socket.
+    read: usize,
+    /// Of those, bytes past the framed end of the response (discarded).
+    dropped: usize,
+}
+
+/// Why the response cannot go on.
+enum PullFault {
+    /// Reading from the upstream failed.
+    Upstream(io::Error),
+    /// The upstream broke the chunked framing of its body.
+    Framing,
+    /// Writing the spool under `temp_path` failed (ENOSPC, EIO, ...).
+    Spool(io::Error),
+}
+
+/// Reads what uWSGI has into the upstream buffer, spilling the buffer to the spool when full;
+/// every read goes through the framer, so only body bytes are kept, and the body's end sets
+/// `eof` (nothing more is read from that connection).
 fn pull_upstream(
     p: &mut Proxy,
     ubuf: &mut [u8],
     ctx: &Ctx<'_>,
     conf: &UwsgiConf,
-) -> io::Result<usize> {
+) -> Result<Pulled, PullFault> {
+    let nothing = Pulled {
+        read: 0,
+        dropped: 0,
+    };
     let cap = ubuf.len();
     if p.rb_end == cap {
         if p.rb_start > 0 && p.spool_r == p.spool_w {
@@ -1263,42 +1367,48 @@ fn pull_upstream(
             let backlog = p.spool_w - p.spool_r;
             if backlog + (p.rb_end - p.rb_start) as u64 > conf.max_temp_file_size {
                 // Spool bound reached: back-pressure on uWSGI until the client catches up.
-                return Ok(0);
+                return Ok(nothing);
             }
-            spill(p, ubuf, ctx)?;
+            spill(p, ubuf, ctx).map_err(PullFault::Spool)?;
         }
     }
     let Some(sock) = &mut p.sock else {
-        return Ok(0);
+        return Ok(nothing);
     };
     let room = &mut ubuf[p.rb_end..];
     let want = room.len();
     match sock.read(room) {
         Ok(0) => {
             p.eof = true;
-            Ok(0)
+            Ok(nothing)
         }
         Ok(n) => {
             if n < want && !p.up_read_closed {
                 p.up_readable = false;
             }
-            let n = match p.expected {
-                Some(e) => n.min((e - p.received) as usize),
-                None => n,
-            };
-            p.received += n as u64;
-            if p.discard || p.client_gone {
-                p.drained += n as u64;
-            } else {
-                p.rb_end += n;
+            let fed = p
+                .framer
+                .feed(&mut room[..n])
+                .map_err(|response_body::Broken| PullFault::Framing)?;
+            if fed.done {
+                // The framed end: nothing more is read from this upstream connection.
+                p.eof = true;
             }
-            Ok(n)
+            if p.discard || p.client_gone {
+                p.drained += fed.payload as u64;
+            } else {
+                p.rb_end += fed.payload;
+            }
+            Ok(Pulled {
+                read: n,
+                dropped: fed.dropped,
+            })
         }
         Err(e) if sys::would_block(&e) || sys::interrupted(&e) => {
             p.up_readable = false;
-            Ok(0)
+            Ok(nothing)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(PullFault::Upstream(e)),
     }
 }
 
@@ -1477,7 +1587,7 @@ mod size_tests {
     fn a_proxy_slot_costs_what_the_readme_says() {
         let slot = std::mem::size_of::<Option<Proxy>>() + crate::slab::PER_SLOT_OVERHEAD;
         assert_eq!(
-            slot, 453,
+            slot, 477,
             "a proxy slot changed size; update README's Design"
         );
     }

@@ -59,6 +59,16 @@ pub struct BodyFramer {
     received: u64,
 }
 
+impl Default for BodyFramer {
+    /// Before a head is parsed: an empty body, already at its end (nothing counts as body).
+    fn default() -> Self {
+        BodyFramer {
+            kind: Kind::Length { left: 0 },
+            received: 0,
+        }
+    }
+}
+
 impl BodyFramer {
     /// The framing the upstream's head announces. As RFC 9112 section 6.3 for a response: 204
     /// and 304 have no body whatever the fields say; `Transfer-Encoding: chunked`; else
@@ -323,6 +333,13 @@ mod tests {
         assert_eq!(f.feed(&mut b"zz\r\n".to_owned()), Err(Broken));
         assert_eq!(f.feed(&mut b"0\r\n\r\n".to_owned()), Err(Broken));
         assert!(!f.complete_at_eof());
+    }
+
+    #[test]
+    fn the_default_takes_no_byte_as_body() {
+        let mut f = BodyFramer::default();
+        assert!(f.is_done());
+        assert_eq!(f.feed(&mut [1u8, 2, 3]).unwrap().dropped, 3);
     }
 
     #[test]
