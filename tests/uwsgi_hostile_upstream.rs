@@ -408,3 +408,64 @@ fn a_chunked_upstream_response_reaches_an_http_1_0_client_decoded_and_close_deli
     );
     assert_eq!(&raw[head_end..], b"hello world");
 }
+
+#[test]
+fn a_large_chunked_upstream_response_reaches_a_slow_client_whole_and_re_chunked() {
+    // Chunks of uneven sizes, split anywhere across reads, decoded in place, spooled while the
+    // client does not read, framed afresh: every byte arrives, in order.
+    // More than the loopback socket buffers hold, so part of it is spooled.
+    let len = 16 << 20;
+    let body = common::pattern(len, 8);
+    let mut wire = HEAD_CHUNKED.to_vec();
+    let (mut at, mut size) = (0, 1);
+    while at < len {
+        let n = size.min(len - at);
+        wire.extend_from_slice(format!("{n:X};n={size}\r\n").as_bytes());
+        wire.extend_from_slice(&body[at..at + n]);
+        wire.extend_from_slice(b"\r\n");
+        at += n;
+        size = (size * 7 + 3) % 70_000 + 1;
+    }
+    wire.extend_from_slice(b"0\r\nX-Sum: done\r\n\r\n");
+    let fake = FakeUpstream::start(Fake::Script(vec![Act::Write(wire), Act::Hold]));
+    let gate = gate_for(&fake);
+    let mut c = Client::connect(gate.port);
+    get_keepalive(&mut c, gate.port, "/app");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "{}\n{}", r.head_raw, gate.stderr());
+    assert!(r.header("transfer-encoding").is_some(), "{}", r.head_raw);
+    uwsgi_support::assert_pattern(&r.body, len, 8);
+    get_keepalive(&mut c, gate.port, "/static/css/site.css");
+    let r = c.read_response();
+    assert_eq!((r.status, r.body), (200, site_css()), "{}", r.head_raw);
+}
+
+#[test]
+fn head_of_a_chunked_upstream_response_sends_no_body_and_keeps_the_connection() {
+    let fake = FakeUpstream::start(Fake::Script(vec![
+        Act::Write(cat(&[HEAD_CHUNKED, b"5\r\nhello\r\n0\r\n\r\n"])),
+        Act::Hold,
+    ]));
+    let gate = gate_for(&fake);
+    let mut c = Client::connect(gate.port);
+    c.set_read_timeout(ANSWER_BOUND);
+    c.send(
+        format!(
+            "HEAD /app HTTP/1.1\r\nHost: localhost:{}\r\n\r\n",
+            gate.port
+        )
+        .as_bytes(),
+    );
+    let r = c.read_head_response();
+    assert_eq!(r.status, 200, "{}\n{}", r.head_raw, gate.stderr());
+    get_keepalive(&mut c, gate.port, "/static/css/site.css");
+    let r = c.read_response();
+    assert_eq!(
+        (r.status, r.body),
+        (200, site_css()),
+        "{}\n{}",
+        r.head_raw,
+        gate.stderr()
+    );
+}
