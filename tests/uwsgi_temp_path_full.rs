@@ -164,9 +164,13 @@ fn request_body_spool_full(chunked: bool) {
         .try_read_response(false)
         .unwrap_or_else(|e| panic!("no answer to the upload: {e}\n{}", gate.stderr()));
     assert_eq!(r.status, 500, "{}\n{}", r.head_raw, gate.stderr());
+    let temp_path = tree.join("tmp").display().to_string();
     assert!(
-        gate.wait_stderr_contains("os error 28", Duration::from_secs(3)),
-        "ENOSPC not logged:\n{}",
+        common::wait_until(Duration::from_secs(3), || gate
+            .stderr()
+            .lines()
+            .any(|l| l.contains("os error 28") && l.contains(&temp_path))),
+        "no ENOSPC line naming temp_path {temp_path}:\n{}",
         gate.stderr()
     );
     gate.signal(libc::SIGSTOP);
@@ -222,6 +226,14 @@ fn response_spool_full(head: &[u8], body: Vec<u8>, len: usize) {
         closed.is_some(),
         "the client was left hanging after {} bytes\n{}",
         raw.len(),
+        gate.stderr()
+    );
+    let temp_path = tree.join("tmp").display().to_string();
+    assert!(
+        gate.stderr()
+            .lines()
+            .any(|l| l.contains("os error 28") && l.contains(&temp_path)),
+        "the ENOSPC line does not name temp_path {temp_path}:\n{}",
         gate.stderr()
     );
     let text = String::from_utf8_lossy(&raw[..raw.len().min(200)]).into_owned();

@@ -482,7 +482,10 @@ fn spool_write(p: &mut Proxy, ctx: &Ctx<'_>, data: &[u8], offset: u64) -> Result
     }
     if let Some(f) = &p.body_spool {
         f.write_all_at(data, offset).map_err(|e| {
-            log::error!("writing the body spool failed: {e}");
+            log::error!(
+                "cannot spool a request body under temp_path {}: {e}",
+                ctx.cfg.global.temp_path.display()
+            );
             BodyError::Status(Status::InternalServerError)
         })?;
     }
