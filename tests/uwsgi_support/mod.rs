@@ -870,6 +870,7 @@ pub struct FakeUpstream {
     /// Its port.
     pub port: u16,
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    scripted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -883,6 +884,8 @@ impl FakeUpstream {
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let accepted = Arc::new(AtomicUsize::new(0));
+        let scripted = Arc::new(AtomicUsize::new(0));
+        let done = scripted.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (acc, st) = (accepted.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
@@ -914,14 +917,18 @@ impl FakeUpstream {
                                 let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
                                 read_request(&mut s);
                                 let mut hold = false;
+                                let mut wrote_all = true;
                                 for act in acts {
                                     match act {
                                         Act::Write(bytes) => {
-                                            let _ = s.write_all(bytes);
+                                            wrote_all &= s.write_all(bytes).is_ok();
                                         }
                                         Act::Pause(d) => std::thread::sleep(*d),
                                         Act::Hold => hold = true,
                                     }
+                                }
+                                if wrote_all {
+                                    done.fetch_add(1, Ordering::SeqCst);
                                 }
                                 if hold {
                                     held.push(s);
@@ -936,6 +943,7 @@ impl FakeUpstream {
         FakeUpstream {
             port,
             accepted,
+            scripted,
             stop,
             thread: Some(thread),
         }
@@ -949,6 +957,11 @@ impl FakeUpstream {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// [`Fake::Script`]s played to the end with every write taken by uwgate.
+    pub fn scripts_done(&self) -> usize {
+        self.scripted.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
