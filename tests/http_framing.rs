@@ -169,6 +169,43 @@ fn content_length_over_client_max_body_size_is_413() {
 }
 
 #[test]
+fn the_rest_of_a_refused_body_arriving_in_a_burst_is_drained_without_the_step_cap() {
+    // After the 413 uwgate drains what the client still sends before closing; a fast client's
+    // backlog (here queued while uwgate is stopped, as it would be behind a busy loop) is many
+    // 1 KiB reads long, and that drain once counted each read against the per-turn step cap.
+    let (_t, s) = site(
+        "413_burst",
+        "client_max_body_size = 1k\nclient_header_buffer_size = 1k",
+    );
+    let mut c = Client::connect(s.port);
+    c.send(
+        b"POST /static/hello.txt HTTP/1.1\r\nHost: localhost\r\nContent-Length: 8388608\r\n\r\n",
+    );
+    let r = c.try_read_response(false).expect("a 413 response");
+    assert_eq!(r.status, 413, "{}", r.head_raw);
+    s.signal(libc::SIGSTOP);
+    c.stream.set_nonblocking(true).expect("nonblocking");
+    let chunk = [b'x'; 65536];
+    let mut queued = 0;
+    while let Ok(n) = std::io::Write::write(&mut c.stream, &chunk) {
+        queued += n;
+    }
+    c.stream.set_nonblocking(false).expect("blocking");
+    s.signal(libc::SIGCONT);
+    assert!(queued > 64 << 10, "only {queued} bytes queued");
+    assert!(
+        c.wait_closed(Duration::from_secs(5)).is_some(),
+        "still open after the 413"
+    );
+    assert!(
+        !s.stderr().contains("did not settle"),
+        "the step cap fired:\n{}",
+        s.stderr()
+    );
+    assert_alive(s.port);
+}
+
+#[test]
 fn body_at_client_max_body_size_is_accepted() {
     let (_t, s) = site("413_edge", "client_max_body_size = 1k");
     let req = format!(

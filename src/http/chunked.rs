@@ -1,4 +1,6 @@
-//! Decoder for the chunked transfer coding of request bodies (RFC 9112 section 7.1).
+//! Decoder for the chunked transfer coding (RFC 9112 section 7.1): of request bodies, and of
+//! upstream response bodies (through `upstream::response_body`, which reads its error as "the
+//! upstream broke its framing").
 //!
 //! Owns the byte-at-a-time framing state of one chunked body, so the body can arrive split at any
 //! point across reads. It decodes in place inside the connection's fixed buffer. It is strict

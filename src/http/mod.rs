@@ -9,6 +9,7 @@ pub mod path;
 pub mod range;
 pub mod request;
 pub mod response;
+pub mod response_body;
 pub mod response_head;
 pub mod status;
 

@@ -18,7 +18,7 @@ pub mod uwsgi;
 
 use crate::config::UpstreamAddr;
 use crate::event::pool::{BufId, BufferPool};
-use crate::http::chunked::ChunkedDecoder;
+use crate::http::response_body::BodyFramer;
 use crate::http::Status;
 use crate::sys;
 use crate::sys::stream::Stream;
@@ -56,19 +56,6 @@ pub enum Stage {
     Head,
     /// Moving the response body.
     Stream,
-}
-
-/// How the upstream delimits its response body (from its head), tracked while pulling.
-#[derive(Clone, Debug)]
-pub enum BodyFraming {
-    /// Exactly this many bytes follow the head.
-    Length(u64),
-    /// Chunked: de-chunked here, so only payload is kept.
-    Chunked(ChunkedDecoder),
-    /// The body ends when the upstream closes.
-    Close,
-    /// No body may follow (204, 304): any byte after the head is surplus.
-    None,
 }
 
 /// How far [`Proxy::send`] got.
@@ -144,7 +131,8 @@ pub struct Proxy {
     start: usize,
     end: usize,
     spool: Spool,
-    framing: BodyFraming,
+    /// The response body's framing, from its head.
+    framing: BodyFramer,
     /// Payload bytes received.
     received: u64,
     /// The framed end was reached, or the upstream closed: nothing more is read.
@@ -192,7 +180,7 @@ impl Proxy {
             start: 0,
             end: 0,
             spool: Spool::default(),
-            framing: BodyFraming::Close,
+            framing: BodyFramer::default(),
             received: 0,
             finished: false,
             truncated: false,
@@ -532,32 +520,28 @@ impl Proxy {
     // -- The response body ---------------------------------------------------------------------
 
     /// The head (`head_len` bytes at the front of the buffer) was accepted: what follows it is
-    /// body, delimited by `framing`; `discard` drops the payload (a HEAD request). The bytes
-    /// that came with the head go through the framing now. `false` when they break it (the
-    /// caller answers 502: nothing has gone to the client yet).
+    /// body, delimited by `framer` (from the head); `discard` drops the payload (a HEAD
+    /// request). The bytes that came with the head go through the framing now (a bodiless
+    /// response is done at once). `false` when they break it (the caller answers 502: nothing
+    /// has gone to the client yet).
     pub fn start_body(
         &mut self,
         pool: &mut BufferPool,
         head_len: usize,
-        framing: BodyFraming,
+        framer: BodyFramer,
         discard: bool,
         env: &UpEnv<'_>,
     ) -> bool {
         self.stage = Stage::Stream;
-        self.framing = framing;
+        self.framing = framer;
         self.discard = discard;
         let arrived = self.end.saturating_sub(head_len);
         self.start = head_len;
         self.end = head_len;
-        if let (BodyFraming::Length(0) | BodyFraming::None, 0) = (&self.framing, arrived) {
-            self.finish_reading();
-        }
         let Some(ub) = self.buf else {
             return false;
         };
-        if arrived > 0 {
-            self.take_payload(pool.get_mut(ub), arrived, env);
-        }
+        self.take_payload(pool.get_mut(ub), arrived, env);
         !self.truncated
     }
 
@@ -596,9 +580,11 @@ impl Proxy {
     }
 
     /// Reads what the upstream has, by its framing, into the buffer (spilling the buffer to
-    /// the spool when it is full, up to `max_spool` bytes waiting). Returns payload bytes
-    /// read; `Ok(0)` when nothing could be read now. An I/O error ends the body truncated
-    /// (logged here).
+    /// the spool when it is full, up to `max_spool` bytes waiting). Returns the bytes read
+    /// from the socket — progress, even when they were all chunk framing and brought no
+    /// payload (the socket is edge-triggered: stopping on "no payload" would wait for an event
+    /// that never comes); `Ok(0)` when nothing could be read now. An upstream I/O error ends
+    /// the body truncated (logged here); `Err` is the spool's.
     pub fn pull(
         &mut self,
         pool: &mut BufferPool,
@@ -646,7 +632,8 @@ impl Proxy {
                 if n < want && !self.read_closed {
                     self.readable = false;
                 }
-                Ok(self.take_payload(ubuf, n, env))
+                self.take_payload(ubuf, n, env);
+                Ok(n)
             }
             Err(e) if sys::would_block(&e) || sys::interrupted(&e) => {
                 self.readable = false;
@@ -668,65 +655,42 @@ impl Proxy {
 
     /// Runs `n` freshly read bytes at `ubuf[end..end + n]` through the framing: payload stays
     /// (or is dropped when discarding), framing bytes go, and anything past the framed end is
-    /// surplus: dropped, logged once, and the upstream connection closed. Returns payload bytes.
-    fn take_payload(&mut self, ubuf: &mut [u8], n: usize, env: &UpEnv<'_>) -> usize {
+    /// surplus: dropped, logged once, and the upstream connection closed.
+    fn take_payload(&mut self, ubuf: &mut [u8], n: usize, env: &UpEnv<'_>) {
         let at = self.end;
-        let (payload, surplus) = match &mut self.framing {
-            BodyFraming::Length(left) => {
-                let take = (n as u64).min(*left) as usize;
-                *left -= take as u64;
-                let ended = *left == 0;
-                if ended {
-                    self.finished = true;
-                }
-                (take, n - take)
-            }
-            BodyFraming::Chunked(dec) => {
-                let wire = ubuf.get_mut(at..at + n).unwrap_or(&mut []);
-                match dec.decode_in_place(wire) {
-                    Ok(d) => {
-                        if d.done {
-                            self.finished = true;
-                        }
-                        (d.produced, n - d.consumed)
-                    }
-                    Err(_) => {
-                        log::error!(
-                            "slot {}: upstream {} sent an invalid chunked response body, client: {}",
-                            env.slot,
-                            self.peer_label(env.groups),
-                            env.client
-                        );
-                        self.truncated = true;
-                        self.finished = true;
-                        (0, 0)
-                    }
-                }
-            }
-            BodyFraming::Close => (n, 0),
-            BodyFraming::None => {
-                self.finished = true;
-                (0, n)
+        let wire = ubuf.get_mut(at..at + n).unwrap_or(&mut []);
+        let fed = match self.framing.feed(wire) {
+            Ok(fed) => fed,
+            Err(_) => {
+                log::error!(
+                    "slot {}: upstream {} sent an invalid chunked response body, client: {}",
+                    env.slot,
+                    self.peer_label(env.groups),
+                    env.client
+                );
+                self.truncated = true;
+                self.finish_reading();
+                return;
             }
         };
-        if surplus > 0 && !self.truncated {
+        if fed.dropped > 0 {
             log::error!(
-                "slot {}: upstream {} sent {surplus} bytes after the end of its response; dropped them and closed the connection, client: {}",
+                "slot {}: upstream {} sent {} bytes after the end of its response; dropped them and closed the connection, client: {}",
                 env.slot,
                 self.peer_label(env.groups),
+                fed.dropped,
                 env.client
             );
         }
-        self.received += payload as u64;
+        self.received += fed.payload as u64;
         if self.discard {
-            self.drained += payload as u64;
+            self.drained += fed.payload as u64;
         } else {
-            self.end += payload;
+            self.end += fed.payload;
         }
-        if self.finished {
+        if fed.done {
             self.finish_reading();
         }
-        payload
     }
 
     /// Nothing more is read: the socket is closed (the upstream closes its side too), so a
@@ -736,14 +700,12 @@ impl Proxy {
         drop(self.sock.take());
     }
 
-    /// At the upstream's EOF: a body that stopped short of its framed end is truncated.
+    /// At the upstream's EOF: a body that stopped short of its framed end is truncated —
+    /// unless nobody reads it (a HEAD answer, whose body a correct upstream does not send; a
+    /// client that went away).
     fn check_complete(&mut self, env: &UpEnv<'_>) {
-        let short = match &self.framing {
-            BodyFraming::Length(left) => *left > 0,
-            BodyFraming::Chunked(dec) => !dec.is_done(),
-            BodyFraming::Close | BodyFraming::None => false,
-        };
-        if short && !self.truncated {
+        let short = !self.framing.complete_at_eof();
+        if short && !self.truncated && !self.discard {
             log::error!(
                 "slot {}: upstream {} closed the connection after {} body bytes, before the end of its response, client: {}",
                 env.slot,
@@ -821,7 +783,7 @@ mod size_tests {
     fn a_proxy_slot_costs_what_the_readme_says() {
         let slot = std::mem::size_of::<Option<Proxy>>() + crate::event::slab::PER_SLOT_OVERHEAD;
         assert_eq!(
-            slot, 229,
+            slot, 237,
             "a proxy slot changed size; update README's Design"
         );
     }

@@ -828,7 +828,13 @@ impl Client {
                     }
                 }
             }
-            while self.buf.len() < size + 2 {
+            let Some(need) = size.checked_add(2) else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("chunk size {:?} overflows", line),
+                ));
+            };
+            while self.buf.len() < need {
                 if Instant::now() > deadline {
                     return Err(io::Error::new(io::ErrorKind::TimedOut, "overall deadline"));
                 }

@@ -847,6 +847,21 @@ pub enum Fake {
     /// Answers `hello world` without Content-Length (so uwgate re-chunks it), behind an
     /// `X-Pad` header of as many bytes as the query's `pad=N`; closes.
     PaddedHead,
+    /// Reads the whole request (packet header, vars, then the body CONTENT_LENGTH says), then
+    /// plays the script: raw bytes exactly as given, pauses, and at the end a close unless the
+    /// script says [`Act::Hold`]. For a hostile or buggy app.
+    Script(Vec<Act>),
+}
+
+/// One step of a [`Fake::Script`].
+#[derive(Clone, Debug)]
+pub enum Act {
+    /// Writes these bytes (one write(2), so they usually arrive as one segment).
+    Write(Vec<u8>),
+    /// Waits this long (lets uwgate send what it has to the client first).
+    Pause(Duration),
+    /// Keeps the connection open, neither reading nor writing, until the fake stops.
+    Hold,
 }
 
 /// A TCP listener on 127.0.0.1 answering each connection as told; counts connections. Stops
@@ -855,6 +870,7 @@ pub struct FakeUpstream {
     /// Its port.
     pub port: u16,
     accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    scripted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -868,6 +884,8 @@ impl FakeUpstream {
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let accepted = Arc::new(AtomicUsize::new(0));
+        let scripted = Arc::new(AtomicUsize::new(0));
+        let done = scripted.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (acc, st) = (accepted.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
@@ -894,6 +912,28 @@ impl FakeUpstream {
                                 let _ = s.write_all(head.as_bytes());
                                 let _ = s.write_all(b"hello world");
                             }
+                            Fake::Script(acts) => {
+                                // A write uwgate stopped reading gives up instead of hanging.
+                                let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                                read_request(&mut s);
+                                let mut hold = false;
+                                let mut wrote_all = true;
+                                for act in acts {
+                                    match act {
+                                        Act::Write(bytes) => {
+                                            wrote_all &= s.write_all(bytes).is_ok();
+                                        }
+                                        Act::Pause(d) => std::thread::sleep(*d),
+                                        Act::Hold => hold = true,
+                                    }
+                                }
+                                if wrote_all {
+                                    done.fetch_add(1, Ordering::SeqCst);
+                                }
+                                if hold {
+                                    held.push(s);
+                                }
+                            }
                         }
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -903,6 +943,7 @@ impl FakeUpstream {
         FakeUpstream {
             port,
             accepted,
+            scripted,
             stop,
             thread: Some(thread),
         }
@@ -916,6 +957,11 @@ impl FakeUpstream {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// [`Fake::Script`]s played to the end with every write taken by uwgate.
+    pub fn scripts_done(&self) -> usize {
+        self.scripted.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -946,8 +992,30 @@ fn read_vars(s: &mut TcpStream) -> Vec<u8> {
     vars
 }
 
+/// Reads one whole request: the packet header, its vars and the body (CONTENT_LENGTH bytes).
+fn read_request(s: &mut TcpStream) {
+    let vars = read_vars(s);
+    let len = var(&vars, b"CONTENT_LENGTH")
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let _ = std::io::copy(&mut Read::by_ref(s).take(len), &mut std::io::sink());
+}
+
 /// `N` from `pad=N` in the vars' QUERY_STRING (0 when absent).
 fn query_pad(vars: &[u8]) -> usize {
+    var(vars, b"QUERY_STRING")
+        .and_then(|q| {
+            std::str::from_utf8(q)
+                .ok()?
+                .strip_prefix("pad=")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
+}
+
+/// The value of the uwsgi var `name` in a vars block.
+fn var<'v>(vars: &'v [u8], name: &[u8]) -> Option<&'v [u8]> {
     let mut rest = vars;
     while rest.len() >= 4 {
         let klen = u16::from_le_bytes([rest[0], rest[1]]) as usize;
@@ -962,17 +1030,12 @@ fn query_pad(vars: &[u8]) -> usize {
         let Some(val) = rest.get(vlen_at + 2..vlen_at + 2 + vlen) else {
             break;
         };
-        if key == b"QUERY_STRING" {
-            if let Some(n) = std::str::from_utf8(val)
-                .ok()
-                .and_then(|q| q.strip_prefix("pad="))
-            {
-                return n.parse().unwrap_or(0);
-            }
+        if key == name {
+            return Some(val);
         }
         rest = &rest[vlen_at + 2 + vlen..];
     }
-    0
+    None
 }
 
 /// Panics unless `body` is exactly `common::pattern(len, seed)`, naming the first differing

@@ -939,19 +939,23 @@ impl<S: ClientSocket> Connection<S> {
         None
     }
 
-    /// Lingering: reads and drops whatever the client still sends, until EOF.
+    /// Lingering: reads and drops whatever the client still sends, until EOF — up to 64
+    /// buffers a turn, then the connection yields (a refused body may arrive in a burst).
     fn linger(&mut self, env: &mut Env<'_, '_>) -> Option<Step> {
-        if !self.readable {
-            return Some(Step::Wait);
-        }
-        self.in_len = 0;
         let limit = self.in_cap(env.ctx);
-        match self.read_input(env, limit) {
-            Ok(0) => Some(Step::Close),
-            Ok(_) => None,
-            Err(e) if sys::would_block(&e) => Some(Step::Wait),
-            Err(_) => Some(Step::Close),
+        for _ in 0..64 {
+            if !self.readable {
+                return Some(Step::Wait);
+            }
+            self.in_len = 0;
+            match self.read_input(env, limit) {
+                Ok(0) => return Some(Step::Close),
+                Ok(_) => {}
+                Err(e) if sys::would_block(&e) => return Some(Step::Wait),
+                Err(_) => return Some(Step::Close),
+            }
         }
+        Some(Step::Yield)
     }
 
     /// The deadline passed: act on what it was for. `Some(Close)` closes the connection;

@@ -12,6 +12,7 @@ use super::write::WRITE_BUDGET;
 use super::{ClientSocket, Connection, Env, State, Step, Timer};
 use crate::config::{Handler, UwsgiConf};
 use crate::http::request::{Head, Method};
+use crate::http::response_body::BodyFramer;
 use crate::http::response_head::{
     self, chunk_header, client_framing, Framing, ResponseHead, CHUNK_END, CHUNK_HEADER_MAX,
     LAST_CHUNK,
@@ -19,7 +20,7 @@ use crate::http::response_head::{
 use crate::http::Status;
 use crate::server::dispatch::{self, Extra};
 use crate::upstream::uwsgi::{self, packet};
-use crate::upstream::{BodyFraming, Data, HeadFailure, HeadRead, Proxy, Sent, Stage, UpEnv};
+use crate::upstream::{Data, HeadFailure, HeadRead, Proxy, Sent, Stage, UpEnv};
 use std::io;
 use std::time::Instant;
 
@@ -524,21 +525,13 @@ impl<S: ClientSocket> Connection<S> {
             head.version_minor == 1,
             self.exchange.keep_alive,
         );
-        let upstream_framing = if matches!(h.status, 100..=199 | 204 | 304) {
-            BodyFraming::None
-        } else if h.chunked {
-            BodyFraming::Chunked(crate::http::chunked::ChunkedDecoder::new())
-        } else if let Some(n) = h.content_length {
-            BodyFraming::Length(n)
-        } else {
-            BodyFraming::Close
-        };
         let discard = self.exchange.head_only || framing == Framing::NoBody;
         let up = up_env!(self, env);
+        let framer = BodyFramer::for_head(h);
         if !p.start_body(
             &mut env.bufs.large,
             h.head_len as usize,
-            upstream_framing,
+            framer,
             discard,
             &up,
         ) {
@@ -684,9 +677,10 @@ impl<S: ClientSocket> Connection<S> {
                     Ok(n) => progressed |= n > 0,
                     Err(e) => {
                         log::error!(
-                            "slot {}: spooling the response of upstream {} under temp_path failed: {e}, client: {}",
+                            "slot {}: cannot spool the response of upstream {} under temp_path {}: {e}, client: {}",
                             env.slot,
                             Label(p.peer_name(env.groups)),
+                            ctx.cfg.global.temp_path.display(),
                             self.peer
                         );
                         p.abort();
