@@ -953,19 +953,21 @@ def timed_get(port, path, timeout):
 
 def established_to(port):
     """Client sockets in ESTABLISHED state whose peer is 127.0.0.1:port (/proc/net/tcp): the
-    attack's connections (and the odd probe), whether or not the server has accepted them."""
-    suffix = f":{port:04X}"
-    n = 0
+    attack's connections (and the odd probe), whether or not the server has accepted them.
+    Counted by their local address, once each (a listing read while sockets come and go may
+    show one twice)."""
+    peer = f"0100007F:{port:04X}"
+    seen = set()
     try:
         with open("/proc/net/tcp") as f:
             next(f, None)
             for line in f:
                 parts = line.split(None, 4)
-                if len(parts) > 3 and parts[3] == "01" and parts[2].endswith(suffix):
-                    n += 1
+                if len(parts) > 3 and parts[3] == "01" and parts[2] == peer:
+                    seen.add(parts[1])
     except OSError:
         pass
-    return n
+    return len(seen)
 
 
 def vm_kib(pid, field):
