@@ -1,7 +1,9 @@
 # `make bench` (issue 5): uwgate against nginx and supervisord, side by side, on 127.0.0.1.
 # Included by the top-level Makefile, which defines BIN, VENV, OUT, PYTHON and `build`.
 # Installs what it needs (quick when present), then runs bench/bench.py, which prints the
-# table and writes it to bench/RESULTS.md. BENCH_ARGS passes options (e.g. --rounds 5).
+# table and writes it to bench/RESULTS.md. BENCH_ARGS passes options (e.g. --rounds 5; for
+# scenario 10, slow peers: --slow-peers-conns 3000 --slow-peers-duration 30 --slow-peers-rounds 1;
+# `--only 10` runs it alone).
 
 BENCH_VENV  := $(OUT)/bench-venv
 BENCH_SUPERVISOR := supervisor==4.3.0
@@ -9,16 +11,17 @@ BENCH_ARGS ?=
 
 .PHONY: bench bench-deps bench-alloc-bin bench-loadgen
 
-# Debian's nginx (nginx-light where it exists), wrk and strace; supervisord in a venv of its own.
+# Debian's nginx (nginx-light where it exists), wrk, strace and slowhttptest (scenario 10);
+# supervisord in a venv of its own.
 bench-deps:
-	@missing=""; for t in nginx wrk strace; do \
+	@missing=""; for t in nginx wrk strace slowhttptest; do \
 	    command -v $$t >/dev/null 2>&1 || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	    echo "bench: installing$$missing"; \
 	    sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	    $$sudo apt-get update -qq && \
-	    { DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq nginx-light wrk strace || \
-	      DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq nginx wrk strace; }; \
+	    { DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq nginx-light wrk strace slowhttptest || \
+	      DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq nginx wrk strace slowhttptest; }; \
 	fi
 	@test -x $(BENCH_VENV)/bin/supervisord || { \
 	    $(PYTHON) -m venv $(BENCH_VENV) && \

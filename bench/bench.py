@@ -18,6 +18,10 @@ median of each figure per side and the ratio uwgate/nginx:
   8. system calls per request of scenario 1 (strace -c), one connection and 50 connections
   9. heap allocations per request (uwgate only: a build with `--features count-alloc`, whose
      JSON status page counts them) under the loads of scenarios 1, 2 and 4
+ 10. slow peers (issue 11 §1): slowhttptest's slow headers, slow bodies to Django and slow
+     readers, --slow-peers-conns connections each (3,000), against fresh servers with the Django
+     backend, while a probe fetches a static file and a Django page every 0.5 s: probe success,
+     p50/p99, server RSS against uwgate's fixed budget
 
 Python 3 standard library only. Usage: see `--help`; `make bench` passes the paths.
 """
@@ -25,6 +29,7 @@ Python 3 standard library only. Usage: see `--help`; `make bench` passes the pat
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -37,6 +42,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -881,6 +887,241 @@ def syscall_scenario(env, servers, results, rounds, requests, duration):
 
 
 # ---------------------------------------------------------------------------------------------
+# Scenario 10: slow peers (issue 11 §1)
+# ---------------------------------------------------------------------------------------------
+
+# (key, label). Slow headers and slow bodies (slowhttptest) go to the Django location: a head
+# that never ends, a POST body that trickles in. Slow readers (bench/slowread.py, see there why
+# not slowhttptest -X) fetch the 10 MiB file and take 32 bytes every 5 s.
+SLOW_ATTACKS = (
+    ("headers", "slow headers (slowloris)"),
+    ("bodies", "slow bodies to Django (R.U.D.Y.)"),
+    ("reads", "slow readers"),
+)
+SLOW_READ_PATH = "/static/10m.bin"
+
+
+def slow_attack_argv(key, port, conns, rate, length):
+    """The attack's client: runs at most `length` s by itself (and is stopped by pid anyway)."""
+    if key == "reads":
+        return [sys.executable, os.path.join(HERE, "slowread.py"), "--port", str(port),
+                "--path", SLOW_READ_PATH, "--conns", str(conns), "--rate", str(rate),
+                "--duration", str(length), "--read-bytes", "32", "--read-every", "5",
+                "--rcvbuf", "1024", "--mss", "536"]  # fmt: skip
+    mode = {"headers": ["-H", "-i", "10", "-x", "24"], "bodies": ["-B", "-i", "10", "-x", "24", "-s", "8192"]}
+    return ["slowhttptest", *mode[key], "-c", str(conns), "-r", str(rate), "-l", str(length),
+            "-p", "2", "-u", f"http://127.0.0.1:{port}/"]  # fmt: skip
+
+
+SLOW_PROBES = (("static", "/static/1k.bin"), ("django", "/"))
+# The target of issue 11 §1, for uwgate.
+SLOW_TARGET_SUCCESS = 99.0
+SLOW_TARGET_P99_MS = 50.0
+
+
+def timed_get(port, path, timeout):
+    """One GET on a fresh connection with an overall deadline: (ok, seconds). ok = a 200 whose
+    whole body (Content-Length, chunked or up to the close) arrived before the deadline."""
+    t0 = time.perf_counter()
+    deadline = t0 + timeout
+    ok = False
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                s.settimeout(left)
+                chunk = s.recv(65536)
+                head, sep, body = (data + chunk).partition(b"\r\n\r\n")
+                status_ok = bool(sep) and re.match(rb"HTTP/1\.[01] 200 ", head) is not None
+                m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+                chunked = re.search(rb"(?im)^transfer-encoding:.*chunked", head) is not None
+                if not chunk:
+                    ok = status_ok and not m and (not chunked or body.endswith(b"0\r\n\r\n"))
+                    break
+                data += chunk
+                if sep and m and len(body) >= int(m.group(1)):
+                    ok = status_ok
+                    break
+    except (OSError, ValueError):
+        ok = False
+    return ok, time.perf_counter() - t0
+
+
+def established_to(port):
+    """Client sockets in ESTABLISHED state whose peer is 127.0.0.1:port (/proc/net/tcp): the
+    attack's connections (and the odd probe), whether or not the server has accepted them.
+    Counted by their local address, once each (a listing read while sockets come and go may
+    show one twice)."""
+    peer = f"0100007F:{port:04X}"
+    seen = set()
+    try:
+        with open("/proc/net/tcp") as f:
+            next(f, None)
+            for line in f:
+                parts = line.split(None, 4)
+                if len(parts) > 3 and parts[3] == "01" and parts[2] == peer:
+                    seen.add(parts[1])
+    except OSError:
+        pass
+    return len(seen)
+
+
+def vm_kib(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def percentile(xs, q):
+    """Nearest-rank percentile (of 60 samples, p99 is the largest)."""
+    xs = sorted(xs)
+    if not xs:
+        return None
+    return xs[min(len(xs) - 1, max(0, math.ceil(q / 100 * len(xs)) - 1))]
+
+
+def slow_attack_run(env, side, attack, conns, duration, tag):
+    """One attack against a fresh server: the attack client opens `conns` connections, then the probes
+    run for `duration` s while the server's RSS is sampled. Everything is stopped by pid."""
+    args = env.args
+    key = attack[0]
+    srv = Server(env, side, tag)
+    attack_proc, out = None, None
+    threads = []
+    try:
+        wait_http_200(srv.port, "/", 60, srv.proc)
+        pids = srv.pids()  # nginx: master and its one worker; uwgate: itself
+        time.sleep(0.3)
+        base_rss = sum(rss_kib(p) for p in pids)
+        # uwgate's fixed budget: its address space after start (the buffers, slots and caches
+        # are all allocated then). VmData (heap and anonymous maps) must not grow: that would be
+        # an allocation under attack. The stack may grow a little (it is not allocated).
+        budget = vm_kib(srv.proc.pid, "VmSize") if side == "uwgate" else None
+        data0 = vm_kib(srv.proc.pid, "VmData") if side == "uwgate" else None
+        ramp = conns / args.slow_peers_rate + 10
+        length = int(ramp + duration + 10)
+        out = open(os.path.join(env.work, f"attack-{tag}-{side}.log"), "wb")
+        argv = slow_attack_argv(key, srv.port, conns, args.slow_peers_rate, length)
+        attack_proc = spawn(f"attack-{key}", argv, stdout=out, stderr=subprocess.STDOUT)
+        # Ramp: until (nearly) every attack connection is established, bounded.
+        t0 = time.monotonic()
+        held = 0
+        while time.monotonic() - t0 < ramp:
+            held = established_to(srv.port)
+            if held >= conns * 0.98 or attack_proc.poll() is not None:
+                break
+            time.sleep(0.25)
+        ramp_s = time.monotonic() - t0
+        time.sleep(1.0)  # let the server take in the first bytes of each
+
+        lock = threading.Lock()
+        probes = {k: [] for k, _ in SLOW_PROBES}
+
+        def probe(kind, p):
+            ok, secs = timed_get(srv.port, p, args.slow_peers_probe_timeout)
+            with lock:
+                probes[kind].append((ok, secs))
+
+        rss_max, vm_max, data_max, stk_max, held_min, held_max = 0, 0, 0, 0, None, 0
+        start = time.monotonic()
+        next_probe = start
+        next_count = start
+        while True:
+            now = time.monotonic()
+            if now - start >= duration:
+                break
+            if now >= next_probe:
+                for kind, p in SLOW_PROBES:
+                    th = threading.Thread(target=probe, args=(kind, p), daemon=True)
+                    th.start()
+                    threads.append(th)
+                next_probe += args.slow_peers_probe_interval
+            if now >= next_count:
+                h = established_to(srv.port)
+                held_min = h if held_min is None else min(held_min, h)
+                held_max = max(held_max, h)
+                next_count += 1.0
+            rss_max = max(rss_max, sum(rss_kib(p) for p in pids))
+            if side == "uwgate":
+                vm_max = max(vm_max, vm_kib(srv.proc.pid, "VmSize"))
+                data_max = max(data_max, vm_kib(srv.proc.pid, "VmData"))
+                stk_max = max(stk_max, vm_kib(srv.proc.pid, "VmStk"))
+            time.sleep(0.1)
+        for th in threads:
+            th.join(args.slow_peers_probe_timeout + 2)
+        attack_alive = attack_proc.poll() is None
+    finally:
+        if attack_proc is not None:
+            stop(attack_proc)
+            forget(attack_proc)
+        if out is not None:
+            out.close()
+        for th in threads:
+            th.join(args.slow_peers_probe_timeout + 2)
+        srv.stop()
+    with lock:
+        all_probes = [r for k, _ in SLOW_PROBES for r in probes[k]]
+    t_out = args.slow_peers_probe_timeout
+
+    def summary(rs):
+        # A failed probe counts as the timeout in the percentiles (it was not answered in time).
+        lat = [secs * 1e3 if ok else t_out * 1e3 for ok, secs in rs]
+        return {
+            "n": len(rs),
+            "ok": sum(1 for ok, _ in rs if ok),
+            "success": 100.0 * sum(1 for ok, _ in rs if ok) / max(1, len(rs)),
+            "p50": percentile(lat, 50),
+            "p99": percentile(lat, 99),
+        }
+
+    r = summary(all_probes)
+    r.update(
+        kinds={k: summary(probes[k]) for k, _ in SLOW_PROBES},
+        rss=rss_max,
+        base=base_rss,
+        budget=budget,
+        vm_max=vm_max,
+        data0=data0,
+        data_max=data_max,
+        stk_max=stk_max,
+        held_min=held_min or 0,
+        held_max=held_max,
+        ramp=ramp_s,
+        attack_alive=attack_alive,
+    )
+    return r
+
+
+def slow_peers_scenario(env, results, rounds, duration):
+    """Scenario 10: for each attack, A B per round on fresh servers (same Django backend)."""
+    conns = env.slow_conns
+    for rnd in range(rounds):
+        for attack in SLOW_ATTACKS:
+            key = attack[0]
+            for side in SIDES:
+                r = slow_attack_run(env, side, attack, conns, duration, f"slow{key}{rnd}")
+                results.setdefault("s10" + key, {}).setdefault(side, []).append(r)
+                k = r["kinds"]
+                log(
+                    f"round {rnd + 1} s10 {key:7s} {side:6s} probes {r['ok']}/{r['n']} "
+                    f"({r['success']:.1f} %) p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms "
+                    f"[static {k['static']['ok']}/{k['static']['n']}, django "
+                    f"{k['django']['ok']}/{k['django']['n']}]; RSS {r['base'] / 1024:.1f} -> max "
+                    f"{r['rss'] / 1024:.1f} MiB; attack conns {r['held_min']}-{r['held_max']} "
+                    f"(ramp {r['ramp']:.1f} s)" + ("" if r["attack_alive"] else "; the attack client ended early")
+                )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------------------------
 
@@ -972,6 +1213,32 @@ def build_rows(env, res):
         per = {s: median([sum(c.values()) / max(1, n) for c, n in res[key][s]]) for s in SIDES}
         rows.append([label, fig, fmt(per["uwgate"], 2), fmt(per["nginx"], 2),
                      fmt(per["uwgate"] / per["nginx"], 2) + "×", "", ""])  # fmt: skip
+    for key, label in SLOW_ATTACKS:
+        k = "s10" + key
+        if k not in res:
+            continue
+        fig = {f: {s: median([r[f] for r in res[k][s]]) for s in SIDES} for f in ("success", "p50", "p99", "rss", "held_min")}  # fmt: skip
+
+        def ratio(f):
+            u, n = fig[f]["uwgate"], fig[f]["nginx"]
+            return fmt(u / n, 2) + "×" if u is not None and n else "—"
+
+        ok_success = fig["success"]["uwgate"] >= SLOW_TARGET_SUCCESS
+        ok_p99 = fig["p99"]["uwgate"] <= SLOW_TARGET_P99_MS
+        budget = max(r["budget"] for r in res[k]["uwgate"])
+        ok_rss = all(r["rss"] <= r["budget"] and r["data_max"] <= r["data0"] for r in res[k]["uwgate"])
+        rows.append([f"10. {env.slow_conns:,} {label}", "probe success, % (static + Django)",
+                     fmt(fig["success"]["uwgate"], 1), fmt(fig["success"]["nginx"], 1), "",
+                     f"≥ {SLOW_TARGET_SUCCESS:.0f} %", "pass" if ok_success else "**FAIL**"])  # fmt: skip
+        rows.append(["", "probe p50, ms", fmt(fig["p50"]["uwgate"], 2), fmt(fig["p50"]["nginx"], 2),
+                     ratio("p50"), "", ""])  # fmt: skip
+        rows.append(["", "probe p99, ms", fmt(fig["p99"]["uwgate"], 2), fmt(fig["p99"]["nginx"], 2),
+                     ratio("p99"), f"≤ {SLOW_TARGET_P99_MS:.0f} ms", "pass" if ok_p99 else "**FAIL**"])  # fmt: skip
+        rows.append(["", "server RSS max during the attack, MiB", fmt(fig["rss"]["uwgate"] / 1024, 1),
+                     fmt(fig["rss"]["nginx"] / 1024, 1), ratio("rss"),
+                     f"≤ {budget / 1024:.1f} (budget)", "pass" if ok_rss else "**FAIL**"])  # fmt: skip
+        rows.append(["", "attack connections established (min)", fmt(fig["held_min"]["uwgate"], 0),
+                     fmt(fig["held_min"]["nginx"], 0), "", "", ""])  # fmt: skip
     if "s9" in res:
         for i, (label, n, reqs) in enumerate(res["s9"]["loads"]):
             rows.append(["9. heap allocations (count-alloc build)" if i == 0 else "",
@@ -1062,6 +1329,24 @@ def render(env, res, meta):
     if "s7" in res:
         for side, vals in res["s7"]["start"].items():
             md.append(f"s7 {side:6s} cold start ms " + " ".join(f"{v:.1f}" for v in vals))
+    for key, _label in SLOW_ATTACKS:
+        if "s10" + key not in res:
+            continue
+        for side in SIDES:
+            for r in res["s10" + key][side]:
+                kinds = "  ".join(
+                    f"{kind} {q['ok']}/{q['n']} p50 {q['p50']:.2f} p99 {q['p99']:.2f}"
+                    for kind, q in r["kinds"].items()
+                )
+                budget = (
+                    f" budget (VmSize) {r['budget']} max {r['vm_max']}, VmData {r['data0']} max "
+                    f"{r['data_max']}, VmStk max {r['stk_max']}" if r["budget"] else ""
+                )
+                md.append(
+                    f"s10 {key:7s} {side:6s} probes {r['ok']}/{r['n']}  {kinds}  RSS KiB "
+                    f"{r['base']}->{r['rss']}{budget}  attack conns {r['held_min']}-{r['held_max']} "
+                    f"ramp {r['ramp']:.1f} s"
+                )
     md += ["```", ""]
     return table, "\n".join(md)
 
@@ -1108,8 +1393,24 @@ def main():
     ap.add_argument("--uwsgi-processes", type=int, default=2)
     ap.add_argument("--alloc-bin", help="uwgate built with --features count-alloc (scenario 9)")
     ap.add_argument("--loadgen", help="examples/loadgen.rs built: scenarios 2 and 3 again with it")
-    ap.add_argument("--only", default="123456789", help="scenario digits to run (default all)")
+    ap.add_argument("--slow-peers-conns", type=int, default=3000,
+                    help="scenario 10: connections of each slowhttptest attack")
+    ap.add_argument("--slow-peers-duration", type=int, default=30,
+                    help="scenario 10: seconds of probing per attack and server, once the attack's "
+                         "connections are established")
+    ap.add_argument("--slow-peers-rounds", type=int, default=1, help="scenario 10: rounds (A B A B)")
+    ap.add_argument("--slow-peers-rate", type=int, default=1000,
+                    help="scenario 10: new attack connections per second (slowhttptest -r)")
+    ap.add_argument("--slow-peers-probe-interval", type=float, default=0.5)
+    ap.add_argument("--slow-peers-probe-timeout", type=float, default=2.0)
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10",
+                    help="scenarios to run: digits (`--only 145`) or a comma-separated list "
+                         "(`--only 1,10`); `--only 10` is scenario 10 alone (default all)")
     args = ap.parse_args()
+    if "," in args.only or args.only == "10":
+        args.only = {x.strip() for x in args.only.split(",") if x.strip()}
+    else:
+        args.only = set(args.only)
     args.bin = os.path.abspath(args.bin)
     args.venv = os.path.abspath(args.venv)
     args.supervisord = os.path.abspath(args.supervisord)
@@ -1117,10 +1418,15 @@ def main():
         args.alloc_bin = os.path.abspath(args.alloc_bin)
     if args.loadgen:
         args.loadgen = os.path.abspath(args.loadgen)
-    for tool in ("wrk", "strace"):
-        if not shutil.which(tool):
+    # What the selected scenarios use (all of it for a whole `make bench`).
+    tools = {"wrk": "123489", "strace": "8", "slowhttptest": ["10"]}
+    for tool, scenarios in tools.items():
+        if any(x in args.only for x in scenarios) and not shutil.which(tool):
             sys.exit(f"bench: {tool} not found (make bench installs it)")
-    for path in (args.bin, args.nginx, args.supervisord, os.path.join(args.venv, "bin", "uwsgi")):
+    paths = [args.bin, args.nginx, os.path.join(args.venv, "bin", "uwsgi")]
+    if "6" in args.only:
+        paths.append(args.supervisord)
+    for path in paths:
         if not os.access(path, os.X_OK):
             sys.exit(f"bench: {path} is missing or not executable")
 
@@ -1136,8 +1442,10 @@ def main():
         # uwgate wants worker_connections + 2 × buffer_pool (256) + open_file_cache (1000) + 64
         # descriptors (src/main.rs): raise the hard limit if we may (CAP_SYS_RESOURCE), else size
         # worker_connections to what the hard limit allows.
+        # Scenario 10's client, slowhttptest, needs a descriptor per attack connection too (it
+        # silently caps its connections at its soft limit less 6): it inherits the limit set here.
         overhead = 2 * 256 + 1000 + 64
-        want = (args.idle + 100) + overhead
+        want = max(args.idle, args.slow_peers_conns) + 100 + overhead
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, hard), max(want, hard)))
         except (ValueError, OSError):
@@ -1145,6 +1453,15 @@ def main():
         env.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         env.worker_connections = min(args.idle + 100, env.nofile - overhead)
         env.idle_n = min(args.idle, env.worker_connections - 50)
+        env.slow_conns = min(args.slow_peers_conns, env.worker_connections - 100, env.nofile - 100)
+        if "10" in args.only and env.slow_conns < args.slow_peers_conns:
+            msg = (
+                f"Scenario 10 ran with {env.slow_conns:,} attack connections, not "
+                f"{args.slow_peers_conns:,}: RLIMIT_NOFILE here is {env.nofile} (hard, cannot be "
+                f"raised) and both slowhttptest and the servers need a descriptor per connection."
+            )
+            notes.append("Note: " + msg)
+            log(msg)
         # nginx closes idle keep-alive connections once fewer than 1/16 of its slots are free
         # (ngx_drain_connections): give it the headroom to hold all of scenario 5's.
         env.nginx_connections = env.worker_connections * 9 // 8 + 100
@@ -1190,6 +1507,8 @@ def main():
             respawn_scenario(env, res, args.respawns)
         if "7" in args.only:
             binary_scenario(env, res, args.cold_starts)
+        if "10" in args.only:
+            slow_peers_scenario(env, res, args.slow_peers_rounds, args.slow_peers_duration)
 
         if "s7" in res:
             r = res["s7"]
@@ -1225,6 +1544,31 @@ def main():
                 f"{args.duration} s per load after a 1 s warm-up; the count is read from the JSON "
                 "status page before and after, less what one read of the page costs "
                 f"({res['s9']['probe']}). Start-up made {res['s9']['startup']:,} (the counter works)."
+            )
+        if any("s10" + a[0] in res for a in SLOW_ATTACKS):
+            slow_version = version_of(["slowhttptest", "-h"], r"(?<=version )[\d.]+")
+            notes.append(
+                f"Scenario 10 (issue 11 §1): fresh servers for each attack (the same uWSGI backend, "
+                f"uwgate's and nginx's usual configs above, nginx with 1 worker), "
+                f"{args.slow_peers_rounds} round(s) A B per attack. slowhttptest "
+                f"{slow_version} opens "
+                f"{env.slow_conns:,} connections at {args.slow_peers_rate}/s for slow headers (`-H -i 10 "
+                f"-x 24` to `/`) and slow bodies (`-B -i 10 -x 24 -s 8192` to `/`); slow readers are "
+                f"bench/slowread.py: the same number of connections, each asking for "
+                f"{SLOW_READ_PATH} with SO_RCVBUF 1024 and an MSS of 536 and taking 32 bytes every "
+                f"5 s (slowhttptest -X on loopback's 64 KiB MSS costs ~3 MiB of kernel memory per "
+                f"connection before the server is held at all: 3,000 of them would run the whole "
+                f"machine into net.ipv4.tcp_mem). Once the attack's connections are established (counted in /proc/net/tcp), a probe "
+                f"fetches /static/1k.bin and the Django page `/` on fresh connections every "
+                f"{args.slow_peers_probe_interval} s for {args.slow_peers_duration} s, each with a "
+                f"{args.slow_peers_probe_timeout} s deadline. Success = a whole 200 within it; a "
+                f"failed probe counts as the deadline in p50/p99 (nearest rank, both probes pooled). "
+                f"RSS = VmRSS (nginx: master plus worker), sampled every 0.1 s. uwgate's budget = "
+                f"its VmSize after start (buffers, slots and caches are allocated then): it passes "
+                f"if its RSS stays below that and its VmData (heap and anonymous maps) does not "
+                f"grow during the attack. The attack needs a client descriptor per "
+                f"connection: this script raises RLIMIT_NOFILE to its hard limit, which "
+                f"slowhttptest inherits. On a shared 2-core machine these figures are indicative."
             )
         if "s2d" in res or "s3d" in res:
             notes.append(

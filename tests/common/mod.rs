@@ -616,6 +616,19 @@ impl Client {
         }
     }
 
+    /// Wraps a stream the caller connected itself (e.g. from another source address), with the
+    /// same [`IO_TIMEOUT`] timeouts as [`Client::connect`].
+    pub fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        stream.set_nodelay(true).ok();
+        Client {
+            stream,
+            buf: Vec::new(),
+            eof: false,
+        }
+    }
+
     /// Shrinks this socket's receive buffer (a slow reader that really stalls the server).
     pub fn set_recv_buffer(&self, bytes: i32) {
         let fd = self.stream.as_raw_fd();
