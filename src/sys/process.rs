@@ -593,11 +593,12 @@ pub fn has_children() -> bool {
 }
 
 /// Sends `signal` to `pid`, or to its process group (`kill(-pid)`) when `group`.
-/// ESRCH (already gone) is not an error; pid 0 and pids beyond pid_t are refused.
+/// ESRCH (already gone) is not an error; pid 0, group 1 and pids beyond pid_t are refused.
 pub fn send_signal(pid: u32, signal: i32, group: bool) -> io::Result<()> {
     let pid = match libc::pid_t::try_from(pid) {
-        // kill(0) or kill(-1) would hit uwgate itself or everything: never.
-        Ok(pid) if pid > 0 => pid,
+        // kill(0) or kill(-1) would hit uwgate itself or everything: never (a group of 1
+        // would be kill(-1)).
+        Ok(pid) if pid > 1 || (pid == 1 && !group) => pid,
         _ => return Err(io::Error::from_raw_os_error(libc::ESRCH)),
     };
     let target = if group { -pid } else { pid };
@@ -605,6 +606,19 @@ pub fn send_signal(pid: u32, signal: i32, group: bool) -> io::Result<()> {
         Ok(_) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Whether process group `pgid` has any member (zombies included): `kill(-pgid, 0)`.
+/// EPERM means it exists but is not ours to signal; pid 0 and pids beyond pid_t are never groups.
+pub fn group_exists(pgid: u32) -> bool {
+    let pgid = match libc::pid_t::try_from(pgid) {
+        Ok(pgid) if pgid > 1 => pgid,
+        _ => return false,
+    };
+    match syscall!(kill(-pgid, 0)) {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() != Some(libc::ESRCH),
     }
 }
 
@@ -902,8 +916,18 @@ mod tests {
     }
 
     #[test]
+    fn group_exists_only_for_a_live_group() {
+        // SAFETY: getpgrp takes no arguments and cannot fail.
+        let own = u32::try_from(unsafe { libc::getpgrp() }).unwrap();
+        assert!(own <= 1 || group_exists(own));
+        assert!(!group_exists(0) && !group_exists(1) && !group_exists(u32::MAX));
+        assert!(!group_exists(4_000_000));
+    }
+
+    #[test]
     fn signalling_pid_zero_is_refused_and_a_gone_pid_is_ignored() {
         assert!(send_signal(0, libc::SIGTERM, false).is_err());
+        assert!(send_signal(1, 0, true).is_err(), "kill(-1) is everything");
         assert!(send_signal(u32::MAX, libc::SIGTERM, true).is_err());
         assert!(send_signal(4_000_000, libc::SIGTERM, false).is_ok());
     }

@@ -14,6 +14,7 @@
 
 pub mod output;
 pub mod ready;
+pub mod run_state;
 pub mod spawn;
 pub mod state;
 
@@ -70,6 +71,8 @@ struct Proc {
     machine: Machine,
     /// The exec report of the child forked last (its pid with it), until it is conclusive.
     exec_report: Option<(u32, sys::ExecReport)>,
+    /// The process group the live child leads, as the run-state file records it.
+    group: Option<run_state::Group>,
     /// Its program was removed or changed by a reload: dropped once down.
     retired: bool,
     probe: ready::Probe,
@@ -120,6 +123,10 @@ pub struct Watchdog {
     shutting_down: bool,
     sweep: Sweep,
     sink: Sink,
+    /// Groups whose leader ended but whose members may live on (recorded until they are gone).
+    ended_groups: Vec<run_state::Group>,
+    /// A failed run-state write was logged (once).
+    run_state_failed: bool,
 }
 
 impl Watchdog {
@@ -141,6 +148,8 @@ impl Watchdog {
             shutting_down: false,
             sweep: Sweep::NotYet,
             sink: crate::logging::program_output,
+            ended_groups: Vec::new(),
+            run_state_failed: false,
         };
         for def in defs {
             wd.add_program(def, false);
@@ -187,6 +196,13 @@ impl Watchdog {
                 }
                 None => log::debug!("reaped pid {pid} ({status}), not a program"),
             }
+        }
+        // Reaped orphans may have emptied an ended group: the file then drops it (and goes
+        // once nothing is left, as after a clean stop).
+        let ended = self.ended_groups.len();
+        self.ended_groups.retain(run_state::may_have_members);
+        if self.ended_groups.len() != ended {
+            self.save_run_state();
         }
         self.settle(registry, now);
     }
@@ -401,6 +417,7 @@ impl Watchdog {
                 argv: spec.argv.clone(),
                 machine,
                 exec_report: None,
+                group: None,
                 retired: false,
                 probe: ready::Probe::default(),
                 told_waiting: false,
@@ -504,6 +521,48 @@ impl Watchdog {
             }
         }
         self.sync_probe(registry, idx, now);
+        self.sync_group(idx);
+    }
+
+    /// Records the group of a freshly forked child, and moves that of a child that is gone to
+    /// the ended groups; rewrites the run-state file when either happened.
+    fn sync_group(&mut self, idx: usize) {
+        let Some(Some(p)) = self.procs.get_mut(idx) else {
+            return;
+        };
+        match (p.machine.pid(), &p.group) {
+            (Some(pid), Some(g)) if g.pgid == pid => return,
+            (None, None) => return,
+            (Some(pid), _) => {
+                let old = p.group.replace(run_state::Group::of(pid, &p.name));
+                self.ended_groups.extend(old);
+            }
+            (None, Some(_)) => self.ended_groups.extend(p.group.take()),
+        }
+        self.save_run_state();
+    }
+
+    /// Rewrites the run-state file: every live child's group, and the ended groups that still
+    /// have members (at most `run_state::MAX_ENDED`, newest kept).
+    fn save_run_state(&mut self) {
+        self.ended_groups.retain(run_state::may_have_members);
+        let excess = self.ended_groups.len().saturating_sub(run_state::MAX_ENDED);
+        self.ended_groups.drain(..excess);
+        let groups: Vec<run_state::Group> = self
+            .procs
+            .iter()
+            .flatten()
+            .filter_map(|p| p.group.clone())
+            .chain(self.ended_groups.iter().cloned())
+            .collect();
+        match run_state::save(&groups) {
+            Ok(()) => self.run_state_failed = false,
+            Err(e) if !self.run_state_failed => {
+                log::warn!("run state not saved: {e}; a crash of uwgate may leave orphans");
+                self.run_state_failed = true;
+            }
+            Err(_) => {}
+        }
     }
 
     /// Probing runs exactly while the process is STARTING, waiting for its ready check.
