@@ -36,6 +36,12 @@ pub const TOKEN_BASE: usize = 1 << (usize::BITS * 5 / 8);
 /// to them); older ones are closed.
 const LINGERING_PIPES: usize = 2;
 
+/// Starts go one at a time, in start order: the next fork waits until the previous child's exec
+/// report is in (about a millisecond), but never longer than this after its fork, so that a
+/// child stuck before exec (a hung NFS `directory`) holds the others back no longer. The loop
+/// does not wait: the held starts are retried when the report comes in or this time is up.
+const EXEC_HOLD: Duration = Duration::from_secs(2);
+
 /// After every program is down at shutdown, orphaned descendants get SIGTERM, then SIGKILL
 /// after this long.
 const ORPHAN_STOPWAIT: Duration = Duration::from_secs(3);
@@ -69,8 +75,8 @@ struct Proc {
     name: Rc<str>,
     argv: Vec<String>,
     machine: Machine,
-    /// The exec report of the child forked last (its pid with it), until it is conclusive.
-    exec_report: Option<(u32, sys::ExecReport)>,
+    /// The exec report of the child forked last, until it is conclusive.
+    exec_report: Option<PendingExec>,
     /// The process group the live child leads, as the run-state file records it.
     group: Option<run_state::Group>,
     /// Its program was removed or changed by a reload: dropped once down.
@@ -80,6 +86,15 @@ struct Proc {
     told_waiting: bool,
     /// Shutdown step: processes stop in ascending rank, equal ranks together.
     stop_rank: usize,
+}
+
+/// A forked child whose exec report is not conclusive yet.
+struct PendingExec {
+    pid: u32,
+    report: sys::ExecReport,
+    /// Until when later starts wait for this exec (`EXEC_HOLD` after the fork); `None` once
+    /// that time has passed (so that a stuck child is no deadline any more).
+    holds_until: Option<Instant>,
 }
 
 /// Orphan sweep at shutdown.
@@ -248,8 +263,19 @@ impl Watchdog {
     }
 
     /// Runs everything due at `now`: startsecs, backoff retries, throttled restarts,
-    /// stopwaitsecs escalation, ready probe attempts and timeouts, the orphan sweep.
+    /// stopwaitsecs escalation, ready probe attempts and timeouts, starts held by a child that
+    /// has not exec'd after `EXEC_HOLD`, the orphan sweep.
     pub fn on_timer(&mut self, registry: &mio::Registry, now: Instant) {
+        for pending in self
+            .procs
+            .iter_mut()
+            .flatten()
+            .filter_map(|p| p.exec_report.as_mut())
+        {
+            if pending.holds_until.is_some_and(|t| t <= now) {
+                pending.holds_until = None;
+            }
+        }
         for idx in 0..self.procs.len() {
             let Some(Some(p)) = self.procs.get_mut(idx) else {
                 continue;
@@ -285,7 +311,14 @@ impl Watchdog {
             Sweep::Signalled { next_at, .. } => Some(next_at),
             _ => None,
         };
-        procs.chain(sweep).min()
+        // A held start is retried when the hold ends (a report, the usual case, comes sooner).
+        let hold = self
+            .procs
+            .iter()
+            .flatten()
+            .filter_map(|p| p.exec_report.as_ref()?.holds_until)
+            .min();
+        procs.chain(sweep).chain(hold).min()
     }
 
     /// uwgate got SIGTERM: stops every program, highest priority number first and dependents
@@ -633,7 +666,11 @@ impl Watchdog {
         };
         if let Some(Some(p)) = self.procs.get_mut(idx) {
             if watched {
-                p.exec_report = Some((pid, report));
+                p.exec_report = Some(PendingExec {
+                    pid,
+                    report,
+                    holds_until: Some(state::after(Instant::now(), EXEC_HOLD)),
+                });
             } else {
                 drop(report.finish()); // nothing to wait for: a failure shows as exit 127
             }
@@ -651,7 +688,7 @@ impl Watchdog {
     fn find_exec_report(&self, pid: u32) -> Option<usize> {
         self.procs.iter().position(|p| {
             p.as_ref()
-                .is_some_and(|p| p.exec_report.as_ref().is_some_and(|(r, _)| *r == pid))
+                .is_some_and(|p| p.exec_report.as_ref().is_some_and(|e| e.pid == pid))
         })
     }
 
@@ -662,14 +699,14 @@ impl Watchdog {
         let Some(Some(p)) = self.procs.get_mut(idx) else {
             return;
         };
-        let Some((pid, report)) = p.exec_report.as_mut() else {
+        let Some(pending) = p.exec_report.as_mut() else {
             return;
         };
-        let pid = *pid;
+        let pid = pending.pid;
         let outcome = if reaped {
-            report.finish()
+            pending.report.finish()
         } else {
-            report.read()
+            pending.report.read()
         };
         let event = match outcome {
             sys::ExecOutcome::Pending => return,
@@ -683,9 +720,10 @@ impl Watchdog {
                 Event::SpawnFailed
             }
         };
-        if let Some((_, report)) = p.exec_report.take() {
+        if let Some(pending) = p.exec_report.take() {
             // Out of the epoll set before the close (see `sys::spawn` on copies in children).
-            let _ = registry.deregister(&mut mio::unix::SourceFd(&report.as_raw_fd()));
+            let fd = pending.report.as_raw_fd();
+            let _ = registry.deregister(&mut mio::unix::SourceFd(&fd));
         }
         self.drive(registry, idx, event, now);
     }
@@ -838,6 +876,9 @@ impl Watchdog {
                     }
                     continue;
                 }
+                if self.exec_hold(now).is_some() {
+                    return; // this one and the rest of the order start once that child exec'd
+                }
                 if let Some(Some(p)) = self.procs.get_mut(idx) {
                     p.told_waiting = false;
                 }
@@ -848,6 +889,16 @@ impl Watchdog {
                 break;
             }
         }
+    }
+
+    /// While a child forked less than `EXEC_HOLD` ago has not exec'd: when that hold ends.
+    fn exec_hold(&self, now: Instant) -> Option<Instant> {
+        self.procs
+            .iter()
+            .flatten()
+            .filter_map(|p| p.exec_report.as_ref()?.holds_until)
+            .filter(|&until| until > now)
+            .min()
     }
 
     /// Whether process `idx` must wait: a dependency is not RUNNING, or the old instance of a

@@ -685,6 +685,40 @@ fn numprocs_instances_are_supervised_separately() {
 }
 
 #[test]
+fn starts_fork_one_at_a_time_in_priority_order_each_after_the_previous_exec() {
+    let names = ["a", "b", "c"];
+    let programs: Vec<config::Program> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut p = prog(n, "sleep 30");
+            p.priority = 10 - i as i32; // c starts first, a last
+            p.startsecs = Duration::ZERO;
+            p
+        })
+        .collect();
+    let mut rig = Rig::new(&programs);
+    rig.start();
+    // The first fork happened; the others wait for its exec report (the loop does not).
+    assert_eq!(rig.state("c").0, "STARTING");
+    assert_eq!(rig.state("b"), ("STOPPED", None));
+    assert_eq!(rig.state("a"), ("STOPPED", None));
+    rig.wait_state("a", "RUNNING", Duration::from_secs(3));
+    let running_at = |n: &str| {
+        rig.seen
+            .iter()
+            .find(|s| s.0 == n && s.1 == "RUNNING")
+            .map(|s| s.3)
+            .unwrap()
+    };
+    let first_seen = |n: &str| rig.spawn_times(n)[0];
+    assert!(running_at("c") <= first_seen("b"), "{:?}", rig.seen);
+    assert!(running_at("b") <= first_seen("a"), "{:?}", rig.seen);
+    assert!(rig.longest_call < Duration::from_millis(200));
+    rig.shutdown();
+}
+
+#[test]
 fn stop_all_stops_in_reverse_priority_order_and_leaves_no_child() {
     let mut first = prog(
         "first",
