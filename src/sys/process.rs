@@ -366,71 +366,20 @@ fn child_exec(plan: &ChildPlan<'_>) -> ! {
         fail(ChildStep::Setsid);
     }
 
-    // 3. Default dispositions for every signal, then an empty mask: uwgate blocks SIGCHLD, SIGTERM,
-    //    SIGHUP… for its signalfd and Rust ignores SIGPIPE; both would survive execve otherwise.
-    //    The raw rt_sigaction syscall, because glibc's wrapper refuses its reserved signals 32
-    //    and 33, which an ignoring parent would otherwise pass on. An all-zero kernel sigaction
-    //    is "SIG_DFL, no flags, empty mask" on every architecture; 64 bytes cover the largest.
-    let dfl = [0u64; 8];
-    let sigsetsize = usize::try_from(plan.nsig).unwrap_or(64).saturating_add(1) / 8;
-    let mut sig: libc::c_int = 1;
-    while sig <= plan.nsig {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            // SAFETY: `dfl` is a live zeroed buffer at least as large as the kernel's sigaction;
-            // the old-action pointer is NULL; an error (EINVAL) leaves the disposition as is.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig,
-                    dfl.as_ptr(),
-                    std::ptr::null_mut::<libc::c_void>(),
-                    sigsetsize,
-                )
-            };
-        }
-        sig += 1;
-    }
-    // SAFETY: `empty` is initialised by sigemptyset before use; sigprocmask only reads it.
-    unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
+    // 3. Default dispositions for every signal, then an empty mask.
+    reset_signals(plan.nsig);
 
     // 4. Credentials: groups, then gid, then uid (after setuid we could no longer change groups).
     if let Some(c) = setup.credentials {
-        // SAFETY: `groups` points at `groups.len()` gid_t values owned by the parent's Vec.
-        if unsafe { libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) } == -1 {
-            fail(ChildStep::Setgroups);
-        }
-        // SAFETY: plain integer argument.
-        if unsafe { libc::setgid(c.gid) } == -1 {
-            fail(ChildStep::Setgid);
-        }
-        // SAFETY: plain integer argument.
-        if unsafe { libc::setuid(c.uid) } == -1 {
-            fail(ChildStep::Setuid);
+        if let Err(step) = switch_user(c, plan.groups) {
+            fail(step);
         }
     }
 
     // 5. Die with uwgate. Set after the credential change, which clears the parent-death signal;
     //    then check the parent is still ours (it may have died before prctl).
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the unused arguments are ignored.
-    let pdeath = unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
-    if pdeath == -1 {
-        fail(ChildStep::Pdeathsig);
-    }
-    // SAFETY: getppid takes no arguments and cannot fail.
-    if unsafe { libc::getppid() } != plan.parent {
-        fail(ChildStep::ParentGone);
+    if let Err(step) = die_with_parent(plan.parent) {
+        fail(step);
     }
 
     // 6. Working directory (as the target user, like supervisor) and umask.
@@ -456,6 +405,81 @@ fn child_exec(plan: &ChildPlan<'_>) -> ! {
         )
     };
     fail(ChildStep::Exec)
+}
+
+/// Default dispositions for signals 1..=`nsig`, then an empty mask: uwgate blocks SIGCHLD,
+/// SIGTERM, SIGHUP… for its signalfd and Rust ignores SIGPIPE; both would survive execve
+/// otherwise. The raw rt_sigaction syscall, because glibc's wrapper refuses its reserved signals
+/// 32 and 33, which an ignoring parent would otherwise pass on. An all-zero kernel sigaction is
+/// "SIG_DFL, no flags, empty mask" on every architecture; 64 bytes cover the largest.
+/// Async-signal-safe (the child calls it between fork and exec).
+fn reset_signals(nsig: libc::c_int) {
+    let dfl = [0u64; 8];
+    let sigsetsize = usize::try_from(nsig).unwrap_or(64).saturating_add(1) / 8;
+    let mut sig: libc::c_int = 1;
+    while sig <= nsig {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: `dfl` is a live zeroed buffer at least as large as the kernel's sigaction;
+            // the old-action pointer is NULL; an error (EINVAL) leaves the disposition as is.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<libc::c_void>(),
+                    sigsetsize,
+                )
+            };
+        }
+        sig += 1;
+    }
+    // SAFETY: `empty` is initialised by sigemptyset before use; sigprocmask only reads it.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// PR_SET_PDEATHSIG = SIGKILL, then a check that the parent is still `parent` (it may have
+/// died before prctl). Async-signal-safe.
+fn die_with_parent(parent: libc::pid_t) -> Result<(), ChildStep> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the unused arguments are ignored.
+    let pdeath = unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if pdeath == -1 {
+        return Err(ChildStep::Pdeathsig);
+    }
+    // SAFETY: getppid takes no arguments and cannot fail.
+    if unsafe { libc::getppid() } != parent {
+        return Err(ChildStep::ParentGone);
+    }
+    Ok(())
+}
+
+/// setgroups, setgid, setuid to `c` (in that order: after setuid groups could not change);
+/// the failed step on error. Async-signal-safe.
+fn switch_user(c: &Credentials, groups: &[u32]) -> Result<(), ChildStep> {
+    // SAFETY: `groups` points at `groups.len()` gid_t values owned by the parent's Vec.
+    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } == -1 {
+        return Err(ChildStep::Setgroups);
+    }
+    // SAFETY: plain integer argument.
+    if unsafe { libc::setgid(c.gid) } == -1 {
+        return Err(ChildStep::Setgid);
+    }
+    // SAFETY: plain integer argument.
+    if unsafe { libc::setuid(c.uid) } == -1 {
+        return Err(ChildStep::Setuid);
+    }
+    Ok(())
 }
 
 /// Closes fds 3.. except `keep`: close_range(2) where the kernel has it (5.9+), else a loop to

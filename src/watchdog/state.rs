@@ -822,22 +822,16 @@ impl Machine {
                 })
                 .note(Note::Killing { pid })
             }
-            // Backoff -> Starting; Exited/Stopped parked by the throttle -> Starting.
-            State::Backoff { .. }
-            | State::Exited {
-                restart_at: Some(_),
-            }
-            | State::Stopped { start_at: Some(_) }
-                if self.wanted =>
-            {
-                Step::act(Action::Spawn)
-            }
-            // The same, no longer wanted -> Stopped: the spawn that fell due becomes a stop.
+            // Backoff -> Starting; Exited/Stopped parked by the throttle -> Starting. No longer
+            // wanted -> Stopped: the spawn that fell due becomes a stop.
             State::Backoff { .. }
             | State::Exited {
                 restart_at: Some(_),
             }
             | State::Stopped { start_at: Some(_) } => {
+                if self.wanted {
+                    return Step::act(Action::Spawn);
+                }
                 self.state = State::Stopped { start_at: None };
                 self.backoff = 0;
                 Step::none()
