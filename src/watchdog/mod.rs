@@ -833,6 +833,10 @@ impl Watchdog {
             {
                 if let Some(mut p) = slot.take() {
                     p.probe.cancel(registry);
+                    if let Some(pending) = p.exec_report.take() {
+                        let fd = pending.report.as_raw_fd();
+                        let _ = registry.deregister(&mut mio::unix::SourceFd(&fd));
+                    }
                     dropped = true;
                 }
             }
