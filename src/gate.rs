@@ -550,9 +550,11 @@ impl Gate {
         let Some(mut conn) = self.conns.remove(i) else {
             return;
         };
-        // Closing the socket takes it out of the epoll set: no EPOLL_CTL_DEL.
         let activity = conn.activity();
-        conn.release(&mut self.bufs, &mut self.proxies);
+        conn.release(&mut self.bufs, &mut self.proxies, self.poll.registry());
+        // Out of the epoll set before the close: a child forked a moment ago may still hold a
+        // copy of the descriptor, and a close alone would leave that copy registered.
+        let _ = self.poll.registry().deregister(conn.socket());
         let c = counter(&mut self.stats, activity);
         *c = c.saturating_sub(1);
         self.stats.active = self.stats.active.saturating_sub(1);

@@ -147,6 +147,12 @@ fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
         std::fs::write(p, format!("{}\n", sys::getpid()))
             .map_err(|e| format!("pidfile {}: {e}", p.display()))?;
     }
+    // What a crashed uwgate's programs left behind is ended before anything is spawned (and
+    // before a privilege drop could make it impossible).
+    uwgate::watchdog::run_state::init(uwgate::watchdog::run_state::path_for(
+        g.pidfile.as_deref(),
+        &g.temp_path,
+    ));
     if g.user.is_some() && sys::geteuid() == 0 && !cfg.programs.is_empty() {
         // Like supervisord: spawning programs as their own `user=` and signalling them needs
         // root, so the process keeps it (programs without `user=` run as root, as there).

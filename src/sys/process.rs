@@ -3,12 +3,13 @@
 //! Owns every `unsafe` the watchdog needs. The child side of `spawn` runs between fork and execve
 //! and must never allocate, lock, panic or return: everything it touches (paths, argv, envp,
 //! credentials, descriptors) is built by the parent before fork, and any failure is reported to
-//! the parent through a close-on-exec pipe as `(step, errno)` followed by `_exit(127)`.
+//! the parent through a close-on-exec pipe as `(step, errno)` followed by `_exit(127)`. The
+//! parent never waits for that report: `spawn` returns after fork and the loop watches the pipe
+//! (`ExecReport`).
 //! This module never decides policy (which program, when, which signal): the watchdog does.
 
 use std::ffi::{CStr, CString, OsStr};
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -196,17 +197,28 @@ pub struct ChildSetup<'a> {
     pub stderr: BorrowedFd<'a>,
 }
 
-/// Forks and execs a child: own session (setsid), SIGKILL when uwgate dies, empty signal mask and
-/// default dispositions, stdin from /dev/null, stdout/stderr onto the given pipes, credentials,
-/// chdir, umask, every other descriptor closed. Returns the pid once the child has exec'd (the
-/// parent waits only for the child's few set-up syscalls), or the step that failed.
+/// A forked child whose exec is not confirmed yet.
+pub struct Forked {
+    /// The child (it leads its own session and process group once it runs).
+    pub pid: u32,
+    /// Its exec report, for the event loop to watch.
+    pub report: ExecReport,
+}
+
+/// Forks a child that execs the image: own session (setsid), SIGKILL when uwgate dies, empty
+/// signal mask and default dispositions, stdin from /dev/null, stdout/stderr onto the given
+/// pipes, every other descriptor closed first, then credentials, chdir, umask, execve.
+/// Returns at once after fork, without waiting for anything the child does: whether it exec'd
+/// comes later through the returned [`ExecReport`] (the loop watches it). Fails only when a
+/// call in the parent fails (open /dev/null, pipe, fork).
 /// Called by the watchdog on the event-loop thread. Between fork and exec the child only makes
 /// syscalls on memory prepared here, so it is sound even when the parent has other threads
 /// (the test harness does).
-pub fn spawn(setup: &ChildSetup<'_>) -> Result<u32, SpawnError> {
+pub fn spawn(setup: &ChildSetup<'_>) -> Result<Forked, SpawnError> {
     // Everything the child touches is prepared here, before fork.
     let devnull = open_devnull().map_err(|e| SpawnError::Parent("open /dev/null", e))?;
     let (err_read, err_write) = pipe_pair().map_err(|e| SpawnError::Parent("pipe", e))?;
+    set_nonblocking(&err_read).map_err(|e| SpawnError::Parent("pipe", e))?;
     let parent = libc::pid_t::try_from(std::process::id()).unwrap_or(0);
     let nsig = libc::SIGRTMAX();
     let groups: &[u32] = setup.credentials.map_or(&[], |c| &c.groups);
@@ -226,53 +238,80 @@ pub fn spawn(setup: &ChildSetup<'_>) -> Result<u32, SpawnError> {
         };
         child_exec(&plan);
     }
+    // The write end now lives in the child only (closed before any later fork can copy it):
+    // the report pipe reaches EOF exactly when the child has exec'd or exited.
     drop(err_write);
     drop(devnull);
-    // The error pipe is close-on-exec: EOF means execve succeeded, 8 bytes mean a failure report.
-    // The child needs microseconds; a child stuck before exec (a hung NFS working directory)
-    // is given EXEC_WAIT_MS and then counted as spawned, so the loop is never held longer.
-    let mut report = [0u8; 8];
-    let mut got = 0usize;
-    let mut file = File::from(err_read);
-    while got < report.len() {
-        let mut pfd = libc::pollfd {
-            fd: file.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        match syscall!(poll(&mut pfd, 1, EXEC_WAIT_MS)) {
-            Ok(0) => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            _ => {}
-        }
-        match file.read(report.get_mut(got..).unwrap_or(&mut [])) {
-            Ok(0) => break,
-            Ok(n) => got = got.saturating_add(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
-    let pid_u32 = u32::try_from(pid).unwrap_or(0);
-    if got < report.len() {
-        return Ok(pid_u32);
-    }
-    let [s0, s1, s2, s3, e0, e1, e2, e3] = report;
-    let step = ChildStep::from_code(u32::from_le_bytes([s0, s1, s2, s3]));
-    let errno = i32::from_le_bytes([e0, e1, e2, e3]);
-    // The child exits right after its report: reap it here so no zombie is left to a later
-    // waitpid(-1) that would not know this pid.
-    let mut status = 0;
-    loop {
-        match syscall!(waitpid(pid, &mut status, 0)) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            _ => break,
-        }
-    }
-    Err(SpawnError::Child(step, io::Error::from_raw_os_error(errno)))
+    Ok(Forked {
+        pid: u32::try_from(pid).unwrap_or(0),
+        report: ExecReport {
+            fd: err_read,
+            buf: [0; 8],
+            got: 0,
+        },
+    })
 }
 
-/// Longest wait, in ms, for a child to reach execve before `spawn` returns anyway.
-const EXEC_WAIT_MS: libc::c_int = 2000;
+/// The read end of a child's close-on-exec report pipe (non-blocking). The child writes
+/// `(step, errno)` (8 bytes, one atomic pipe write) when a set-up step or execve fails, then
+/// exits 127; EOF without a report means execve succeeded (or the child was killed before).
+pub struct ExecReport {
+    fd: OwnedFd,
+    buf: [u8; 8],
+    got: usize,
+}
+
+/// What an exec report says so far.
+#[derive(Debug)]
+pub enum ExecOutcome {
+    /// Nothing conclusive yet: the child is still between fork and exec.
+    Pending,
+    /// EOF without a report: the child exec'd (or died before it could report).
+    Execd,
+    /// The child reported the step that failed; it exits 127 right after.
+    Failed(SpawnError),
+}
+
+impl ExecReport {
+    /// Reads what has arrived, without blocking. Called when the loop reports the pipe
+    /// readable; a spurious call returns `Pending`.
+    pub fn read(&mut self) -> ExecOutcome {
+        while let Some(rest) = self.buf.get_mut(self.got..).filter(|r| !r.is_empty()) {
+            // `rest` is a live buffer of `rest.len()` bytes owned by `self`.
+            match syscall!(read(
+                self.fd.as_raw_fd(),
+                rest.as_mut_ptr().cast(),
+                rest.len()
+            )) {
+                Ok(0) => return ExecOutcome::Execd,
+                Ok(n) => self.got = self.got.saturating_add(usize::try_from(n).unwrap_or(0)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ExecOutcome::Pending,
+                // An unreadable report: count the child as exec'd; its exit tells the rest.
+                Err(_) => return ExecOutcome::Execd,
+            }
+        }
+        let [s0, s1, s2, s3, e0, e1, e2, e3] = self.buf;
+        let step = ChildStep::from_code(u32::from_le_bytes([s0, s1, s2, s3]));
+        let errno = i32::from_le_bytes([e0, e1, e2, e3]);
+        ExecOutcome::Failed(SpawnError::Child(step, io::Error::from_raw_os_error(errno)))
+    }
+
+    /// The child has been reaped: the report is complete (its only writer is gone). Whatever
+    /// has not arrived counts as exec'd.
+    pub fn finish(&mut self) -> ExecOutcome {
+        match self.read() {
+            ExecOutcome::Pending => ExecOutcome::Execd,
+            outcome => outcome,
+        }
+    }
+}
+
+impl AsRawFd for ExecReport {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
 
 struct ChildPlan<'a> {
     setup: &'a ChildSetup<'a>,
@@ -303,22 +342,82 @@ fn child_exec(plan: &ChildPlan<'_>) -> ! {
     let fail = |step: ChildStep| -> ! { child_fail(plan.err, step) };
     let setup = plan.setup;
 
-    // 1. Own session and process group, so killpg(pid) reaches the whole tree and the terminal's
+    // 1. stdin from /dev/null, stdout/stderr onto the pipes (all ≥ 3, so dup2 never aliases and
+    //    always clears close-on-exec on the target); then close every other inherited
+    //    descriptor above 2 except the error pipe (close-on-exec itself). First, before any
+    //    step that can block (chdir on a hung mount): the parent does not wait for the exec,
+    //    and until this point the child holds a copy of every socket uwgate has open.
+    // SAFETY: the three source descriptors are open in the child (inherited from the parent).
+    let dup_failed = unsafe {
+        libc::dup2(plan.devnull, 0) == -1
+            || libc::dup2(setup.stdout.as_raw_fd(), 1) == -1
+            || libc::dup2(setup.stderr.as_raw_fd(), 2) == -1
+    };
+    if dup_failed {
+        fail(ChildStep::Dup2);
+    }
+
+    close_from_3_except(plan.err, plan.max_fd);
+
+    // 2. Own session and process group, so killpg(pid) reaches the whole tree and the terminal's
     //    signals (Ctrl-C in a foreground uwgate) do not.
     // SAFETY: setsid takes no arguments.
     if unsafe { libc::setsid() } == -1 {
         fail(ChildStep::Setsid);
     }
 
-    // 2. Default dispositions for every signal, then an empty mask: uwgate blocks SIGCHLD, SIGTERM,
-    //    SIGHUP… for its signalfd and Rust ignores SIGPIPE; both would survive execve otherwise.
-    //    The raw rt_sigaction syscall, because glibc's wrapper refuses its reserved signals 32
-    //    and 33, which an ignoring parent would otherwise pass on. An all-zero kernel sigaction
-    //    is "SIG_DFL, no flags, empty mask" on every architecture; 64 bytes cover the largest.
+    // 3. Default dispositions for every signal, then an empty mask.
+    reset_signals(plan.nsig);
+
+    // 4. Credentials: groups, then gid, then uid (after setuid we could no longer change groups).
+    if let Some(c) = setup.credentials {
+        if let Err(step) = switch_user(c, plan.groups) {
+            fail(step);
+        }
+    }
+
+    // 5. Die with uwgate. Set after the credential change, which clears the parent-death signal;
+    //    then check the parent is still ours (it may have died before prctl).
+    if let Err(step) = die_with_parent(plan.parent) {
+        fail(step);
+    }
+
+    // 6. Working directory (as the target user, like supervisor) and umask.
+    if let Some(dir) = &setup.image.dir {
+        // SAFETY: `dir` is a NUL-terminated string built before fork.
+        if unsafe { libc::chdir(dir.as_ptr()) } == -1 {
+            fail(ChildStep::Chdir);
+        }
+    }
+    if let Some(mask) = setup.umask {
+        // SAFETY: plain integer argument.
+        unsafe { libc::umask(mask as libc::mode_t) };
+    }
+
+    // 7. Exec.
+    // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated pointer arrays
+    // built before fork and still alive (the parent's memory is copied into the child).
+    unsafe {
+        libc::execve(
+            setup.image.path.as_ptr(),
+            setup.image.argv_ptrs.as_ptr(),
+            setup.image.envp_ptrs.as_ptr(),
+        )
+    };
+    fail(ChildStep::Exec)
+}
+
+/// Default dispositions for signals 1..=`nsig`, then an empty mask: uwgate blocks SIGCHLD,
+/// SIGTERM, SIGHUP… for its signalfd and Rust ignores SIGPIPE; both would survive execve
+/// otherwise. The raw rt_sigaction syscall, because glibc's wrapper refuses its reserved signals
+/// 32 and 33, which an ignoring parent would otherwise pass on. An all-zero kernel sigaction is
+/// "SIG_DFL, no flags, empty mask" on every architecture; 64 bytes cover the largest.
+/// Async-signal-safe (the child calls it between fork and exec).
+fn reset_signals(nsig: libc::c_int) {
     let dfl = [0u64; 8];
-    let sigsetsize = usize::try_from(plan.nsig).unwrap_or(64).saturating_add(1) / 8;
+    let sigsetsize = usize::try_from(nsig).unwrap_or(64).saturating_add(1) / 8;
     let mut sig: libc::c_int = 1;
-    while sig <= plan.nsig {
+    while sig <= nsig {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             // SAFETY: `dfl` is a live zeroed buffer at least as large as the kernel's sigaction;
             // the old-action pointer is NULL; an error (EINVAL) leaves the disposition as is.
@@ -340,37 +439,11 @@ fn child_exec(plan: &ChildPlan<'_>) -> ! {
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
     }
+}
 
-    // 3. stdin from /dev/null, stdout/stderr onto the pipes (all ≥ 3, so dup2 never aliases and
-    //    always clears close-on-exec on the target).
-    // SAFETY: the three source descriptors are open in the child (inherited from the parent).
-    let dup_failed = unsafe {
-        libc::dup2(plan.devnull, 0) == -1
-            || libc::dup2(setup.stdout.as_raw_fd(), 1) == -1
-            || libc::dup2(setup.stderr.as_raw_fd(), 2) == -1
-    };
-    if dup_failed {
-        fail(ChildStep::Dup2);
-    }
-
-    // 4. Credentials: groups, then gid, then uid (after setuid we could no longer change groups).
-    if let Some(c) = setup.credentials {
-        // SAFETY: `groups` points at `groups.len()` gid_t values owned by the parent's Vec.
-        if unsafe { libc::setgroups(plan.groups.len(), plan.groups.as_ptr()) } == -1 {
-            fail(ChildStep::Setgroups);
-        }
-        // SAFETY: plain integer argument.
-        if unsafe { libc::setgid(c.gid) } == -1 {
-            fail(ChildStep::Setgid);
-        }
-        // SAFETY: plain integer argument.
-        if unsafe { libc::setuid(c.uid) } == -1 {
-            fail(ChildStep::Setuid);
-        }
-    }
-
-    // 5. Die with uwgate. Set after the credential change, which clears the parent-death signal;
-    //    then check the parent is still ours (it may have died before prctl).
+/// PR_SET_PDEATHSIG = SIGKILL, then a check that the parent is still `parent` (it may have
+/// died before prctl). Async-signal-safe.
+fn die_with_parent(parent: libc::pid_t) -> Result<(), ChildStep> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number; the unused arguments are ignored.
     let pdeath = unsafe {
         libc::prctl(
@@ -382,39 +455,31 @@ fn child_exec(plan: &ChildPlan<'_>) -> ! {
         )
     };
     if pdeath == -1 {
-        fail(ChildStep::Pdeathsig);
+        return Err(ChildStep::Pdeathsig);
     }
     // SAFETY: getppid takes no arguments and cannot fail.
-    if unsafe { libc::getppid() } != plan.parent {
-        fail(ChildStep::ParentGone);
+    if unsafe { libc::getppid() } != parent {
+        return Err(ChildStep::ParentGone);
     }
+    Ok(())
+}
 
-    // 6. Working directory (as the target user, like supervisor) and umask.
-    if let Some(dir) = &setup.image.dir {
-        // SAFETY: `dir` is a NUL-terminated string built before fork.
-        if unsafe { libc::chdir(dir.as_ptr()) } == -1 {
-            fail(ChildStep::Chdir);
-        }
+/// setgroups, setgid, setuid to `c` (in that order: after setuid groups could not change);
+/// the failed step on error. Async-signal-safe.
+fn switch_user(c: &Credentials, groups: &[u32]) -> Result<(), ChildStep> {
+    // SAFETY: `groups` points at `groups.len()` gid_t values owned by the parent's Vec.
+    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } == -1 {
+        return Err(ChildStep::Setgroups);
     }
-    if let Some(mask) = setup.umask {
-        // SAFETY: plain integer argument.
-        unsafe { libc::umask(mask as libc::mode_t) };
+    // SAFETY: plain integer argument.
+    if unsafe { libc::setgid(c.gid) } == -1 {
+        return Err(ChildStep::Setgid);
     }
-
-    // 7. Close every inherited descriptor above 2 except the error pipe (close-on-exec itself).
-    close_from_3_except(plan.err, plan.max_fd);
-
-    // 8. Exec.
-    // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated pointer arrays
-    // built before fork and still alive (the parent's memory is copied into the child).
-    unsafe {
-        libc::execve(
-            setup.image.path.as_ptr(),
-            setup.image.argv_ptrs.as_ptr(),
-            setup.image.envp_ptrs.as_ptr(),
-        )
-    };
-    fail(ChildStep::Exec)
+    // SAFETY: plain integer argument.
+    if unsafe { libc::setuid(c.uid) } == -1 {
+        return Err(ChildStep::Setuid);
+    }
+    Ok(())
 }
 
 /// Closes fds 3.. except `keep`: close_range(2) where the kernel has it (5.9+), else a loop to
@@ -481,13 +546,19 @@ fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 /// child even when uwgate was started with a closed stdio descriptor.
 pub fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = pipe_pair()?;
-    let flags = syscall!(fcntl(r.as_raw_fd(), libc::F_GETFL))?;
+    set_nonblocking(&r)?;
+    Ok((r, w))
+}
+
+/// Sets O_NONBLOCK on `fd` (for a pipe: on its open file description).
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    let flags = syscall!(fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
     syscall!(fcntl(
-        r.as_raw_fd(),
+        fd.as_raw_fd(),
         libc::F_SETFL,
         flags | libc::O_NONBLOCK
-    ))?;
-    Ok((r, w))
+    ))
+    .map(|_| ())
 }
 
 /// Moves `fd` to a number ≥ 3 (close-on-exec) when it is 0, 1 or 2.
@@ -546,11 +617,12 @@ pub fn has_children() -> bool {
 }
 
 /// Sends `signal` to `pid`, or to its process group (`kill(-pid)`) when `group`.
-/// ESRCH (already gone) is not an error; pid 0 and pids beyond pid_t are refused.
+/// ESRCH (already gone) is not an error; pid 0, group 1 and pids beyond pid_t are refused.
 pub fn send_signal(pid: u32, signal: i32, group: bool) -> io::Result<()> {
     let pid = match libc::pid_t::try_from(pid) {
-        // kill(0) or kill(-1) would hit uwgate itself or everything: never.
-        Ok(pid) if pid > 0 => pid,
+        // kill(0) or kill(-1) would hit uwgate itself or everything: never (a group of 1
+        // would be kill(-1)).
+        Ok(pid) if pid > 1 || (pid == 1 && !group) => pid,
         _ => return Err(io::Error::from_raw_os_error(libc::ESRCH)),
     };
     let target = if group { -pid } else { pid };
@@ -558,6 +630,19 @@ pub fn send_signal(pid: u32, signal: i32, group: bool) -> io::Result<()> {
         Ok(_) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Whether process group `pgid` has any member (zombies included): `kill(-pgid, 0)`.
+/// EPERM means it exists but is not ours to signal; pid 0 and pids beyond pid_t are never groups.
+pub fn group_exists(pgid: u32) -> bool {
+    let pgid = match libc::pid_t::try_from(pgid) {
+        Ok(pgid) if pgid > 1 => pgid,
+        _ => return false,
+    };
+    match syscall!(kill(-pgid, 0)) {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() != Some(libc::ESRCH),
     }
 }
 
@@ -657,6 +742,8 @@ pub(crate) fn fork_lock() -> std::sync::MutexGuard<'static, ()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
+    use std::io::Read;
     use std::os::fd::AsFd;
     use std::time::{Duration, Instant};
 
@@ -670,6 +757,24 @@ mod tests {
             }
             assert!(Instant::now() < deadline, "child {pid} never exited");
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Polls the exec report until it is conclusive; a failed child is reaped (exit 127).
+    fn await_exec(mut forked: Forked) -> Result<u32, SpawnError> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match forked.report.read() {
+                ExecOutcome::Pending => {
+                    assert!(Instant::now() < deadline, "no exec report");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                ExecOutcome::Execd => return Ok(forked.pid),
+                ExecOutcome::Failed(e) => {
+                    assert_eq!(wait_for(forked.pid), WaitStatus::Exited(127));
+                    return Err(e);
+                }
+            }
         }
     }
 
@@ -688,7 +793,7 @@ mod tests {
             stdout: w.as_fd(),
             stderr: w.as_fd(),
         };
-        let res = spawn(&setup);
+        let res = spawn(&setup).and_then(await_exec);
         drop(w);
         let mut out = Vec::new();
         let mut f = File::from(r);
@@ -765,7 +870,7 @@ mod tests {
     }
 
     #[test]
-    fn exec_and_chdir_failures_are_reported_by_step_without_zombie() {
+    fn exec_and_chdir_failures_are_reported_by_step_then_the_child_exits_127() {
         let _g = fork_lock();
         let (res, _) = run(&["/nonexistent/prog"], &[], None, None);
         match res {
@@ -790,6 +895,35 @@ mod tests {
     }
 
     #[test]
+    fn report_read_after_the_child_was_reaped_is_conclusive() {
+        let _g = fork_lock();
+        let spawn_only = |argv: &[&str]| {
+            let image = ExecImage::new(Path::new(argv[0]), argv, &[("A", "b")], None).unwrap();
+            let (_r, w) = output_pipe().unwrap();
+            let setup = ChildSetup {
+                image: &image,
+                credentials: None,
+                umask: None,
+                stdout: w.as_fd(),
+                stderr: w.as_fd(),
+            };
+            spawn(&setup).unwrap()
+        };
+        // SIGCHLD may be handled before the pipe's readiness: the report is read after reaping.
+        let mut ok = spawn_only(&["/bin/true"]);
+        assert_eq!(wait_for(ok.pid), WaitStatus::Exited(0));
+        assert!(matches!(ok.report.finish(), ExecOutcome::Execd));
+        let mut bad = spawn_only(&["/nonexistent/prog"]);
+        assert_eq!(wait_for(bad.pid), WaitStatus::Exited(127));
+        match bad.report.finish() {
+            ExecOutcome::Failed(SpawnError::Child(ChildStep::Exec, e)) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ENOENT))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn nul_bytes_are_rejected_before_fork() {
         let no_env: &[(&str, &str)] = &[];
         assert!(ExecImage::new(Path::new("/bin/true"), &["a\0b"], no_env, None).is_err());
@@ -806,8 +940,18 @@ mod tests {
     }
 
     #[test]
+    fn group_exists_only_for_a_live_group() {
+        // SAFETY: getpgrp takes no arguments and cannot fail.
+        let own = u32::try_from(unsafe { libc::getpgrp() }).unwrap();
+        assert!(own <= 1 || group_exists(own));
+        assert!(!group_exists(0) && !group_exists(1) && !group_exists(u32::MAX));
+        assert!(!group_exists(4_000_000));
+    }
+
+    #[test]
     fn signalling_pid_zero_is_refused_and_a_gone_pid_is_ignored() {
         assert!(send_signal(0, libc::SIGTERM, false).is_err());
+        assert!(send_signal(1, 0, true).is_err(), "kill(-1) is everything");
         assert!(send_signal(u32::MAX, libc::SIGTERM, true).is_err());
         assert!(send_signal(4_000_000, libc::SIGTERM, false).is_ok());
     }

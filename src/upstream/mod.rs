@@ -317,7 +317,7 @@ impl Proxy {
         if began && !self.replayable {
             return Err(Status::BadGateway);
         }
-        drop(self.sock.take());
+        self.close_socket(env.registry);
         self.connect_next(env)
     }
 
@@ -624,7 +624,7 @@ impl Proxy {
         let want = room.len();
         match sock.read(room) {
             Ok(0) => {
-                self.finish_reading();
+                self.finish_reading(env.registry);
                 self.check_complete(env);
                 Ok(0)
             }
@@ -646,7 +646,7 @@ impl Proxy {
                     self.peer_label(env.groups),
                     env.client
                 );
-                self.finish_reading();
+                self.finish_reading(env.registry);
                 self.truncated = true;
                 Ok(0)
             }
@@ -669,7 +669,7 @@ impl Proxy {
                     env.client
                 );
                 self.truncated = true;
-                self.finish_reading();
+                self.finish_reading(env.registry);
                 return;
             }
         };
@@ -689,15 +689,15 @@ impl Proxy {
             self.end += fed.payload;
         }
         if fed.done {
-            self.finish_reading();
+            self.finish_reading(env.registry);
         }
     }
 
     /// Nothing more is read: the socket is closed (the upstream closes its side too), so a
     /// byte it sends later never reaches anyone.
-    fn finish_reading(&mut self) {
+    fn finish_reading(&mut self, registry: &Registry) {
         self.finished = true;
-        drop(self.sock.take());
+        self.close_socket(registry);
     }
 
     /// At the upstream's EOF: a body that stopped short of its framed end is truncated —
@@ -734,9 +734,9 @@ impl Proxy {
     }
 
     /// Stops reading and marks the response truncated (a spool that cannot be written).
-    pub fn abort(&mut self) {
+    pub fn abort(&mut self, registry: &Registry) {
         self.truncated = true;
-        self.finish_reading();
+        self.finish_reading(registry);
     }
 
     /// `n` bytes of what [`Proxy::data`] gave went to the client.
@@ -752,10 +752,19 @@ impl Proxy {
         PeerLabel(self.peer_name(groups))
     }
 
-    /// Gives the buffer back and closes the socket (closing the only descriptor takes it out
-    /// of the epoll set). The one place both are freed.
-    pub fn release(&mut self, pool: &mut BufferPool) {
-        drop(self.sock.take());
+    /// Closes the upstream socket, taking it out of the epoll set first: a child forked a
+    /// moment ago may still hold a copy of the descriptor (until it closes its inherited ones,
+    /// the first thing it does), and a close alone would leave that copy registered, its
+    /// events arriving under this slot's token.
+    fn close_socket(&mut self, registry: &Registry) {
+        if let Some(mut sock) = self.sock.take() {
+            let _ = registry.deregister(sock.source());
+        }
+    }
+
+    /// Gives the buffer back and closes the socket. The one place both are freed.
+    pub fn release(&mut self, pool: &mut BufferPool, registry: &Registry) {
+        self.close_socket(registry);
         if let Some(b) = self.buf.take() {
             pool.checkin(b);
         }

@@ -6,16 +6,19 @@
 //! lives in the pure `state` module; this module performs the actions it returns (spawn, signal),
 //! feeds back what happened and words the log lines.
 //!
-//! Must never block or sleep (delays are deadlines the loop polls for), never reap a pid it does
+//! Must never block or sleep (delays are deadlines the loop polls for; a spawn returns after
+//! fork, and the child's exec report is a pipe the loop watches), never reap a pid it does
 //! not then account for, and never signal pid 0 or -1. Driven by the event loop only: SIGCHLD,
-//! readiness of its tokens (all ≥ `TOKEN_BASE`), and `next_deadline()`.
+//! readiness of its tokens (all ≥ `TOKEN_BASE`), and `next_deadline()`. Programs arrive
+//! validated by `config`; only what needs the running system (users) is checked here.
 
 pub mod output;
 pub mod ready;
+pub mod run_state;
 pub mod spawn;
 pub mod state;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +26,7 @@ use crate::config;
 use crate::sys::process as sys;
 
 use output::{OutputPipe, Pump, Sink, READ_BUDGET};
-use state::{Action, Event, ExitStatus, Machine, Note, Policy, Restart, State};
+use state::{Action, Event, ExitStatus, Machine, Note, Policy, State};
 
 /// Every mio Token at or above this belongs to the watchdog (1 << 40 on 64-bit targets,
 /// 1 << 20 on 32-bit ones, where 1 << 40 does not fit a usize).
@@ -32,6 +35,12 @@ pub const TOKEN_BASE: usize = 1 << (usize::BITS * 5 / 8);
 /// Old output pipes kept per process after a respawn (a surviving grandchild may still write
 /// to them); older ones are closed.
 const LINGERING_PIPES: usize = 2;
+
+/// Starts go one at a time, in start order: the next fork waits until the previous child's exec
+/// report is in (about a millisecond), but never longer than this after its fork, so that a
+/// child stuck before exec (a hung NFS `directory`) holds the others back no longer. The loop
+/// does not wait: the held starts are retried when the report comes in or this time is up.
+const EXEC_HOLD: Duration = Duration::from_secs(2);
 
 /// After every program is down at shutdown, orphaned descendants get SIGTERM, then SIGKILL
 /// after this long.
@@ -66,8 +75,10 @@ struct Proc {
     name: Rc<str>,
     argv: Vec<String>,
     machine: Machine,
-    /// Should be running: set by start/reload (autostart), cleared by stop.
-    wanted: bool,
+    /// The exec report of the child forked last, until it is conclusive.
+    exec_report: Option<PendingExec>,
+    /// The process group the live child leads, as the run-state file records it.
+    group: Option<run_state::Group>,
     /// Its program was removed or changed by a reload: dropped once down.
     retired: bool,
     probe: ready::Probe,
@@ -75,6 +86,15 @@ struct Proc {
     told_waiting: bool,
     /// Shutdown step: processes stop in ascending rank, equal ranks together.
     stop_rank: usize,
+}
+
+/// A forked child whose exec report is not conclusive yet.
+struct PendingExec {
+    pid: u32,
+    report: sys::ExecReport,
+    /// Until when later starts wait for this exec (`EXEC_HOLD` after the fork); `None` once
+    /// that time has passed (so that a stuck child is no deadline any more).
+    holds_until: Option<Instant>,
 }
 
 /// Orphan sweep at shutdown.
@@ -118,12 +138,15 @@ pub struct Watchdog {
     shutting_down: bool,
     sweep: Sweep,
     sink: Sink,
+    /// Groups whose leader ended but whose members may live on (recorded until they are gone).
+    ended_groups: Vec<run_state::Group>,
+    /// A failed run-state write was logged (once).
+    run_state_failed: bool,
 }
 
 impl Watchdog {
-    /// Validates the programs (users exist and uwgate may switch to them, depends_on names
-    /// exist and hold no cycle, process names unique) and makes uwgate a child subreaper.
-    /// Called once by `main` before the loop; starts nothing.
+    /// Resolves the programs (config validated them; here: users exist and uwgate may switch
+    /// to them) and makes uwgate a child subreaper. Called once before the loop; starts nothing.
     pub fn new(programs: &[config::Program]) -> Result<Watchdog, String> {
         let defs = build_defs(programs)?;
         if let Err(e) = sys::set_child_subreaper() {
@@ -140,6 +163,8 @@ impl Watchdog {
             shutting_down: false,
             sweep: Sweep::NotYet,
             sink: crate::logging::program_output,
+            ended_groups: Vec::new(),
+            run_state_failed: false,
         };
         for def in defs {
             wd.add_program(def, false);
@@ -153,7 +178,7 @@ impl Watchdog {
     pub fn start(&mut self, registry: &mio::Registry, now: Instant) {
         for p in self.procs.iter_mut().flatten() {
             if !p.retired && p.def.config.autostart {
-                p.wanted = true;
+                p.machine.set_wanted(true);
             }
         }
         self.settle(registry, now);
@@ -173,20 +198,12 @@ impl Watchdog {
                     core_dumped,
                 },
             };
+            if let Some(idx) = self.find_exec_report(pid) {
+                // Reaped before its exec report was read: the report is complete now.
+                self.resolve_exec(registry, idx, true, now);
+            }
             match self.find_pid(pid) {
                 Some(idx) => {
-                    // The leader is gone; with stopasgroup/killasgroup, whatever is left of its
-                    // process group goes too (as systemd's KillMode=control-group), so the
-                    // respawned program does not find the old workers still holding its socket
-                    // (a SIGKILLed uWSGI master leaves workers bound to the port).
-                    let group = self.procs[idx]
-                        .as_ref()
-                        .is_some_and(|p| p.def.config.stopasgroup || p.def.config.killasgroup);
-                    if group {
-                        if let Err(e) = sys::send_signal(pid, libc::SIGKILL, true) {
-                            log::warn!("killing what is left of process group {pid}: {e}");
-                        }
-                    }
                     // Its last words (a traceback, say) are in its pipes: log them before the
                     // `exited:` line, as supervisor's log order has them.
                     self.pump_pipes_of(registry, pid);
@@ -195,25 +212,38 @@ impl Watchdog {
                 None => log::debug!("reaped pid {pid} ({status}), not a program"),
             }
         }
+        // Reaped orphans may have emptied an ended group: the file then drops it (and goes
+        // once nothing is left, as after a clean stop).
+        let ended = self.ended_groups.len();
+        self.ended_groups.retain(run_state::may_have_members);
+        if self.ended_groups.len() != ended {
+            self.save_run_state();
+        }
         self.settle(registry, now);
     }
 
-    /// Readiness of a watchdog token (≥ `TOKEN_BASE`): a child's output pipe, or a ready probe.
+    /// Readiness of a watchdog token (≥ `TOKEN_BASE`): a child's output pipe, a ready probe,
+    /// or a child's exec report.
     pub fn on_event(&mut self, registry: &mio::Registry, event: &mio::event::Event, now: Instant) {
         let Some(offset) = event.token().0.checked_sub(TOKEN_BASE) else {
             return;
         };
-        let idx = offset / 2;
-        if offset % 2 == 0 {
-            self.pump_pipe(registry, idx);
-            return;
-        }
-        let Some(Some(p)) = self.procs.get_mut(idx) else {
-            return;
-        };
-        if p.probe.on_event(registry, now) {
-            self.drive(registry, idx, Event::Ready, now);
-            self.settle(registry, now);
+        let idx = offset / TOKEN_KINDS;
+        match offset % TOKEN_KINDS {
+            PIPE => self.pump_pipe(registry, idx),
+            PROBE => {
+                let Some(Some(p)) = self.procs.get_mut(idx) else {
+                    return;
+                };
+                if p.probe.on_event(registry, now) {
+                    self.drive(registry, idx, Event::Ready, now);
+                    self.settle(registry, now);
+                }
+            }
+            _ => {
+                self.resolve_exec(registry, idx, false, now);
+                self.settle(registry, now);
+            }
         }
     }
 
@@ -233,8 +263,19 @@ impl Watchdog {
     }
 
     /// Runs everything due at `now`: startsecs, backoff retries, throttled restarts,
-    /// stopwaitsecs escalation, ready probe attempts and timeouts, the orphan sweep.
+    /// stopwaitsecs escalation, ready probe attempts and timeouts, starts held by a child that
+    /// has not exec'd after `EXEC_HOLD`, the orphan sweep.
     pub fn on_timer(&mut self, registry: &mio::Registry, now: Instant) {
+        for pending in self
+            .procs
+            .iter_mut()
+            .flatten()
+            .filter_map(|p| p.exec_report.as_mut())
+        {
+            if pending.holds_until.is_some_and(|t| t <= now) {
+                pending.holds_until = None;
+            }
+        }
         for idx in 0..self.procs.len() {
             let Some(Some(p)) = self.procs.get_mut(idx) else {
                 continue;
@@ -270,7 +311,14 @@ impl Watchdog {
             Sweep::Signalled { next_at, .. } => Some(next_at),
             _ => None,
         };
-        procs.chain(sweep).min()
+        // A held start is retried when the hold ends (a report, the usual case, comes sooner).
+        let hold = self
+            .procs
+            .iter()
+            .flatten()
+            .filter_map(|p| p.exec_report.as_ref()?.holds_until)
+            .min();
+        procs.chain(sweep).chain(hold).min()
     }
 
     /// uwgate got SIGTERM: stops every program, highest priority number first and dependents
@@ -280,7 +328,7 @@ impl Watchdog {
     pub fn stop_all(&mut self, registry: &mio::Registry, now: Instant) {
         self.shutting_down = true;
         for p in self.procs.iter_mut().flatten() {
-            p.wanted = false;
+            p.machine.set_wanted(false);
         }
         self.settle(registry, now);
     }
@@ -336,7 +384,7 @@ impl Watchdog {
                 };
                 if Rc::ptr_eq(&p.def, def) {
                     p.retired = true;
-                    p.wanted = false;
+                    p.machine.set_wanted(false);
                     self.drive(registry, idx, Event::Stop, now);
                 }
             }
@@ -393,13 +441,16 @@ impl Watchdog {
         for spec in &def.processes {
             let id = self.next_id;
             self.next_id = self.next_id.wrapping_add(1);
+            let mut machine = Machine::new();
+            machine.set_wanted(start_now && def.config.autostart);
             let proc = Proc {
                 id,
                 def: Rc::clone(&def),
                 name: Rc::from(spec.name.as_str()),
                 argv: spec.argv.clone(),
-                machine: Machine::new(),
-                wanted: start_now && def.config.autostart,
+                machine,
+                exec_report: None,
+                group: None,
                 retired: false,
                 probe: ready::Probe::default(),
                 told_waiting: false,
@@ -460,8 +511,8 @@ impl Watchdog {
     /// Feeds `event` to process `idx` and performs what the machine asks, feeding results back.
     fn drive(&mut self, registry: &mio::Registry, idx: usize, event: Event, now: Instant) {
         let mut event = event;
-        // Spawn -> Spawned|SpawnFailed|Stop ends in at most three steps; the cap is a guard.
-        for _ in 0..4 {
+        // Spawn -> Forked|SpawnFailed ends in two steps; the cap is a guard.
+        for _ in 0..3 {
             let Some(Some(p)) = self.procs.get_mut(idx) else {
                 return;
             };
@@ -469,6 +520,11 @@ impl Watchdog {
             p.machine = machine;
             for note in step.notes() {
                 log_note(p, note, now);
+            }
+            if let Some(leader) = step.kill_group {
+                if let Err(e) = sys::send_signal(leader, libc::SIGKILL, true) {
+                    log::warn!("killing what is left of process group {leader}: {e}");
+                }
             }
             match step.action {
                 Action::None => break,
@@ -483,10 +539,12 @@ impl Watchdog {
                     }
                     break;
                 }
-                Action::Spawn if !p.wanted => event = Event::Stop, // stopping: no more restarts
                 Action::Spawn => {
                     event = match self.launch(registry, idx) {
-                        Ok(pid) => Event::Spawned { pid },
+                        Ok((pid, true)) => Event::Forked { pid },
+                        // The report cannot be watched: counted as exec'd, as a spawn whose
+                        // report never comes would otherwise stay STARTING.
+                        Ok((pid, false)) => Event::Spawned { pid },
                         Err(msg) => {
                             log::warn!("spawnerr: {msg}");
                             Event::SpawnFailed
@@ -496,6 +554,48 @@ impl Watchdog {
             }
         }
         self.sync_probe(registry, idx, now);
+        self.sync_group(idx);
+    }
+
+    /// Records the group of a freshly forked child, and moves that of a child that is gone to
+    /// the ended groups; rewrites the run-state file when either happened.
+    fn sync_group(&mut self, idx: usize) {
+        let Some(Some(p)) = self.procs.get_mut(idx) else {
+            return;
+        };
+        match (p.machine.pid(), &p.group) {
+            (Some(pid), Some(g)) if g.pgid == pid => return,
+            (None, None) => return,
+            (Some(pid), _) => {
+                let old = p.group.replace(run_state::Group::of(pid, &p.name));
+                self.ended_groups.extend(old);
+            }
+            (None, Some(_)) => self.ended_groups.extend(p.group.take()),
+        }
+        self.save_run_state();
+    }
+
+    /// Rewrites the run-state file: every live child's group, and the ended groups that still
+    /// have members (at most `run_state::MAX_ENDED`, newest kept).
+    fn save_run_state(&mut self) {
+        self.ended_groups.retain(run_state::may_have_members);
+        let excess = self.ended_groups.len().saturating_sub(run_state::MAX_ENDED);
+        self.ended_groups.drain(..excess);
+        let groups: Vec<run_state::Group> = self
+            .procs
+            .iter()
+            .flatten()
+            .filter_map(|p| p.group.clone())
+            .chain(self.ended_groups.iter().cloned())
+            .collect();
+        match run_state::save(&groups) {
+            Ok(()) => self.run_state_failed = false,
+            Err(e) if !self.run_state_failed => {
+                log::warn!("run state not saved: {e}; a crash of uwgate may leave orphans");
+                self.run_state_failed = true;
+            }
+            Err(_) => {}
+        }
     }
 
     /// Probing runs exactly while the process is STARTING, waiting for its ready check.
@@ -518,8 +618,10 @@ impl Watchdog {
         }
     }
 
-    /// Forks and execs process `idx` with fresh output pipes registered in the loop.
-    fn launch(&mut self, registry: &mio::Registry, idx: usize) -> Result<u32, String> {
+    /// Forks process `idx` with fresh output pipes registered in the loop, and registers its
+    /// exec report: `(pid, true)`; `(pid, false)` when the report could not be registered.
+    /// Returns right after fork; the child execs on its own.
+    fn launch(&mut self, registry: &mio::Registry, idx: usize) -> Result<(u32, bool), String> {
         let Some(Some(p)) = self.procs.get(idx) else {
             return Err("no such process".to_string());
         };
@@ -545,19 +647,85 @@ impl Watchdog {
             stdout: out_w.as_fd(),
             stderr: err_pipe.as_ref().map_or(out_w.as_fd(), |(_, w)| w.as_fd()),
         };
-        let pid = sys::spawn(&setup).map_err(|e| {
+        let sys::Forked { pid, mut report } = sys::spawn(&setup).map_err(|e| {
             spawn::describe(&e, argv0, cfg.directory.as_deref(), cfg.user.as_deref())
         })?;
         // The write ends now live in the child only: EOF comes when it (and its heirs) close them.
         drop(out_w);
         let (name, owner) = (Rc::clone(&p.name), p.id);
+        let watched = match registry.register(
+            &mut mio::unix::SourceFd(&report.as_raw_fd()),
+            exec_token(idx),
+            mio::Interest::READABLE,
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                log::error!("{name}: cannot watch the exec report of pid {pid}: {e}");
+                false
+            }
+        };
+        if let Some(Some(p)) = self.procs.get_mut(idx) {
+            if watched {
+                p.exec_report = Some(PendingExec {
+                    pid,
+                    report,
+                    holds_until: Some(state::after(Instant::now(), EXEC_HOLD)),
+                });
+            } else {
+                drop(report.finish()); // nothing to wait for: a failure shows as exit 127
+            }
+        }
         self.retire_old_pipes(registry, owner);
         self.add_pipe(registry, out_r, &name, pid, false, owner);
         if let Some((err_r, err_w)) = err_pipe {
             drop(err_w);
             self.add_pipe(registry, err_r, &name, pid, true, owner);
         }
-        Ok(pid)
+        Ok((pid, watched))
+    }
+
+    /// The process whose pending exec report is for `pid`.
+    fn find_exec_report(&self, pid: u32) -> Option<usize> {
+        self.procs.iter().position(|p| {
+            p.as_ref()
+                .is_some_and(|p| p.exec_report.as_ref().is_some_and(|e| e.pid == pid))
+        })
+    }
+
+    /// Reads process `idx`'s exec report (all of it once the child is `reaped`) and, once it
+    /// is conclusive, closes it and feeds `Spawned` (EOF: exec'd) or `SpawnFailed` (the step
+    /// that failed, logged as `spawnerr:` like a failure in the parent).
+    fn resolve_exec(&mut self, registry: &mio::Registry, idx: usize, reaped: bool, now: Instant) {
+        let Some(Some(p)) = self.procs.get_mut(idx) else {
+            return;
+        };
+        let Some(pending) = p.exec_report.as_mut() else {
+            return;
+        };
+        let pid = pending.pid;
+        let outcome = if reaped {
+            pending.report.finish()
+        } else {
+            pending.report.read()
+        };
+        let event = match outcome {
+            sys::ExecOutcome::Pending => return,
+            sys::ExecOutcome::Execd => Event::Spawned { pid },
+            sys::ExecOutcome::Failed(e) => {
+                let cfg = &p.def.config;
+                let argv0 = p.argv.first().map_or("", String::as_str);
+                let dir = cfg.directory.as_deref();
+                let msg = spawn::describe(&e, argv0, dir, cfg.user.as_deref());
+                log::warn!("spawnerr: {msg}");
+                Event::SpawnFailed
+            }
+        };
+        if let Some(pending) = p.exec_report.take() {
+            // Out of the epoll set before the close (see `sys::spawn` on copies in children).
+            let fd = pending.report.as_raw_fd();
+            let _ = registry.deregister(&mut mio::unix::SourceFd(&fd));
+        }
+        self.drive(registry, idx, event, now);
     }
 
     fn add_pipe(
@@ -665,6 +833,10 @@ impl Watchdog {
             {
                 if let Some(mut p) = slot.take() {
                     p.probe.cancel(registry);
+                    if let Some(pending) = p.exec_report.take() {
+                        let fd = pending.report.as_raw_fd();
+                        let _ = registry.deregister(&mut mio::unix::SourceFd(&fd));
+                    }
                     dropped = true;
                 }
             }
@@ -692,7 +864,9 @@ impl Watchdog {
                 let Some(Some(p)) = self.procs.get(idx) else {
                     continue;
                 };
-                if !p.wanted || p.retired || p.machine.state != (State::Stopped { start_at: None })
+                if !p.machine.wanted
+                    || p.retired
+                    || p.machine.state != (State::Stopped { start_at: None })
                 {
                     continue;
                 }
@@ -706,6 +880,9 @@ impl Watchdog {
                     }
                     continue;
                 }
+                if self.exec_hold(now).is_some() {
+                    return; // this one and the rest of the order start once that child exec'd
+                }
                 if let Some(Some(p)) = self.procs.get_mut(idx) {
                     p.told_waiting = false;
                 }
@@ -716,6 +893,16 @@ impl Watchdog {
                 break;
             }
         }
+    }
+
+    /// While a child forked less than `EXEC_HOLD` ago has not exec'd: when that hold ends.
+    fn exec_hold(&self, now: Instant) -> Option<Instant> {
+        self.procs
+            .iter()
+            .flatten()
+            .filter_map(|p| p.exec_report.as_ref()?.holds_until)
+            .filter(|&until| until > now)
+            .min()
     }
 
     /// Whether process `idx` must wait: a dependency is not RUNNING, or the old instance of a
@@ -864,7 +1051,7 @@ fn stop_ranks(programs: &[(&str, i32, &[String])]) -> Vec<usize> {
             .filter_map(|&i| programs.get(i).map(|p| p.1))
             .max()
         else {
-            break; // all ranked (a cycle cannot happen: new() and reload() reject them)
+            break; // all ranked (a cycle cannot happen: config rejects them)
         };
         for i in free {
             if programs.get(i).is_some_and(|p| p.1 == top) {
@@ -897,16 +1084,33 @@ fn children() -> Vec<u32> {
     pids
 }
 
+/// Tokens rotate over three kinds: `TOKEN_BASE + 3 * idx + kind`.
+const TOKEN_KINDS: usize = 3;
+/// Output pipe `idx` (an index into `pipes`).
+const PIPE: usize = 0;
+/// The ready probe of process `idx` (an index into `procs`).
+const PROBE: usize = 1;
+/// The exec report of process `idx`.
+const EXEC_REPORT: usize = 2;
+
+fn token(idx: usize, kind: usize) -> mio::Token {
+    mio::Token(
+        TOKEN_BASE
+            .saturating_add(idx.saturating_mul(TOKEN_KINDS))
+            .saturating_add(kind),
+    )
+}
+
 fn pipe_token(idx: usize) -> mio::Token {
-    mio::Token(TOKEN_BASE.saturating_add(idx.saturating_mul(2)))
+    token(idx, PIPE)
 }
 
 fn probe_token(idx: usize) -> mio::Token {
-    mio::Token(
-        TOKEN_BASE
-            .saturating_add(idx.saturating_mul(2))
-            .saturating_add(1),
-    )
+    token(idx, PROBE)
+}
+
+fn exec_token(idx: usize) -> mio::Token {
+    token(idx, EXEC_REPORT)
 }
 
 /// Seconds as supervisor prints them: `10`, or `0.5` for a fraction.
@@ -958,19 +1162,16 @@ fn log_note(p: &Proc, note: Note, now: Instant) {
     }
 }
 
-/// Turns `[program:x]` sections into definitions, checking what only start-up can check.
+/// Turns `[program:x]` sections, validated by `config` (names, commands, process names,
+/// depends_on), into definitions, checking what only the running system can tell: that each
+/// `user` exists and uwgate may switch to it.
 fn build_defs(programs: &[config::Program]) -> Result<Vec<ProgramDef>, String> {
     let euid = sys::effective_uid();
     let mut defs: Vec<ProgramDef> = Vec::with_capacity(programs.len());
     for prog in programs {
         let what = format!("[program:{}]", prog.name);
-        if defs.iter().any(|d| d.config.name == prog.name) {
-            return Err(format!("{what}: defined twice"));
-        }
+        // Cannot fail for a parsed program: config expanded every process already.
         let processes = prog.processes().map_err(|e| format!("{what}: {e}"))?;
-        if processes.iter().any(|s| s.argv.is_empty()) {
-            return Err(format!("{what}: empty command"));
-        }
         let credentials = match &prog.user {
             None => None,
             Some(user) => {
@@ -988,96 +1189,14 @@ fn build_defs(programs: &[config::Program]) -> Result<Vec<ProgramDef>, String> {
                 }
             }
         };
-        let policy = Policy {
-            startsecs: prog.startsecs,
-            startretries: prog.startretries,
-            autorestart: match prog.autorestart {
-                config::AutoRestart::Always => Restart::Always,
-                config::AutoRestart::Never => Restart::Never,
-                config::AutoRestart::Unexpected => Restart::Unexpected,
-            },
-            exitcodes: prog.exitcodes.clone(),
-            stopsignal: prog.stopsignal,
-            stopwaitsecs: prog.stopwaitsecs,
-            stopasgroup: prog.stopasgroup,
-            killasgroup: prog.killasgroup,
-            ready_timeout: prog.ready.as_ref().map(|_| prog.ready_timeout),
-        };
         defs.push(ProgramDef {
             config: prog.clone(),
-            policy,
+            policy: Policy::from(prog),
             credentials,
             processes,
         });
     }
-    let mut names: Vec<&str> = defs
-        .iter()
-        .flat_map(|d| d.processes.iter().map(|s| s.name.as_str()))
-        .collect();
-    names.sort_unstable();
-    if let Some(w) = names.windows(2).find(|w| w.first() == w.get(1)) {
-        return Err(format!(
-            "process name '{}' is used twice",
-            w.first().copied().unwrap_or_default()
-        ));
-    }
-    check_dependencies(&defs)?;
     Ok(defs)
-}
-
-/// depends_on names exist, and following them never comes back (no cycle).
-fn check_dependencies(defs: &[ProgramDef]) -> Result<(), String> {
-    let index = |name: &str| defs.iter().position(|d| d.config.name == name);
-    for d in defs {
-        for dep in &d.config.depends_on {
-            if index(dep).is_none() {
-                return Err(format!(
-                    "[program:{}]: depends_on = {dep}: no such program",
-                    d.config.name
-                ));
-            }
-        }
-    }
-    // Depth-first search with colours: 0 unvisited, 1 on the path, 2 done.
-    fn visit(
-        i: usize,
-        defs: &[ProgramDef],
-        colour: &mut [u8],
-        index: &dyn Fn(&str) -> Option<usize>,
-    ) -> Result<(), String> {
-        match colour.get(i) {
-            Some(1) => {
-                let name = defs
-                    .get(i)
-                    .map(|d| d.config.name.as_str())
-                    .unwrap_or_default();
-                return Err(format!("[program:{name}]: depends_on forms a cycle"));
-            }
-            Some(2) | None => return Ok(()),
-            _ => {}
-        }
-        if let Some(c) = colour.get_mut(i) {
-            *c = 1;
-        }
-        for dep in defs
-            .get(i)
-            .map(|d| d.config.depends_on.as_slice())
-            .unwrap_or_default()
-        {
-            if let Some(j) = index(dep) {
-                visit(j, defs, colour, index)?;
-            }
-        }
-        if let Some(c) = colour.get_mut(i) {
-            *c = 2;
-        }
-        Ok(())
-    }
-    let mut colour = vec![0u8; defs.len()];
-    for i in 0..defs.len() {
-        visit(i, defs, &mut colour, &index)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

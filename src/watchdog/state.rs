@@ -2,13 +2,17 @@
 //! EXITED, FATAL and their transitions, as `(machine, event, now) -> (machine, step)`.
 //!
 //! Owns the rules (startsecs, backoff 1 s, 2 s, 3 s… up to startretries, autorestart/exitcodes,
-//! stopwaitsecs escalation, ready timeout, the one-spawn-per-second throttle) and nothing else:
-//! it never forks, signals, reads a clock or logs. The watchdog performs the returned `Action`,
-//! logs the returned `Note`s and feeds back what happened (`Spawned`, `SpawnFailed`, `Exited`,
-//! `Ready`, `Timer` when `deadline()` has passed).
+//! stopwaitsecs escalation, ready timeout, the one-spawn-per-second throttle, "a spawn while not
+//! wanted becomes a stop", "when a group-killed leader dies, SIGKILL what is left of its group")
+//! and nothing else: it never forks, signals, reads a clock or logs. The watchdog performs the
+//! returned `Action` (and `kill_group` first), logs the returned `Note`s and feeds back what
+//! happened (`Forked`, then `Spawned` once the child exec'd or `SpawnFailed`; `Exited`, `Ready`,
+//! `Timer` when `deadline()` has passed).
 
 use std::fmt;
 use std::time::{Duration, Instant};
+
+use crate::config;
 
 /// No program is spawned twice within this interval, so a crash loop throttles itself.
 pub const MIN_SPAWN_INTERVAL: Duration = Duration::from_secs(1);
@@ -94,16 +98,8 @@ impl fmt::Display for SignalName {
     }
 }
 
-/// `autorestart`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Restart {
-    /// `true`.
-    Always,
-    /// `false`.
-    Never,
-    /// `unexpected`: only when the exit code is not in `exitcodes`.
-    Unexpected,
-}
+/// `autorestart`: the config's own enum (`Always`, `Never`, `Unexpected`).
+pub use config::AutoRestart as Restart;
 
 /// The per-program settings the machine needs (from `[program:x]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,6 +124,24 @@ pub struct Policy {
     pub ready_timeout: Option<Duration>,
 }
 
+impl From<&config::Program> for Policy {
+    /// The one place a `[program:x]` section becomes the machine's settings (stopasgroup
+    /// already implies killasgroup there, as in supervisor).
+    fn from(p: &config::Program) -> Policy {
+        Policy {
+            startsecs: p.startsecs,
+            startretries: p.startretries,
+            autorestart: p.autorestart,
+            exitcodes: p.exitcodes.clone(),
+            stopsignal: p.stopsignal,
+            stopwaitsecs: p.stopwaitsecs,
+            stopasgroup: p.stopasgroup,
+            killasgroup: p.killasgroup,
+            ready_timeout: p.ready.as_ref().map(|_| p.ready_timeout),
+        }
+    }
+}
+
 impl Policy {
     fn kill_group(&self) -> bool {
         self.killasgroup || self.stopasgroup
@@ -145,6 +159,9 @@ impl Policy {
 /// Where a STARTING process is on its way to RUNNING.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StartPhase {
+    /// Forked; its exec report (EOF: exec'd, or the errno of the step that failed) is not in yet.
+    /// No deadline: the child's own set-up decides, and a stop still reaches it.
+    Exec,
     /// Waiting for startsecs (or for the ready check until its timeout) — `deadline`.
     Waiting {
         /// startsecs elapsed, or the ready check gave up.
@@ -211,12 +228,19 @@ pub enum Event {
     Start,
     /// Stop requested (shutdown, reload).
     Stop,
-    /// The watchdog performed `Action::Spawn` and the child exec'd.
+    /// The watchdog performed `Action::Spawn` and forked; the exec report is pending.
+    Forked {
+        /// The child.
+        pid: u32,
+    },
+    /// The child exec'd (its exec report ended without an error), or a spawn that forked and
+    /// exec'd in one go (from a pid-less state).
     Spawned {
         /// The child.
         pid: u32,
     },
-    /// The watchdog performed `Action::Spawn` and it failed (spawnerr).
+    /// The spawn failed: in the parent (pipe, fork), or the child reported the step that
+    /// failed before exec (spawnerr).
     SpawnFailed,
     /// The child was reaped.
     Exited(ExitStatus),
@@ -231,7 +255,8 @@ pub enum Event {
 pub enum Action {
     /// Nothing.
     None,
-    /// Spawn the process, then feed `Spawned` or `SpawnFailed` back at once.
+    /// Spawn the process, then feed `Forked` (or `SpawnFailed`) back at once, and `Spawned` or
+    /// `SpawnFailed` when the exec report comes in.
     Spawn,
     /// Send `signal` to the pid, or to its process group when `group`.
     Signal {
@@ -289,6 +314,10 @@ pub enum Note {
 /// The result of one transition: an action and up to three notes, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Step {
+    /// Performed before `action`: the group leader with this pid is gone and the program kills
+    /// as a group, so SIGKILL what is left of its process group (`kill(-pid)`), as systemd's
+    /// KillMode=control-group does, before a respawn could find old workers on its socket.
+    pub kill_group: Option<u32>,
     /// What to perform.
     pub action: Action,
     /// What to log.
@@ -298,6 +327,7 @@ pub struct Step {
 impl Step {
     fn none() -> Step {
         Step {
+            kill_group: None,
             action: Action::None,
             notes: [None; 3],
         }
@@ -305,7 +335,7 @@ impl Step {
     fn act(action: Action) -> Step {
         Step {
             action,
-            notes: [None; 3],
+            ..Step::none()
         }
     }
     fn note(mut self, note: Note) -> Step {
@@ -333,6 +363,10 @@ pub struct Machine {
     pub spawns: u32,
     /// How the last child ended.
     pub last_exit: Option<ExitStatus>,
+    /// The watchdog wants the process up: set by `Start`, cleared by `Stop` and by
+    /// `set_wanted(false)` (shutdown, whose stops come in order later). A (re)spawn that falls
+    /// due while not wanted ends in STOPPED instead.
+    pub wanted: bool,
 }
 
 impl Default for Machine {
@@ -357,7 +391,14 @@ impl Machine {
             last_spawn: None,
             spawns: 0,
             last_exit: None,
+            wanted: false,
         }
+    }
+
+    /// Whether the process should be up (a start is due once its dependencies allow it) or
+    /// not (nothing is respawned any more; a stop follows when its turn comes).
+    pub fn set_wanted(&mut self, wanted: bool) {
+        self.wanted = wanted;
     }
 
     /// supervisor's name for the state.
@@ -390,7 +431,7 @@ impl Machine {
             State::Starting { phase, .. } => match phase {
                 StartPhase::Waiting { deadline } => Some(deadline),
                 StartPhase::Abandoning { kill_at } => Some(kill_at),
-                StartPhase::Killed => None,
+                StartPhase::Exec | StartPhase::Killed => None,
             },
             State::Backoff { retry_at } => Some(retry_at),
             State::Stopping { kill_at, .. } => kill_at,
@@ -411,10 +452,17 @@ impl Machine {
     pub fn step(self, policy: &Policy, event: Event, now: Instant) -> (Machine, Step) {
         let mut m = self;
         let step = match event {
-            Event::Start => m.on_start(now),
-            Event::Stop => m.on_stop(policy, now),
+            Event::Start => {
+                m.wanted = true;
+                m.on_start(now)
+            }
+            Event::Stop => {
+                m.wanted = false;
+                m.on_stop(policy, now)
+            }
+            Event::Forked { pid } => m.on_forked(pid, now),
             Event::Spawned { pid } => m.on_spawned(policy, pid, now),
-            Event::SpawnFailed => m.enter_backoff(policy, now, Step::none()),
+            Event::SpawnFailed => m.on_spawn_failed(policy, now),
             Event::Exited(status) => m.on_exit(policy, status, now),
             Event::Ready => m.on_ready(),
             Event::Timer => match m.deadline() {
@@ -456,6 +504,24 @@ impl Machine {
 
     fn on_stop(&mut self, policy: &Policy, now: Instant) -> Step {
         match self.state {
+            // Starting, not exec'd yet -> Stopping: stopsignal to the child itself (it has no
+            // descendants yet, and may not lead its group yet), SIGKILL after stopwaitsecs.
+            State::Starting {
+                pid,
+                phase: StartPhase::Exec,
+                ..
+            } => {
+                self.state = State::Stopping {
+                    pid,
+                    kill_at: Some(after(now, policy.stopwaitsecs)),
+                };
+                Step::act(Action::Signal {
+                    pid,
+                    signal: policy.stopsignal,
+                    group: false,
+                })
+                .note(Note::WaitingStop)
+            }
             // Starting/Running -> Stopping: stopsignal now, SIGKILL after stopwaitsecs.
             State::Starting {
                 pid,
@@ -507,10 +573,45 @@ impl Machine {
         }
     }
 
-    fn on_spawned(&mut self, policy: &Policy, pid: u32, now: Instant) -> Step {
+    fn on_forked(&mut self, pid: u32, now: Instant) -> Step {
         if self.pid().is_some() {
             // Spawn is only asked for from pid-less states; a second child would be untracked.
             return Step::none();
+        }
+        // -> Starting, until the exec report says exec'd (Spawned) or failed (SpawnFailed).
+        self.state = State::Starting {
+            pid,
+            since: now,
+            phase: StartPhase::Exec,
+        };
+        Step::none()
+    }
+
+    fn on_spawn_failed(&mut self, policy: &Policy, now: Instant) -> Step {
+        match self.state {
+            // Starting (exec pending) -> Backoff: the child reported a failed step and exits
+            // by itself; its reaping is no longer this machine's.
+            State::Starting {
+                phase: StartPhase::Exec,
+                ..
+            } => self.enter_backoff(policy, now, Step::none()),
+            // A spawn that failed in the parent (no child) -> Backoff.
+            _ if self.pid().is_none() => self.enter_backoff(policy, now, Step::none()),
+            // Stopping (stopped while exec was pending): its exit ends it.
+            _ => Step::none(),
+        }
+    }
+
+    fn on_spawned(&mut self, policy: &Policy, pid: u32, now: Instant) -> Step {
+        match self.state {
+            State::Starting {
+                pid: forked,
+                phase: StartPhase::Exec,
+                ..
+            } if forked == pid => {}
+            // Spawn is only asked for from pid-less states; a second child would be untracked.
+            _ if self.pid().is_some() => return Step::none(),
+            _ => {}
         }
         self.last_spawn = Some(now);
         self.spawns = self.spawns.saturating_add(1);
@@ -564,19 +665,30 @@ impl Machine {
     }
 
     fn on_exit(&mut self, policy: &Policy, status: ExitStatus, now: Instant) -> Step {
+        let Some(pid) = self.pid() else {
+            // No child in these states: not ours.
+            return Step::none();
+        };
+        self.last_exit = Some(status);
+        // The leader is gone; with stopasgroup/killasgroup, whatever is left of its process
+        // group goes too (a SIGKILLed uWSGI master leaves workers bound to its socket).
+        let step = Step {
+            kill_group: policy.kill_group().then_some(pid),
+            ..Step::none()
+        };
         match self.state {
             State::Starting { since, phase, .. } => {
-                self.last_exit = Some(status);
                 let stayed = now.saturating_duration_since(since);
                 let too_quickly = match phase {
                     StartPhase::Waiting { .. } => {
                         policy.ready_timeout.is_some() || stayed < policy.startsecs
                     }
-                    StartPhase::Abandoning { .. } | StartPhase::Killed => true,
+                    StartPhase::Exec | StartPhase::Abandoning { .. } | StartPhase::Killed => true,
                 };
                 if too_quickly {
-                    // Starting -> Backoff: exited before startsecs (or before it was ready).
-                    let step = Step::none().note(Note::Exited {
+                    // Starting -> Backoff: exited before startsecs (or before it was ready,
+                    // or before its exec report came in).
+                    let step = step.note(Note::Exited {
                         status,
                         expected: false,
                     });
@@ -584,22 +696,16 @@ impl Machine {
                 } else {
                     // Starting -> Running -> Exited: startsecs passed but its timer had not run yet.
                     self.backoff = 0;
-                    let step = Step::none().note(Note::Success);
+                    let step = step.note(Note::Success);
                     self.exit_from_running(policy, status, now, step)
                 }
             }
-            State::Running { .. } => {
-                self.last_exit = Some(status);
-                self.exit_from_running(policy, status, now, Step::none())
-            }
+            State::Running { .. } => self.exit_from_running(policy, status, now, step),
             // Stopping -> Stopped.
-            State::Stopping { .. } => {
-                self.last_exit = Some(status);
+            _ => {
                 self.state = State::Stopped { start_at: None };
-                Step::none().note(Note::Stopped { status })
+                step.note(Note::Stopped { status })
             }
-            // No child in these states: not ours.
-            _ => Step::none(),
         }
     }
 
@@ -613,6 +719,11 @@ impl Machine {
         let expected = policy.expected(status);
         let step = step.note(Note::Exited { status, expected });
         self.backoff = 0;
+        if !self.wanted {
+            // Running -> Stopped: a restart would be due, but the process is no longer wanted.
+            self.state = State::Stopped { start_at: None };
+            return step;
+        }
         self.state = State::Exited { restart_at: None };
         let restart = match policy.autorestart {
             Restart::Always => true,
@@ -711,12 +822,20 @@ impl Machine {
                 })
                 .note(Note::Killing { pid })
             }
-            // Backoff -> Starting; Exited/Stopped parked by the throttle -> Starting.
+            // Backoff -> Starting; Exited/Stopped parked by the throttle -> Starting. No longer
+            // wanted -> Stopped: the spawn that fell due becomes a stop.
             State::Backoff { .. }
             | State::Exited {
                 restart_at: Some(_),
             }
-            | State::Stopped { start_at: Some(_) } => Step::act(Action::Spawn),
+            | State::Stopped { start_at: Some(_) } => {
+                if self.wanted {
+                    return Step::act(Action::Spawn);
+                }
+                self.state = State::Stopped { start_at: None };
+                self.backoff = 0;
+                Step::none()
+            }
             _ => Step::none(),
         }
     }
@@ -1257,8 +1376,10 @@ mod tests {
             },
         ];
         for state in states {
+            // Started before, so wanted already.
             let m = Machine {
                 state,
+                wanted: true,
                 ..Machine::new()
             };
             assert_eq!(m.step(&p, Event::Start, t0), (m, Step::none()));
@@ -1457,6 +1578,257 @@ mod tests {
             t0,
         );
         assert!(m.deadline().is_some_and(|d| d > t0));
+    }
+
+    /// Start, then Forked: the child is between fork and exec.
+    fn forked(p: &Policy, t0: Instant) -> Machine {
+        let (m, s) = Machine::new().step(p, Event::Start, t0);
+        assert_eq!(s.action, Action::Spawn);
+        m.step(p, Event::Forked { pid: PID }, t0).0
+    }
+
+    #[test]
+    fn forked_is_starting_without_deadline_until_the_exec_report() {
+        let p = policy();
+        let t0 = Instant::now();
+        let m = forked(&p, t0);
+        assert_eq!(m.state_name(), "STARTING");
+        assert_eq!(m.pid(), Some(PID));
+        assert_eq!(
+            m.deadline(),
+            None,
+            "the child's own set-up decides, no timer"
+        );
+        assert_eq!(m.spawns, 0, "not spawned before it exec'd");
+        // A report for another pid, a ready check or a timer change nothing.
+        assert_eq!(m.step(&p, Event::Spawned { pid: PID + 1 }, t0).0, m);
+        assert_eq!(m.step(&p, Event::Ready, t0).0, m);
+        assert_eq!(m.step(&p, Event::Timer, secs(t0, 60)).0, m);
+        // EOF on the report: exec'd; startsecs counts from here.
+        let (m, s) = m.step(&p, Event::Spawned { pid: PID }, ms(t0, 30));
+        assert_eq!(
+            s.notes().collect::<Vec<_>>(),
+            vec![Note::Spawned { pid: PID }]
+        );
+        assert_eq!(m.deadline(), Some(ms(t0, 10_030)));
+        assert_eq!((m.spawns, m.last_spawn), (1, Some(ms(t0, 30))));
+    }
+
+    #[test]
+    fn exec_report_with_startsecs_zero_is_running_at_once() {
+        let p = Policy {
+            startsecs: Duration::ZERO,
+            ..policy()
+        };
+        let t0 = Instant::now();
+        let (m, s) = forked(&p, t0).step(&p, Event::Spawned { pid: PID }, t0);
+        assert_eq!(m.state_name(), "RUNNING");
+        assert_eq!(
+            s.notes().collect::<Vec<_>>(),
+            vec![Note::Spawned { pid: PID }, Note::Success]
+        );
+    }
+
+    #[test]
+    fn failed_exec_report_backs_off_then_gives_up() {
+        let p = Policy {
+            startretries: 1,
+            ..policy()
+        };
+        let t0 = Instant::now();
+        let (m, s) = forked(&p, t0).step(&p, Event::SpawnFailed, t0);
+        assert_eq!(
+            m.state,
+            State::Backoff {
+                retry_at: secs(t0, 1)
+            }
+        );
+        assert_eq!(m.pid(), None, "the failed child exits by itself");
+        assert_eq!(s, Step::none());
+        let (m, s) = m.step(&p, Event::Timer, secs(t0, 1));
+        assert_eq!(s.action, Action::Spawn);
+        let m = m.step(&p, Event::Forked { pid: PID + 1 }, secs(t0, 1)).0;
+        let (m, s) = m.step(&p, Event::SpawnFailed, secs(t0, 1));
+        assert_eq!(m.state, State::Fatal);
+        assert_eq!(s.notes().collect::<Vec<_>>(), vec![Note::GaveUp]);
+    }
+
+    #[test]
+    fn exit_before_the_exec_report_backs_off() {
+        let p = policy();
+        let t0 = Instant::now();
+        let status = ExitStatus::Signal {
+            signal: libc::SIGKILL,
+            core_dumped: false,
+        };
+        let (m, s) = forked(&p, t0).step(&p, Event::Exited(status), ms(t0, 5));
+        assert_eq!(m.state_name(), "BACKOFF");
+        assert_eq!(
+            s.notes().collect::<Vec<_>>(),
+            vec![Note::Exited {
+                status,
+                expected: false
+            }]
+        );
+    }
+
+    #[test]
+    fn stop_before_exec_signals_the_child_itself_and_ignores_a_late_report() {
+        let p = Policy {
+            stopasgroup: true,
+            ..policy()
+        };
+        let t0 = Instant::now();
+        let (m, s) = forked(&p, t0).step(&p, Event::Stop, t0);
+        assert_eq!(
+            s.action,
+            Action::Signal {
+                pid: PID,
+                signal: libc::SIGTERM,
+                group: false
+            },
+            "no group yet to signal: the child may not have called setsid"
+        );
+        assert_eq!(
+            m.state,
+            State::Stopping {
+                pid: PID,
+                kill_at: Some(secs(t0, 10))
+            }
+        );
+        assert_eq!(m.step(&p, Event::Spawned { pid: PID }, t0).0, m);
+        assert_eq!(m.step(&p, Event::SpawnFailed, t0).0, m);
+        let (m, s) = m.step(&p, Event::Exited(ExitStatus::Code(127)), ms(t0, 1));
+        assert_eq!(m.state, State::Stopped { start_at: None });
+        assert_eq!(s.action, Action::None);
+    }
+
+    #[test]
+    fn leader_exit_kills_what_is_left_of_its_group_before_the_restart() {
+        let killed = ExitStatus::Signal {
+            signal: libc::SIGKILL,
+            core_dumped: false,
+        };
+        let t0 = Instant::now();
+        for (stopasgroup, killasgroup) in [(true, true), (false, true)] {
+            let p = Policy {
+                stopasgroup,
+                killasgroup,
+                autorestart: Restart::Always,
+                ..policy()
+            };
+            let (_, s) = running(&p, t0).step(&p, Event::Exited(killed), secs(t0, 30));
+            assert_eq!((s.kill_group, s.action), (Some(PID), Action::Spawn));
+            // Stopping -> Stopped: the group goes too.
+            let m = running(&p, t0).step(&p, Event::Stop, secs(t0, 30)).0;
+            let (_, s) = m.step(&p, Event::Exited(killed), secs(t0, 31));
+            assert_eq!(s.kill_group, Some(PID));
+            // Starting -> Backoff: as well.
+            let m = started(&p, Machine::new(), t0);
+            assert_eq!(
+                m.step(&p, Event::Exited(killed), t0).1.kill_group,
+                Some(PID)
+            );
+        }
+        let p = policy();
+        let (_, s) = running(&p, t0).step(&p, Event::Exited(killed), secs(t0, 30));
+        assert_eq!(
+            s.kill_group, None,
+            "without the group keys, only the leader"
+        );
+        // An exit that is not this machine's child kills nothing.
+        let (_, s) = Machine::new().step(
+            &Policy {
+                killasgroup: true,
+                ..policy()
+            },
+            Event::Exited(killed),
+            t0,
+        );
+        assert_eq!(s, Step::none());
+    }
+
+    #[test]
+    fn a_restart_due_while_not_wanted_becomes_a_stop() {
+        let p = Policy {
+            autorestart: Restart::Always,
+            ..policy()
+        };
+        let t0 = Instant::now();
+        // Running, then unwanted (shutdown waits for its turn), then it exits: STOPPED.
+        let mut m = running(&p, t0);
+        m.set_wanted(false);
+        let (m, s) = m.step(&p, Event::Exited(ExitStatus::Code(1)), secs(t0, 30));
+        assert_eq!(m.state, State::Stopped { start_at: None });
+        assert_eq!(s.action, Action::None);
+        assert_eq!(
+            s.notes().collect::<Vec<_>>(),
+            vec![Note::Exited {
+                status: ExitStatus::Code(1),
+                expected: false
+            }]
+        );
+        // Backoff and throttled restarts whose time comes: STOPPED, no spawn.
+        for state in [
+            State::Backoff {
+                retry_at: secs(t0, 1),
+            },
+            State::Exited {
+                restart_at: Some(secs(t0, 1)),
+            },
+            State::Stopped {
+                start_at: Some(secs(t0, 1)),
+            },
+        ] {
+            let m = Machine {
+                state,
+                backoff: 2,
+                ..Machine::new()
+            };
+            let (m, s) = m.step(&p, Event::Timer, secs(t0, 1));
+            assert_eq!(m.state, State::Stopped { start_at: None }, "{state:?}");
+            assert_eq!((s.action, m.backoff), (Action::None, 0), "{state:?}");
+        }
+        // Wanted again by a Start: spawns.
+        let (m, s) = Machine::new().step(&p, Event::Start, t0);
+        assert!(m.wanted);
+        assert_eq!(s.action, Action::Spawn);
+        let (m, _) = m.step(&p, Event::Stop, t0);
+        assert!(!m.wanted, "a stop request means not wanted");
+    }
+
+    #[test]
+    fn policy_comes_from_the_program_section() {
+        let mut prog = config::Program::new("web", "/bin/true");
+        prog.startsecs = Duration::from_secs(3);
+        prog.startretries = 7;
+        prog.autorestart = config::AutoRestart::Always;
+        prog.exitcodes = vec![0, 2];
+        prog.stopsignal = libc::SIGQUIT;
+        prog.stopwaitsecs = Duration::from_secs(4);
+        prog.killasgroup = true;
+        prog.ready_timeout = Duration::from_secs(9);
+        let p = Policy::from(&prog);
+        assert_eq!(
+            p,
+            Policy {
+                startsecs: Duration::from_secs(3),
+                startretries: 7,
+                autorestart: Restart::Always,
+                exitcodes: vec![0, 2],
+                stopsignal: libc::SIGQUIT,
+                stopwaitsecs: Duration::from_secs(4),
+                stopasgroup: false,
+                killasgroup: true,
+                ready_timeout: None,
+            },
+            "no ready check: startsecs decides"
+        );
+        prog.ready = Some(config::ReadyCheck::Tcp("127.0.0.1:1".parse().unwrap()));
+        assert_eq!(
+            Policy::from(&prog).ready_timeout,
+            Some(Duration::from_secs(9))
+        );
     }
 
     #[test]

@@ -209,43 +209,19 @@ fn close_to(d: Duration, want_ms: u64, slack_ms: u64) -> bool {
 }
 
 #[test]
-fn tokens_start_at_the_base_and_alternate_pipe_and_probe() {
+fn tokens_start_at_the_base_and_rotate_pipe_probe_and_exec_report() {
     assert_eq!(TOKEN_BASE, 1 << 40);
-    assert_eq!(pipe_token(3), mio::Token(TOKEN_BASE + 6));
-    assert_eq!(probe_token(3), mio::Token(TOKEN_BASE + 7));
+    assert_eq!(pipe_token(3), mio::Token(TOKEN_BASE + 9));
+    assert_eq!(probe_token(3), mio::Token(TOKEN_BASE + 10));
+    assert_eq!(exec_token(3), mio::Token(TOKEN_BASE + 11));
 }
 
 #[test]
-fn new_rejects_unknown_users_unknown_dependencies_and_cycles() {
+fn new_rejects_unknown_users() {
+    // depends_on names, cycles and duplicate process names are config's checks (config/program.rs).
     let mut p = prog("a", "/bin/true");
     p.user = Some("no-such-user-uwgate".into());
     assert!(Watchdog::new(&[p]).err().unwrap().contains("no such user"));
-
-    let mut a = prog("a", "/bin/true");
-    a.depends_on = vec!["zzz".into()];
-    assert!(Watchdog::new(&[a])
-        .err()
-        .unwrap()
-        .contains("no such program"));
-
-    let mut a = prog("a", "/bin/true");
-    let mut b = prog("b", "/bin/true");
-    let mut c = prog("c", "/bin/true");
-    a.depends_on = vec!["b".into()];
-    b.depends_on = vec!["c".into()];
-    c.depends_on = vec!["a".into()];
-    assert!(Watchdog::new(&[a.clone(), b.clone(), c])
-        .err()
-        .unwrap()
-        .contains("cycle"));
-    let c = prog("c", "/bin/true");
-    assert!(Watchdog::new(&[a, b, c]).is_ok());
-
-    let mut a = prog("a", "/bin/true");
-    a.process_name = "x".into();
-    let mut b = prog("b", "/bin/true");
-    b.process_name = "x".into();
-    assert!(Watchdog::new(&[a, b]).err().unwrap().contains("used twice"));
 }
 
 #[test]
@@ -619,6 +595,33 @@ fn missing_command_is_a_spawn_error_and_ends_fatal() {
 }
 
 #[test]
+fn failed_chdir_is_starting_until_its_report_then_backs_off_and_ends_fatal() {
+    let mut p = prog("lost", "/bin/true");
+    p.directory = Some("/nonexistent-dir-uwgate".into());
+    p.startretries = 1;
+    let mut rig = Rig::new(&[p]);
+    rig.start();
+    // start() returned right after fork: the child's report is not in yet.
+    let (state, pid) = rig.state("lost");
+    assert_eq!(state, "STARTING");
+    assert!(pid.is_some());
+    rig.wait_state("lost", "BACKOFF", Duration::from_secs(2));
+    assert_eq!(rig.state("lost").1, None);
+    rig.wait_state("lost", "FATAL", Duration::from_secs(3));
+    // The failed children were reaped through SIGCHLD like any other (Drop checks no child is left).
+    assert_eq!(
+        rig.status("lost").restarts,
+        0,
+        "never exec'd, never counted"
+    );
+    assert!(
+        rig.longest_call < Duration::from_millis(200),
+        "{:?}",
+        rig.longest_call
+    );
+}
+
+#[test]
 fn reload_adds_removes_changes_and_keeps_unchanged_programs() {
     let quick = |name: &str, cmd: &str| {
         let mut p = prog(name, cmd);
@@ -666,8 +669,9 @@ fn numprocs_instances_are_supervised_separately() {
     p.startsecs = Duration::ZERO;
     let mut rig = Rig::new(&[p]);
     rig.start();
+    // Each is RUNNING once its own exec report is in (startsecs = 0), in either order.
     rig.wait_state("w_1", "RUNNING", Duration::from_secs(2));
-    assert_eq!(rig.state("w_0").0, "RUNNING");
+    rig.wait_state("w_0", "RUNNING", Duration::from_secs(2));
     let names: Vec<(String, String)> = rig
         .wd
         .status()
@@ -677,6 +681,40 @@ fn numprocs_instances_are_supervised_separately() {
         names,
         vec![("w_0".into(), "w".into()), ("w_1".into(), "w".into())]
     );
+    rig.shutdown();
+}
+
+#[test]
+fn starts_fork_one_at_a_time_in_priority_order_each_after_the_previous_exec() {
+    let names = ["a", "b", "c"];
+    let programs: Vec<config::Program> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut p = prog(n, "sleep 30");
+            p.priority = 10 - i as i32; // c starts first, a last
+            p.startsecs = Duration::ZERO;
+            p
+        })
+        .collect();
+    let mut rig = Rig::new(&programs);
+    rig.start();
+    // The first fork happened; the others wait for its exec report (the loop does not).
+    assert_eq!(rig.state("c").0, "STARTING");
+    assert_eq!(rig.state("b"), ("STOPPED", None));
+    assert_eq!(rig.state("a"), ("STOPPED", None));
+    rig.wait_state("a", "RUNNING", Duration::from_secs(3));
+    let running_at = |n: &str| {
+        rig.seen
+            .iter()
+            .find(|s| s.0 == n && s.1 == "RUNNING")
+            .map(|s| s.3)
+            .unwrap()
+    };
+    let first_seen = |n: &str| rig.spawn_times(n)[0];
+    assert!(running_at("c") <= first_seen("b"), "{:?}", rig.seen);
+    assert!(running_at("b") <= first_seen("a"), "{:?}", rig.seen);
+    assert!(rig.longest_call < Duration::from_millis(200));
     rig.shutdown();
 }
 
@@ -714,8 +752,8 @@ fn stop_all_stops_in_reverse_priority_order_and_leaves_no_child() {
     assert!(!sys::has_children());
 }
 
-/// Crash-to-respawn latency as the watchdog sees it: from SIGKILL to the new child exec'd,
-/// with SIGCHLD noticed by busy polling (the real loop wakes on its signalfd instead).
+/// Crash-to-respawn latency as the watchdog sees it: from SIGKILL to the new child exec'd (its
+/// exec report in), with SIGCHLD noticed by busy polling (the real loop wakes on its signalfd).
 #[test]
 #[ignore = "measurement, ~25 s: cargo test respawn_latency -- --ignored --nocapture"]
 fn respawn_latency_median_of_20() {
@@ -734,6 +772,14 @@ fn respawn_latency_median_of_20() {
         sys::send_signal(old, libc::SIGKILL, false).unwrap();
         loop {
             rig.wd.on_sigchld(rig.poll.registry(), Instant::now());
+            // The new child's exec report arrives as an event.
+            rig.poll
+                .poll(&mut rig.events, Some(Duration::ZERO))
+                .unwrap();
+            let events: Vec<mio::event::Event> = rig.events.iter().cloned().collect();
+            for ev in &events {
+                rig.wd.on_event(rig.poll.registry(), ev, Instant::now());
+            }
             if matches!(rig.state("victim"), ("RUNNING", Some(p)) if p != old) {
                 break;
             }

@@ -435,10 +435,10 @@ impl<S: ClientSocket> Connection<S> {
 
     /// Gives back everything the connection holds in the loop's tables (its buffer, its proxy
     /// slot). Called by the loop just before the connection is dropped.
-    pub fn release(&mut self, bufs: &mut Buffers, proxies: &mut Slab<Proxy>) {
+    pub fn release(&mut self, bufs: &mut Buffers, proxies: &mut Slab<Proxy>, registry: &Registry) {
         if let Some(pi) = self.proxy_slot() {
             if let Some(mut p) = proxies.remove(pi) {
-                p.release(&mut bufs.large);
+                p.release(&mut bufs.large, registry);
             }
         }
         self.state = State::Idle;

@@ -216,7 +216,7 @@ impl<S: ClientSocket> Connection<S> {
     fn release_proxy(&mut self, env: &mut Env<'_, '_>) {
         if let State::Proxying(f) = &self.state {
             if let Some(mut p) = env.proxies.remove(f.slot) {
-                p.release(&mut env.bufs.large);
+                p.release(&mut env.bufs.large, env.registry);
             }
         }
         self.state = State::Idle;
@@ -683,7 +683,7 @@ impl<S: ClientSocket> Connection<S> {
                             ctx.cfg.global.temp_path.display(),
                             self.peer
                         );
-                        p.abort();
+                        p.abort(env.registry);
                     }
                 }
             }
