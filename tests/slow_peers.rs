@@ -4,13 +4,13 @@
 //! discards them), readers that stop reading a large file — a fresh client is still served
 //! within `FRESH_BOUND`, three times in a row.
 //!
-//! The `#[ignore]`d tests fail on the design where "pool empty → the connection waits": every
-//! slow connection holds a pool buffer, so the fresh client queues until a timeout (30 s here)
-//! frees one. They must pass once heads are read into a small per-slot buffer and the connection
-//! that has made the least progress gives up its buffer when the pool is empty (DESIGN.md,
-//! "Memory, fixed at start"). Run them with `cargo test --test slow_peers -- --ignored`.
-//! Each `*_when_the_pool_has_room` twin runs the same peers with a pool big enough for all of
-//! them and passes today: a failure of the ignored one is the pool, not the harness.
+//! The starved-pool tests failed on the design where "pool empty → the connection waits": every
+//! slow connection held a pool buffer, so the fresh client queued until a timeout (30 s here)
+//! freed one. They pass because heads are read into a head buffer of the slot's own and, when
+//! the pool is empty, the connection that has made the least progress gives up its buffer
+//! (DESIGN.md, "Memory, fixed at start"). Each `*_when_the_pool_has_room` twin runs the same
+//! peers with a pool big enough for all of them: a failure of the starved one alone is the
+//! pool, not the harness.
 //!
 //! The fresh clients connect from 127.0.0.2 and the slow peers from 127.0.0.1, so a
 //! per-address connection cap (the other half of §1) may refuse slow peers without touching
@@ -191,7 +191,7 @@ fn assert_fresh_clients_served(port: u16, path: &str, want: &[u8], behind: &str)
 }
 
 // ---------------------------------------------------------------------------------------------
-// The scenarios, each run with a starved pool (ignored until the redesign) and with room
+// The scenarios, each run with a starved pool and with room
 // ---------------------------------------------------------------------------------------------
 
 /// Heads that stop in the middle of a header line, `pad` bytes into it.
@@ -245,7 +245,6 @@ fn slow_readers(pool: usize) {
 }
 
 #[test]
-#[ignore = "needs the slow-peer redesign (issue 11 §1)"]
 fn slow_heads_do_not_starve_fresh_clients() {
     slow_heads(POOL, 10);
 }
@@ -256,7 +255,6 @@ fn slow_heads_do_not_starve_fresh_clients_when_the_pool_has_room() {
 }
 
 #[test]
-#[ignore = "needs the slow-peer redesign (issue 11 §1)"]
 fn slow_heads_past_a_small_head_buffer_do_not_starve_fresh_clients() {
     // 4 KiB into the head: past nginx's 1k client_header_buffer_size (and any small per-slot
     // head buffer), within client_header_buffer_size (8k): each of these needs a pool buffer.
@@ -269,7 +267,6 @@ fn slow_heads_past_a_small_head_buffer_do_not_starve_fresh_clients_when_the_pool
 }
 
 #[test]
-#[ignore = "needs the slow-peer redesign (issue 11 §1)"]
 fn slow_bodies_to_uwsgi_do_not_starve_fresh_clients() {
     slow_bodies_to_uwsgi(POOL);
 }
@@ -280,7 +277,6 @@ fn slow_bodies_to_uwsgi_do_not_starve_fresh_clients_when_the_pool_has_room() {
 }
 
 #[test]
-#[ignore = "needs the slow-peer redesign (issue 11 §1)"]
 fn slow_bodies_to_a_static_location_do_not_starve_fresh_clients() {
     slow_bodies_to_static(POOL);
 }
@@ -291,7 +287,6 @@ fn slow_bodies_to_a_static_location_do_not_starve_fresh_clients_when_the_pool_ha
 }
 
 #[test]
-#[ignore = "needs the slow-peer redesign (issue 11 §1)"]
 fn slow_readers_of_a_large_file_do_not_starve_fresh_clients() {
     slow_readers(POOL);
 }
