@@ -9,6 +9,7 @@
 //! request (that is `server`'s).
 
 use crate::config::{self, Config};
+use crate::event::per_address::PerAddress;
 use crate::event::pool::{BufferPool, Buffers};
 use crate::event::slab::Slab;
 use crate::http::date::DateCache;
@@ -108,6 +109,12 @@ pub struct Gate {
     temp_dir: CString,
     /// Access-log line scratch (fixed, reused).
     access_buf: Box<[u8; 4096]>,
+    /// Connections per client address (`limit_conn_per_ip`).
+    per_address: PerAddress,
+    /// Connections refused by `limit_conn_per_ip` since the last log line about it, and when
+    /// that line may come (at most one a second).
+    refused: u64,
+    refused_log_at: Instant,
 }
 
 /// Binds every `listen` address of the config (deduplicated).
@@ -205,6 +212,9 @@ impl Gate {
             fs_path: RefCell::new(PathBuf0::new()),
             temp_dir: temp_dir(&cfg),
             access_buf: Box::new([0u8; 4096]),
+            per_address: PerAddress::new(g.worker_connections, g.limit_conn_per_ip),
+            refused: 0,
+            refused_log_at: now,
             cfg,
         };
         gate.tick_clock();
@@ -342,6 +352,12 @@ impl Gate {
             let listen_addr = listener.addr;
             match listener.sock.accept() {
                 Ok((sock, peer)) => {
+                    if !self.per_address.admit(peer.ip()) {
+                        // One address may not hold every slot: closed at once.
+                        self.refuse(peer);
+                        drop(sock);
+                        continue;
+                    }
                     if self.conns.is_full() {
                         // A client arrived and every slot is taken: the longest-idle
                         // keep-alive connection makes room (only now, so none is closed
@@ -378,6 +394,7 @@ impl Gate {
                     if let Some(Err(e)) = registered {
                         log::error!("slot {i}: epoll registration failed: {e}");
                         self.conns.remove(i);
+                        self.per_address.release(peer.ip());
                         continue;
                     }
                     self.stats.handled += 1;
@@ -403,6 +420,21 @@ impl Gate {
                     return;
                 }
             }
+        }
+    }
+
+    /// A connection refused by `limit_conn_per_ip`: counted, and logged at most once a second.
+    fn refuse(&mut self, peer: SocketAddr) {
+        self.refused += 1;
+        if self.now >= self.refused_log_at {
+            log::warn!(
+                "limiting connections by address {}: {} refused (limit_conn_per_ip = {})",
+                peer.ip(),
+                self.refused,
+                self.cfg.global.limit_conn_per_ip
+            );
+            self.refused = 0;
+            self.refused_log_at = self.now + Duration::from_secs(1);
         }
     }
 
@@ -551,6 +583,7 @@ impl Gate {
             return;
         };
         let activity = conn.activity();
+        self.per_address.release(conn.peer().ip());
         conn.release(&mut self.bufs, &mut self.proxies, self.poll.registry());
         // Out of the epoll set before the close: a child forked a moment ago may still hold a
         // copy of the descriptor, and a close alone would leave that copy registered.
@@ -714,6 +747,7 @@ impl Gate {
         self.router = Router::new(&new);
         self.groups = Groups::new(&new);
         self.temp_dir = temp_dir(&new);
+        self.per_address.set_limit(new.global.limit_conn_per_ip);
         self.cfg = new;
         log::info!("configuration reloaded from {}", path.display());
     }

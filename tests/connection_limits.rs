@@ -306,3 +306,55 @@ fn unreachable_rlimit_for_worker_connections_is_a_clear_start_error() {
         }
     }
 }
+
+#[test]
+fn limit_conn_per_ip_closes_an_address_s_connections_past_the_limit() {
+    let (_t, s) = site(
+        "limit_conn_per_ip",
+        "worker_connections = 64\nlimit_conn_per_ip = 4\nclient_header_timeout = 30s",
+    );
+    let from = |ip: [u8; 4]| {
+        let c = Client::from_stream(connect_from(s.port, std::net::Ipv4Addr::from(ip), |_| {}));
+        c.set_read_timeout(Duration::from_secs(3));
+        c
+    };
+    // Four connections from 127.0.0.1 in the middle of their heads hold four slots...
+    let mut held: Vec<Client> = (0..4)
+        .map(|_| {
+            let mut c = from([127, 0, 0, 1]);
+            c.send(b"GET /static/a.txt HTTP/1.1\r\n");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // ...so a fifth from the same address is closed without an answer,
+    let mut fifth = from([127, 0, 0, 1]);
+    assert!(
+        fifth.wait_closed(Duration::from_secs(2)).is_some(),
+        "a fifth connection from 127.0.0.1 was not closed"
+    );
+    assert!(
+        fifth.pending().is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(fifth.pending())
+    );
+    // while another address is served at once.
+    let mut other = from([127, 0, 0, 2]);
+    other.send(CLOSE);
+    assert_eq!(other.read_response().body, b"BBBB");
+    // One of the four finishing makes room for the address again.
+    let mut done = held.remove(0);
+    done.send(b"Host: localhost\r\nConnection: close\r\n\r\n");
+    assert_eq!(done.read_response().body, b"AAAA");
+    drop(done);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut again = from([127, 0, 0, 1]);
+    again.send(CLOSE);
+    assert_eq!(again.read_response().body, b"BBBB");
+    let log = s.stderr();
+    assert!(
+        log.contains("limiting connections by address 127.0.0.1")
+            && log.contains("limit_conn_per_ip = 4"),
+        "{log}"
+    );
+}

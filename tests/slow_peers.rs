@@ -23,8 +23,8 @@ use common::*;
 mod uwsgi_support;
 use uwsgi_support::{Fake, FakeUpstream};
 
-use std::net::{Ipv4Addr, TcpStream};
-use std::os::fd::FromRawFd;
+use std::net::Ipv4Addr;
+
 use std::time::{Duration, Instant};
 
 /// Pool buffers in the starved configuration.
@@ -65,43 +65,6 @@ fn site(name: &str, pool: usize, upstream: Option<&FakeUpstream>) -> (TempTree, 
     let sections = format!("[location:/static/]\nalias = {{DIR}}/static/\n\n{app}");
     let s = Server::start_in(&t, &ini(&global(pool), &sections));
     (t, s)
-}
-
-/// A TCP connection to 127.0.0.1:`port` from `source`, with `before_connect` applied to the
-/// socket first (options that must be set before the SYN: receive buffer, MSS).
-fn connect_from(port: u16, source: Ipv4Addr, before_connect: impl Fn(i32)) -> TcpStream {
-    fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
-        libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(ip.octets()),
-            },
-            sin_zero: [0; 8],
-        }
-    }
-    // SAFETY: socket(2) with constant arguments; the fd is checked, then owned by the TcpStream
-    // (closed on every path, panics included).
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-    // SAFETY: `fd` is a fresh socket nobody else owns.
-    let stream = unsafe { TcpStream::from_raw_fd(fd) };
-    before_connect(fd);
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    let from = sockaddr(source, 0);
-    // SAFETY: bind(2) on our socket with a live sockaddr_in of the length given.
-    let rc = unsafe { libc::bind(fd, &from as *const _ as *const libc::sockaddr, len) };
-    assert_eq!(rc, 0, "bind {source}: {}", std::io::Error::last_os_error());
-    let to = sockaddr(Ipv4Addr::LOCALHOST, port);
-    // SAFETY: connect(2) (blocking) on our socket with a live sockaddr_in of the length given.
-    let rc = unsafe { libc::connect(fd, &to as *const _ as *const libc::sockaddr, len) };
-    assert_eq!(
-        rc,
-        0,
-        "connect 127.0.0.1:{port}: {}",
-        std::io::Error::last_os_error()
-    );
-    stream
 }
 
 fn set_int_opt(fd: i32, level: i32, name: i32, value: i32) {

@@ -33,6 +33,7 @@ const KEYS: &[&str] = &[
     "error_log_level",
     "open_file_cache",
     "open_file_cache_valid",
+    "limit_conn_per_ip",
 ];
 
 /// Largest `worker_connections`.
@@ -109,6 +110,14 @@ pub(crate) fn build_global(section: &Section, vars: &Vars<'_>) -> Result<Global,
             }
             "open_file_cache_valid" => {
                 global.open_file_cache_valid = values::duration(&value, true).map_err(bad)?;
+            }
+            "limit_conn_per_ip" => {
+                let n = if values::boolean(&value) == Ok(false) {
+                    0
+                } else {
+                    values::number_in(&value, 0, MAX_CONNECTIONS).map_err(bad)?
+                };
+                global.limit_conn_per_ip = u32::try_from(n).unwrap_or(u32::MAX);
             }
             _ => return Err(section.unknown(entry)),
         }

@@ -90,6 +90,9 @@ pub struct Global {
     pub open_file_cache: usize,
     /// How long a cached entry is trusted before one stat(2) revalidates it; default 1s.
     pub open_file_cache_valid: Duration,
+    /// Most connections one client address may hold at once (more are closed at accept);
+    /// 0 or `off` = no limit (the default; the appliance's ini sets one).
+    pub limit_conn_per_ip: u32,
 }
 
 /// The limits nginx lets `http` (`[uwgate]`), `server` and `location` each set; a section's own
@@ -520,6 +523,7 @@ impl Default for Global {
             shutdown_timeout: Duration::from_secs(10),
             open_file_cache: 1000,
             open_file_cache_valid: Duration::from_secs(1),
+            limit_conn_per_ip: 0,
             listen_backlog: 511,
             server_tokens: true,
             syslog: SyslogTarget::Unix(PathBuf::from("/dev/log")),
