@@ -141,6 +141,7 @@ fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
     }
     if !foreground {
         sys::daemonize().map_err(|e| format!("daemonize: {e}"))?;
+        uwgate::logging::reopen_stderr();
     }
     let pidfile = g.pidfile.clone();
     if let Some(p) = &pidfile {

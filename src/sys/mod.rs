@@ -25,6 +25,8 @@ macro_rules! syscall {
     }};
 }
 
+pub mod stderr;
+
 /// True for the error a non-blocking call returns when it would have to wait.
 pub fn would_block(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::WouldBlock
