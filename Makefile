@@ -69,9 +69,30 @@ $(VENV)/.stamp: tests/requirements.txt
 venv: $(VENV)/.stamp
 
 # Every test: unit tests beside the code, then the integration tests in tests/ run against
-# the static release binary that ships, a real pyuwsgi and a real Django app.
+# the static release binary that ships, a real pyuwsgi and a real Django app. Every test
+# binary runs even after a failure (--no-fail-fast), the output is kept in out/test.log, and
+# the last line is the total over all binaries: `make test: N passed, N failed, N ignored`.
+# The target fails when a test failed, cargo failed, or no test ran.
+TEST_LOG := $(OUT)/test.log
+
 test: build static
-	UWGATE_BIN=$(CURDIR)/$(BIN) UWGATE_VENV=$(CURDIR)/$(VENV) $(CARGO) test --locked -- --test-threads=4
+	@mkdir -p $(OUT)
+	@{ UWGATE_BIN=$(CURDIR)/$(BIN) UWGATE_VENV=$(CURDIR)/$(VENV) \
+	   $(CARGO) test --locked --no-fail-fast -- --test-threads=4 2>&1; \
+	   echo $$? > $(TEST_LOG).status; } | tee $(TEST_LOG)
+	@awk -v status="$$(cat $(TEST_LOG).status)" -v logfile="$(TEST_LOG)" \
+	    '/^test result: / { runs++; \
+	         for (i = 2; i <= NF; i++) { \
+	             if ($$i ~ /^passed/) passed += $$(i - 1); \
+	             if ($$i ~ /^failed/) failed += $$(i - 1); \
+	             if ($$i ~ /^ignored/) ignored += $$(i - 1) } } \
+	     END { if (runs == 0) { \
+	               print "make test: no test ran (cargo exit status " status "; see " logfile ")"; exit 1 } \
+	           printf "make test: %d passed, %d failed, %d ignored (%d test binaries", \
+	               passed, failed, ignored, runs; \
+	           if (status != 0) printf "; cargo exit status %s, see %s", status, logfile; \
+	           print ")"; \
+	           exit (failed > 0 || status != 0) }' $(TEST_LOG)
 
 lint:
 	$(CARGO) fmt --check
