@@ -8,14 +8,16 @@
 //! What is true on Linux, and chosen per file type at open:
 //! - Pipe, FIFO, terminal: `open("/proc/self/fd/2", O_WRONLY|O_NONBLOCK)` opens the same pipe or
 //!   tty anew, as a *new* description whose O_NONBLOCK is ours alone. A write of at most
-//!   `PIPE_BUF` bytes to a pipe is then all or nothing (EAGAIN); a terminal may take part of it.
-//!   (poll-then-write is not enough for a terminal: a pty reports POLLOUT while it has any room
-//!   and a blocking write of a longer line then waits for the reader.)
+//!   `PIPE_BUF` bytes to a pipe is then all or nothing (EAGAIN); a longer one, or any write to a
+//!   terminal, may be taken in part. (poll-then-write is not enough for a terminal: a pty
+//!   reports POLLOUT while it has any room, and a blocking write of a longer line then waits for
+//!   the reader.)
 //! - Socket (journald's stream, `StandardError=journal`): `send(MSG_DONTWAIT)` is non-blocking
 //!   per call; /proc/self/fd/N cannot be opened for a socket (ENXIO).
-//! - Anything else (a regular file, /dev/null), or /proc missing: `poll(POLLOUT, 0)`, then
-//!   `write`. A file is always ready; for a pipe of which we are the only writer, POLLOUT means a
-//!   free page, which takes a write of `PIPE_BUF` bytes without waiting.
+//! - Anything else (a regular file, /dev/null), or /proc missing: `poll(POLLOUT, 0)`, then a
+//!   `write` of at most `PIPE_BUF` bytes, again while ready. A file is always ready; for a pipe of
+//!   which we are the only writer, POLLOUT means a free page, which takes `PIPE_BUF` bytes
+//!   without waiting (a terminal without /proc is the one case left that can wait).
 
 use std::ffi::CString;
 use std::io;
@@ -71,9 +73,9 @@ impl NonBlockingOut {
         }
     }
 
-    /// Writes what can go now: `Ok(n)` with `n` possibly short of `bytes.len()` (a terminal or a
-    /// socket), `Err(WouldBlock)` when nothing can. Keep `bytes` within [`PIPE_BUF`] so a pipe
-    /// takes all or nothing.
+    /// Writes what can go now: `Ok(n)` with `n` possibly short of `bytes.len()` (a terminal, a
+    /// socket, a nearly full pipe and more than [`PIPE_BUF`] bytes), `Err(WouldBlock)` when
+    /// nothing can. Up to `PIPE_BUF` bytes, a pipe takes all or nothing.
     pub fn write(&self, bytes: &[u8]) -> io::Result<usize> {
         let ptr = bytes.as_ptr() as *const libc::c_void;
         let n = match &self.way {
@@ -84,22 +86,40 @@ impl NonBlockingOut {
                 bytes.len(),
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL
             ))?,
-            Way::Polled => {
-                let mut pfd = libc::pollfd {
-                    fd: self.fd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                syscall!(poll(&mut pfd, 1, 0))?;
-                // An error bit (a pipe with no reader, a closed fd) lets write(2) give the errno.
-                let ready = libc::POLLOUT | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
-                if pfd.revents & ready == 0 {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                syscall!(write(self.fd, ptr, bytes.len()))?
-            }
+            Way::Polled => return self.write_polled(bytes),
         };
         Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Pieces of at most `PIPE_BUF` bytes, each after a zero-timeout poll says fd is ready.
+    fn write_polled(&self, bytes: &[u8]) -> io::Result<usize> {
+        let mut done = 0;
+        while let Some(rest) = bytes.get(done..).filter(|r| !r.is_empty()) {
+            let mut pfd = libc::pollfd {
+                fd: self.fd,
+                events: libc::POLLOUT,
+                revents: 0,
+            };
+            syscall!(poll(&mut pfd, 1, 0))?;
+            // An error bit (a pipe with no reader, a closed fd) lets write(2) give the errno.
+            let ready = libc::POLLOUT | libc::POLLERR | libc::POLLHUP | libc::POLLNVAL;
+            if pfd.revents & ready == 0 {
+                break;
+            }
+            let piece = rest.len().min(PIPE_BUF);
+            match syscall!(write(self.fd, rest.as_ptr() as *const libc::c_void, piece)) {
+                Ok(n) => match usize::try_from(n) {
+                    Ok(n) if n > 0 => done += n,
+                    _ => break,
+                },
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        if done == 0 && !bytes.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(done)
     }
 }
 
@@ -180,7 +200,11 @@ mod tests {
         let out = NonBlockingOut::open(file.as_raw_fd());
         assert_eq!(out.way(), "polled");
         assert_eq!(out.write(b"line\n").unwrap(), 5);
-        assert_eq!(std::fs::read(&path).unwrap(), b"line\n");
+        let long = [b'l'; 3 * PIPE_BUF + 7];
+        assert_eq!(out.write(&long).unwrap(), long.len());
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(&written[..5], b"line\n");
+        assert_eq!(&written[5..], &long[..]);
         let _ = std::fs::remove_file(&path);
     }
 
