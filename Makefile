@@ -10,7 +10,7 @@ RUNDIR  := $(OUT)/run
 VENV    := $(OUT)/venv
 PYTHON  ?= python3
 
-.PHONY: all build toolchain run test unit lint venv clean size
+.PHONY: all build toolchain run static test unit lint venv clean size
 
 all: build
 
@@ -40,8 +40,22 @@ $(RUNDIR)/uwgate.ini: rootfs/etc/uwgate.ini Makefile
 	    -e 's#^user = .*##' -e 's#^group = .*##' \
 	    rootfs/etc/uwgate.ini > $@
 
-run: build venv $(RUNDIR)/uwgate.ini
-	cd tests/django_app && PYTHONDONTWRITEBYTECODE=1 $(CURDIR)/$(VENV)/bin/python manage.py migrate --noinput -v 0
+# The demo's static tree holds its own files (committed) and, beside them, the Django admin's,
+# which `collectstatic` copies from the pinned Django (not committed: 1.8 MB of Django's own
+# files). Made again when missing or when the virtualenv changes; collectstatic skips files
+# already there, so a second run copies nothing.
+DEMO_DIR  := tests/django_app
+ADMIN_CSS := $(DEMO_DIR)/collectedstatic/admin/css/base.css
+
+$(ADMIN_CSS): $(VENV)/.stamp
+	cd $(DEMO_DIR) && PYTHONDONTWRITEBYTECODE=1 $(CURDIR)/$(VENV)/bin/python manage.py collectstatic --noinput -v 0
+	@test -f $@ || { echo "collectstatic did not produce $@"; exit 1; }
+	touch $@
+
+static: venv $(ADMIN_CSS)
+
+run: build static $(RUNDIR)/uwgate.ini
+	cd $(DEMO_DIR) && PYTHONDONTWRITEBYTECODE=1 $(CURDIR)/$(VENV)/bin/python manage.py migrate --noinput -v 0
 	@echo "uwgate: serving on http://127.0.0.1:8080/  (Ctrl-C stops)"
 	$(BIN) -f -c $(RUNDIR)/uwgate.ini
 
@@ -55,9 +69,30 @@ $(VENV)/.stamp: tests/requirements.txt
 venv: $(VENV)/.stamp
 
 # Every test: unit tests beside the code, then the integration tests in tests/ run against
-# the static release binary that ships, a real pyuwsgi and a real Django app.
-test: build venv
-	UWGATE_BIN=$(CURDIR)/$(BIN) UWGATE_VENV=$(CURDIR)/$(VENV) $(CARGO) test --locked -- --test-threads=4
+# the static release binary that ships, a real pyuwsgi and a real Django app. Every test
+# binary runs even after a failure (--no-fail-fast), the output is kept in out/test.log, and
+# the last line is the total over all binaries: `make test: N passed, N failed, N ignored`.
+# The target fails when a test failed, cargo failed, or no test ran.
+TEST_LOG := $(OUT)/test.log
+
+test: build static
+	@mkdir -p $(OUT)
+	@{ UWGATE_BIN=$(CURDIR)/$(BIN) UWGATE_VENV=$(CURDIR)/$(VENV) \
+	   $(CARGO) test --locked --no-fail-fast -- --test-threads=4 2>&1; \
+	   echo $$? > $(TEST_LOG).status; } | tee $(TEST_LOG)
+	@awk -v status="$$(cat $(TEST_LOG).status)" -v logfile="$(TEST_LOG)" \
+	    '/^test result: / { runs++; \
+	         for (i = 2; i <= NF; i++) { \
+	             if ($$i ~ /^passed/) passed += $$(i - 1); \
+	             if ($$i ~ /^failed/) failed += $$(i - 1); \
+	             if ($$i ~ /^ignored/) ignored += $$(i - 1) } } \
+	     END { if (runs == 0) { \
+	               print "make test: no test ran (cargo exit status " status "; see " logfile ")"; exit 1 } \
+	           printf "make test: %d passed, %d failed, %d ignored (%d test binaries", \
+	               passed, failed, ignored, runs; \
+	           if (status != 0) printf "; cargo exit status %s, see %s", status, logfile; \
+	           print ")"; \
+	           exit (failed > 0 || status != 0) }' $(TEST_LOG)
 
 lint:
 	$(CARGO) fmt --check

@@ -724,7 +724,9 @@ impl Gate {
         for w in &new.warnings {
             log::warn!("{w}");
         }
-        // Sizes fixed at start stay as they are until a restart.
+        // Sizes fixed at start stay as they are until a restart; scaled to the descriptor
+        // limit as at start, so a scaled-down start compares like with like.
+        let _ = config::descriptors::fit_to_limit(&mut new.global, sys::nofile_limit());
         let (old, g) = (&self.cfg.global, &mut new.global);
         if g.worker_connections != old.worker_connections
             || g.buffer_size != old.buffer_size

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let path = args.config.display().to_string();
-    let cfg = match config::load(&args.config) {
+    let mut cfg = match config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("uwgate: {e}");
@@ -50,6 +50,16 @@ fn main() -> ExitCode {
     if args.test {
         for w in &cfg.warnings {
             eprintln!("uwgate: [warn] {w}");
+        }
+        // The same descriptor check as a start, so -t warns as the start would.
+        match fit_descriptors(&mut cfg) {
+            Ok(Some(scaled)) => eprintln!("uwgate: [warn] {scaled}"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("uwgate: {e}");
+                eprintln!("uwgate: configuration file {path} test failed");
+                return ExitCode::FAILURE;
+            }
         }
         eprintln!("uwgate: the configuration file {path} syntax is ok");
         eprintln!("uwgate: configuration file {path} test is successful");
@@ -114,7 +124,18 @@ fn send_signal(cfg: &config::Config, name: &str) -> ExitCode {
     }
 }
 
-fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
+/// Raises RLIMIT_NOFILE towards what `cfg` needs and, when the limit stays lower, scales
+/// `worker_connections`, `buffer_pool` and `open_file_cache` down to it (start-up and `-t`).
+/// `Some` says what was scaled, for the one warning.
+fn fit_descriptors(
+    cfg: &mut config::Config,
+) -> Result<Option<config::descriptors::Scaled>, String> {
+    let need = config::descriptors::Descriptors::of(&cfg.global).needed();
+    let limit = sys::raise_nofile(need).map_err(|e| format!("RLIMIT_NOFILE: {e}"))?;
+    config::descriptors::fit_to_limit(&mut cfg.global, limit)
+}
+
+fn start(mut cfg: config::Config, foreground: bool) -> Result<(), String> {
     // Under systemd stderr is the journal, which rsyslog already reads: a second copy of
     // every line would be filed twice.
     let stderr_copy = foreground && std::env::var_os("JOURNAL_STREAM").is_none();
@@ -123,17 +144,11 @@ fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
     for w in &cfg.warnings {
         log::warn!("{w}");
     }
+    // A low descriptor limit degrades (fewer slots, buffers and cache entries), warned once.
+    if let Some(scaled) = fit_descriptors(&mut cfg)? {
+        log::warn!("{scaled}");
+    }
     let g = &cfg.global;
-    // A descriptor per slot; an upstream socket, a file or a spool only beside a pool buffer
-    // (two per buffer at most); one per open-file cache entry; a few for the loop itself.
-    let need =
-        g.worker_connections as u64 + 2 * g.buffer_pool as u64 + g.open_file_cache as u64 + 64;
-    sys::raise_nofile(need).map_err(|e| {
-        format!(
-            "worker_connections = {} needs {need} descriptors: {e}",
-            g.worker_connections
-        )
-    })?;
     let signals = sys::signalfd(&sys::LOOP_SIGNALS).map_err(|e| format!("signalfd: {e}"))?;
     let bound = gate::bind_all(&cfg).map_err(|e| e.to_string())?;
     if let Err(e) = std::fs::create_dir_all(&g.temp_path) {
@@ -141,6 +156,7 @@ fn start(cfg: config::Config, foreground: bool) -> Result<(), String> {
     }
     if !foreground {
         sys::daemonize().map_err(|e| format!("daemonize: {e}"))?;
+        uwgate::logging::reopen_stderr();
     }
     let pidfile = g.pidfile.clone();
     if let Some(p) = &pidfile {

@@ -201,3 +201,40 @@ fn a_post_without_the_csrf_token_is_refused_by_django() {
     );
     assert_eq!(r.status, 403, "{}", r.head_raw);
 }
+
+#[test]
+fn admin_login_page_stylesheets_and_scripts_are_served_from_the_collected_static_tree() {
+    // A newcomer's first look at the admin: every /static/ asset the login page names is in
+    // the demo's collected tree (`make static`, which `make run` and `make test` run).
+    let collected = uwsgi_support::django_dir().join("collectedstatic/admin/css/base.css");
+    assert!(
+        collected.exists(),
+        "{} is missing: run `make static` (make run and make test do)",
+        collected.display()
+    );
+    let up = Uwsgi::start_default();
+    let gate = start_gate(&[&up]);
+    let page = uwsgi_support::get(gate.port, "/admin/login/");
+    assert_eq!(page.status, 200, "{}{}", page.head_raw, logs(&gate, &up));
+    let html = page.text();
+    let assets: Vec<&str> = html
+        .split(['"', '\''])
+        .filter(|s| s.starts_with("/static/"))
+        .collect();
+    assert!(
+        assets.contains(&"/static/admin/css/base.css"),
+        "no base.css in the login page:\n{}",
+        html
+    );
+    for asset in assets {
+        let r = uwsgi_support::get(gate.port, asset);
+        assert_eq!(r.status, 200, "{}: {}", asset, r.head_raw);
+        let kind = r.header("content-type").unwrap_or("");
+        let want = if asset.ends_with(".css") {
+            "text/css"
+        } else {
+            "javascript"
+        };
+        assert!(kind.contains(want), "{}: {}", asset, kind);
+    }
+}

@@ -1,8 +1,8 @@
 //! Configuration: the one ini file (see CONFIG.md) turned into validated, typed structs.
 //!
 //! Owns the ini syntax (`syntax`), `%(name)s` expansion (`expand`), the value grammars
-//! (`values`), the sections (`global`, `location`, `program`) and the checks that span the file
-//! (`build`). Every other module reads a [`Config`]; none writes one after start.
+//! (`values`), the sections (`global`, `location`, `program`), the checks that span the file
+//! (`build`) and the scaling of the sized pools to a descriptor limit (`descriptors`). Every other module reads a [`Config`]; none writes one after start.
 //!
 //! Must never: panic on any input, or report an error without the file and line it comes from.
 //! It reads only the file it is given and the environment (through the caller's callback); the
@@ -10,6 +10,7 @@
 //! `ready`), as nginx does when it reads its configuration.
 
 mod build;
+pub mod descriptors;
 mod expand;
 mod global;
 mod limits;

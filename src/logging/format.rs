@@ -1,5 +1,6 @@
 //! Pure formatting for the log sinks: a byte cursor over a caller's fixed buffer, UTC calendar
-//! math, `\xHH` escaping, the RFC 3164 datagram and nginx's "combined" access line.
+//! math, `\xHH` escaping, the RFC 3164 datagram, the stderr line and nginx's "combined" access
+//! line.
 //!
 //! Owns no state and no I/O. Must never allocate, never panic (every slice access is checked,
 //! every time is clamped before the date math), and never write past the buffer it is given.
@@ -304,6 +305,44 @@ pub fn format_datagram(out: &mut [u8], header: &Header<'_>, msg: Message<'_>) ->
     };
     w.mark_truncation(header_len, TRUNCATION_MARKER);
     w.len()
+}
+
+/// Writes one stderr line, `YYYY/MM/DD hh:mm:ss [level] MESSAGE\n` (nginx's error-log time, UTC),
+/// into `out` and returns its length; `newline_first` puts a `\n` in front (to end a line an
+/// earlier write cut short). A message that does not fit is cut at a character boundary and
+/// ends with "..."; the line always ends with `\n` when `out` has room for the prefix.
+pub fn format_stderr_line(
+    out: &mut [u8],
+    newline_first: bool,
+    unix_time: i64,
+    level: &str,
+    msg: fmt::Arguments<'_>,
+) -> usize {
+    // The last byte is kept for the newline.
+    let body_len = out.len().saturating_sub(1);
+    let len = {
+        let mut w = Cursor::new(out.get_mut(..body_len).unwrap_or(&mut []));
+        if newline_first {
+            w.push_byte(b'\n');
+        }
+        let t = CivilTime::from_unix(unix_time);
+        let _ = write!(
+            w,
+            "{:04}/{:02}/{:02} {:02}:{:02}:{:02} [{}] ",
+            t.year, t.month, t.day, t.hour, t.minute, t.second, level
+        );
+        let prefix_len = w.len();
+        let _ = w.write_fmt(msg);
+        w.mark_truncation(prefix_len, TRUNCATION_MARKER);
+        w.len()
+    };
+    match out.get_mut(len) {
+        Some(end) => {
+            *end = b'\n';
+            len.saturating_add(1)
+        }
+        None => len,
+    }
 }
 
 /// Writes a syslog TAG: anything that is not printable ASCII, or that rsyslog would read as the
@@ -690,5 +729,45 @@ mod tests {
         assert!(!w.push(b"cde"));
         assert!(w.is_truncated());
         assert_eq!(w.written(), b"abcd");
+    }
+
+    fn stderr_line(cap: usize, newline_first: bool, msg: fmt::Arguments<'_>) -> String {
+        let mut buf = vec![0u8; cap];
+        let n = format_stderr_line(&mut buf, newline_first, NOV_25_2026_20_20_22, "warn", msg);
+        String::from_utf8(buf[..n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn stderr_line_has_nginx_error_log_time_level_and_a_newline() {
+        assert_eq!(
+            stderr_line(4096, false, format_args!("bind {}", 80)),
+            "2026/11/25 20:20:22 [warn] bind 80\n"
+        );
+        assert_eq!(
+            stderr_line(4096, true, format_args!("x")),
+            "\n2026/11/25 20:20:22 [warn] x\n"
+        );
+    }
+
+    #[test]
+    fn long_stderr_line_is_cut_to_the_buffer_with_marker_and_newline() {
+        let long = "é".repeat(3000);
+        let line = stderr_line(4096, false, format_args!("{long}"));
+        assert!(line.len() <= 4096, "{}", line.len());
+        assert!(line.len() >= 4090, "{}", line.len());
+        assert!(line.ends_with("é...\n"), "{line:?}");
+        assert!(line.starts_with("2026/11/25 20:20:22 [warn] é"));
+    }
+
+    #[test]
+    fn tiny_stderr_buffers_never_panic() {
+        for cap in 0..40 {
+            let mut buf = vec![0u8; cap];
+            let n = format_stderr_line(&mut buf, true, -1, "error", format_args!("hello"));
+            assert!(n <= cap);
+            if cap > 0 {
+                assert_eq!(buf[n - 1], b'\n', "cap {cap}");
+            }
+        }
     }
 }

@@ -1,32 +1,30 @@
 //! Logging: the `log` facade's global logger and its two sinks — syslog datagrams (the
-//! production path, see `syslog`) and stderr (foreground and debugging, through simplelog) —
-//! plus the access-log line and supervised programs' output.
+//! production path, see `syslog`) and stderr (foreground and debugging, see `stderr`) — plus
+//! the access-log line and supervised programs' output.
 //!
 //! Owns the process-wide logger state behind one uncontended mutex. Must never block the loop
-//! on syslog (non-blocking socket; a slow or absent syslogd costs dropped, counted messages),
-//! never allocate per message in steady state, and never log from inside itself.
+//! on either sink (a slow or absent syslogd, or a stalled reader of stderr, costs dropped lines,
+//! counted in `dropped()` and reported by the sink once it can write again), never allocate per
+//! message in steady state, and never log from inside itself.
 //!
-//! Stderr format (simplelog, UTC, nginx error-log style):
-//! `2026/11/25 20:20:22 [info] message`; access lines read
-//! `2026/11/25 20:20:22 [info] access: 1.2.3.4 - - [...] "GET / HTTP/1.1" ...`, a child's
-//! output `2026/11/25 20:20:22 [error] django[1234]: Traceback ...`. Stderr is written with
-//! ordinary blocking writes: use it in the foreground, or under a service manager that
-//! drains it; syslog is the sink that can never stall the loop.
+//! Stderr format (UTC, nginx error-log style): `2026/11/25 20:20:22 [info] message`; access
+//! lines read `2026/11/25 20:20:22 [info] uwgate-access: 1.2.3.4 - - [...] "GET / HTTP/1.1" ...`,
+//! a child's output `2026/11/25 20:20:22 [error] django[1234]: Traceback ...`.
 
+pub mod drops;
 pub mod format;
+pub mod stderr;
 pub mod syslog;
 
-use std::fmt;
-use std::io::{self, LineWriter, Stderr};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
-use simplelog::{ConfigBuilder, WriteLogger};
 
 pub use format::{format_combined, CivilTime, Escaped, Message, Severity};
+pub use stderr::StderrSink;
 pub use syslog::{Clock, Peer, SyslogSink};
 
 /// Where log messages go.
@@ -69,14 +67,12 @@ pub struct LogSettings {
     pub stderr: bool,
 }
 
-type StderrLogger = WriteLogger<LineWriter<Stderr>>;
-
 struct State {
     tag: String,
     access_tag: String,
     syslog: Option<SyslogSink>,
-    stderr: Option<Box<StderrLogger>>,
-    /// Drops of syslog sinks replaced by a reload.
+    stderr: Option<StderrSink>,
+    /// Drops of sinks replaced or closed by a reload.
     dropped_before: u64,
 }
 
@@ -114,48 +110,20 @@ impl State {
         }
         let want_stderr = settings.stderr || settings.target == Target::Stderr;
         if !want_stderr {
-            self.stderr = None;
+            if let Some(old) = self.stderr.take() {
+                self.dropped_before = self.dropped_before.saturating_add(old.dropped());
+            }
         } else if self.stderr.is_none() {
-            self.stderr = Some(stderr_logger());
+            self.stderr = Some(StderrSink::new());
         }
     }
 
     fn dropped(&self) -> u64 {
-        let current = self.syslog.as_ref().map_or(0, SyslogSink::dropped);
-        self.dropped_before.saturating_add(current)
-    }
-}
-
-/// simplelog as a plain line writer: its time, level, thread, target and location fields are
-/// off (its time format needs the `time` crate's macros, its level field allocates per line);
-/// `write_stderr` puts our own `YYYY/MM/DD hh:mm:ss [level] ` in front.
-fn stderr_logger() -> Box<StderrLogger> {
-    let config = ConfigBuilder::new()
-        .set_time_level(LevelFilter::Off)
-        .set_max_level(LevelFilter::Off)
-        .set_thread_level(LevelFilter::Off)
-        .set_target_level(LevelFilter::Off)
-        .set_location_level(LevelFilter::Off)
-        .build();
-    // Trace: the level filter is ours (access lines and child output bypass it).
-    WriteLogger::new(
-        LevelFilter::Trace,
-        config,
-        LineWriter::with_capacity(4096, io::stderr()),
-    )
-}
-
-/// `2026/11/25 20:20:22`: nginx's error-log time, in UTC.
-struct StderrTime(i64);
-
-impl fmt::Display for StderrTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = CivilTime::from_unix(self.0);
-        write!(
-            f,
-            "{:04}/{:02}/{:02} {:02}:{:02}:{:02}",
-            t.year, t.month, t.day, t.hour, t.minute, t.second
-        )
+        let syslog = self.syslog.as_ref().map_or(0, SyslogSink::dropped);
+        let stderr = self.stderr.as_ref().map_or(0, StderrSink::dropped);
+        self.dropped_before
+            .saturating_add(syslog)
+            .saturating_add(stderr)
     }
 }
 
@@ -170,20 +138,9 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-/// Hands one line to simplelog: `YYYY/MM/DD hh:mm:ss [level] ` then `args`.
-fn write_stderr(logger: &StderrLogger, level: Level, target: &str, args: fmt::Arguments<'_>) {
-    logger.log(
-        &Record::builder()
-            .level(level)
-            .target(target)
-            .args(format_args!(
-                "{} [{}] {}",
-                StderrTime(Clock::now().unix),
-                level_name(level),
-                args
-            ))
-            .build(),
-    );
+/// Writes one stderr line at `level`, stamped now.
+fn write_stderr(sink: &mut StderrSink, level: Level, args: std::fmt::Arguments<'_>) {
+    sink.write(Clock::now().unix, level_name(level), args);
 }
 
 /// Drops a trailing `\n` or `\r\n`.
@@ -223,16 +180,13 @@ impl Log for Gate {
                 Message::Text(*record.args()),
             );
         }
-        if let Some(logger) = &state.stderr {
-            write_stderr(logger, level, record.target(), *record.args());
+        if let Some(sink) = state.stderr.as_mut() {
+            write_stderr(sink, level, *record.args());
         }
     }
 
-    fn flush(&self) {
-        if let Some(logger) = lock().as_ref().and_then(|s| s.stderr.as_ref()) {
-            logger.flush();
-        }
-    }
+    /// Nothing is buffered: every line is written (or dropped) at once.
+    fn flush(&self) {}
 }
 
 /// Installs the global logger; `main` calls it once at start, before anything listens.
@@ -280,11 +234,10 @@ pub fn access(line: &[u8]) {
             Message::Bytes(line),
         );
     }
-    if let Some(logger) = &state.stderr {
+    if let Some(sink) = state.stderr.as_mut() {
         write_stderr(
-            logger,
+            sink,
             Level::Info,
-            "access",
             format_args!("{}: {}", state.access_tag, Escaped(line)),
         );
     }
@@ -308,17 +261,24 @@ pub fn program_output(tag: &str, pid: u32, line: &[u8], is_stderr: bool) {
     if let Some(sink) = state.syslog.as_mut() {
         sink.send(severity, tag, pid, Message::Bytes(line));
     }
-    if let Some(logger) = &state.stderr {
+    if let Some(sink) = state.stderr.as_mut() {
         write_stderr(
-            logger,
+            sink,
             level,
-            tag,
             format_args!("{}[{}]: {}", tag, pid, Escaped(line)),
         );
     }
 }
 
-/// Messages the syslog sink has dropped since start (status page, tests).
+/// Looks at fd 2 again: `main` calls it after `daemonize` put /dev/null there.
+pub fn reopen_stderr() {
+    if let Some(sink) = lock().as_mut().and_then(|s| s.stderr.as_mut()) {
+        sink.reopen();
+    }
+}
+
+/// Lines the sinks (syslog and stderr) have dropped since start: the JSON status page's
+/// `log_dropped`.
 pub fn dropped() -> u64 {
     lock().as_ref().map_or(0, State::dropped)
 }

@@ -1,5 +1,6 @@
 //! The syslog sink: one non-blocking datagram socket (unix, e.g. /dev/log, or UDP), RFC 3164
-//! datagrams formatted on the stack, drops counted and reported once syslog is back.
+//! datagrams formatted on the stack, drops counted and reported once syslog is back (`drops`,
+//! which the stderr sink shares).
 //!
 //! Owns the socket and the drop counters. Must never block the event loop (the socket is
 //! non-blocking and a full syslogd means a dropped message, never a wait), never allocate per
@@ -11,6 +12,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::drops::{DropReason, Drops};
 use super::format::{format_datagram, Header, Message, Severity};
 
 /// Largest datagram sent; longer messages are cut and end with "...".
@@ -50,15 +52,6 @@ impl Clock {
             unix,
         }
     }
-}
-
-/// Why a message was dropped; selects the wording of the notice.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DropReason {
-    /// No socket: syslogd gone, restarting, or /dev/log missing.
-    Unavailable,
-    /// The socket buffer was full (EAGAIN/ENOBUFS): syslogd is slow.
-    Slow,
 }
 
 enum Socket {
@@ -119,9 +112,7 @@ pub struct SyslogSink {
     socket: Option<Socket>,
     /// No connect attempt before this instant.
     next_attempt: Instant,
-    pending_unavailable: u64,
-    pending_slow: u64,
-    dropped_total: u64,
+    drops: Drops,
 }
 
 impl SyslogSink {
@@ -140,9 +131,7 @@ impl SyslogSink {
             hostname: read_hostname(),
             socket: None,
             next_attempt: now,
-            pending_unavailable: 0,
-            pending_slow: 0,
-            dropped_total: 0,
+            drops: Drops::default(),
         };
         sink.try_connect(now);
         sink
@@ -168,12 +157,12 @@ impl SyslogSink {
 
     /// Messages dropped since the sink was created.
     pub fn dropped(&self) -> u64 {
-        self.dropped_total
+        self.drops.total()
     }
 
     /// Adds drops counted elsewhere (a previous sink replaced on reload).
     pub fn add_dropped(&mut self, n: u64) {
-        self.dropped_total = self.dropped_total.saturating_add(n);
+        self.drops.add_total(n);
     }
 
     /// The hostname put in UDP datagrams.
@@ -206,17 +195,11 @@ impl SyslogSink {
         msg: Message<'_>,
     ) -> bool {
         if self.socket.is_none() && !self.try_connect(clock.mono) {
-            self.count_drop(DropReason::Unavailable);
+            self.drops.count(DropReason::Unavailable);
             return false;
         }
         let mut buf = [0u8; DATAGRAM_MAX];
-        let pending = self.pending_unavailable.saturating_add(self.pending_slow);
-        if pending > 0 {
-            let reason = match (self.pending_unavailable > 0, self.pending_slow > 0) {
-                (true, true) => "unavailable or not keeping up",
-                (true, false) => "unavailable",
-                _ => "not keeping up",
-            };
+        if let Some(notice) = self.drops.notice("messages", "syslog") {
             let header = Header {
                 facility: self.facility,
                 hostname: self.hostname_for_peer(),
@@ -225,14 +208,12 @@ impl SyslogSink {
                 tag: &self.tag,
                 pid: std::process::id(),
             };
-            let text = format_args!("{pending} messages dropped while syslog was {reason}");
-            let n = format_datagram(&mut buf, &header, Message::Text(text));
+            let n = format_datagram(&mut buf, &header, Message::Text(format_args!("{notice}")));
             if let Err(reason) = self.transmit(clock.mono, buf.get(..n).unwrap_or(&[])) {
-                self.count_drop(reason);
+                self.drops.count(reason);
                 return false;
             }
-            self.pending_unavailable = 0;
-            self.pending_slow = 0;
+            self.drops.reported();
         }
         let header = Header {
             facility: self.facility,
@@ -246,7 +227,7 @@ impl SyslogSink {
         match self.transmit(clock.mono, buf.get(..n).unwrap_or(&[])) {
             Ok(()) => true,
             Err(reason) => {
-                self.count_drop(reason);
+                self.drops.count(reason);
                 false
             }
         }
@@ -256,16 +237,6 @@ impl SyslogSink {
         match self.peer {
             Peer::Unix(_) => None,
             Peer::Udp(_) => Some(&self.hostname),
-        }
-    }
-
-    fn count_drop(&mut self, reason: DropReason) {
-        self.dropped_total = self.dropped_total.saturating_add(1);
-        match reason {
-            DropReason::Unavailable => {
-                self.pending_unavailable = self.pending_unavailable.saturating_add(1)
-            }
-            DropReason::Slow => self.pending_slow = self.pending_slow.saturating_add(1),
         }
     }
 

@@ -57,7 +57,9 @@ fn write_json(w: &mut HeadWriter<'_>, ctx: &Ctx<'_>) {
     w.put(b"\"allocations\":")
         .num(crate::alloc_count::allocations())
         .put(b",");
-    w.put(b"\"programs\":[");
+    w.put(b"\"log_dropped\":")
+        .num(crate::logging::dropped())
+        .put(b",\"programs\":[");
     for (i, p) in ctx.watchdog.status().enumerate() {
         if i > 0 {
             w.put(b",");

@@ -26,6 +26,8 @@ macro_rules! syscall {
     }};
 }
 
+pub mod stderr;
+
 /// True for the error a non-blocking call returns when it would have to wait.
 pub fn would_block(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::WouldBlock
@@ -144,8 +146,9 @@ pub fn send(fd: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
     Ok(n as usize)
 }
 
-/// Raises RLIMIT_NOFILE's soft limit to at least `need` (up to the hard limit, or beyond it
-/// when privileged). Returns the limit in force afterwards.
+/// Raises RLIMIT_NOFILE's soft limit towards `need`: to `need` when the hard limit allows it
+/// (or beyond the hard limit when privileged), else as far as the hard limit. Returns the soft
+/// limit in force afterwards, which may be less than `need`: the caller scales down to it.
 pub fn raise_nofile(need: u64) -> io::Result<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -162,21 +165,26 @@ pub fn raise_nofile(need: u64) -> io::Result<u64> {
     if syscall!(setrlimit(libc::RLIMIT_NOFILE, &want)).is_ok() {
         return Ok(need);
     }
-    if lim.rlim_max >= need {
-        let soft = libc::rlimit {
-            rlim_cur: need,
-            rlim_max: lim.rlim_max,
-        };
-        syscall!(setrlimit(libc::RLIMIT_NOFILE, &soft))?;
-        return Ok(need);
+    let soft = libc::rlimit {
+        rlim_cur: need.min(lim.rlim_max),
+        rlim_max: lim.rlim_max,
+    };
+    match syscall!(setrlimit(libc::RLIMIT_NOFILE, &soft)) {
+        Ok(_) => Ok(soft.rlim_cur),
+        Err(_) => Ok(lim.rlim_cur),
     }
-    Err(io::Error::new(
-        io::ErrorKind::PermissionDenied,
-        format!(
-            "RLIMIT_NOFILE is {} (hard {}) and cannot be raised to {}",
-            lim.rlim_cur, lim.rlim_max, need
-        ),
-    ))
+}
+
+/// RLIMIT_NOFILE's soft limit now (0 if it cannot be read).
+pub fn nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    match syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim)) {
+        Ok(_) => lim.rlim_cur,
+        Err(_) => 0,
+    }
 }
 
 /// Binds and listens on `addr` with SO_REUSEADDR (and IPV6_V6ONLY for v6), non-blocking.

@@ -279,7 +279,8 @@ impl Server {
         Server::spawn_full(tree, ini_template, port, env, None)
     }
 
-    /// [`Server::start_in`] with the child's RLIMIT_NOFILE set to (`soft`, `hard`) before exec.
+    /// [`Server::start_in`] with the child's RLIMIT_NOFILE set to (`soft`, `hard`) before exec,
+    /// the hard limit hard even for root (see `limit_nofile`).
     pub fn try_start_in_nofile(
         tree: &TempTree,
         ini_template: &str,
@@ -307,21 +308,7 @@ impl Server {
             cmd.env(k, v);
         }
         if let Some((soft, hard)) = nofile {
-            use std::os::unix::process::CommandExt;
-            let lim = libc::rlimit {
-                rlim_cur: soft as libc::rlim_t,
-                rlim_max: hard as libc::rlim_t,
-            };
-            // SAFETY: setrlimit(2) is async-signal-safe; `lim` is a plain value copied into the
-            // closure; nothing else runs between fork and exec here.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
+            limit_nofile(&mut cmd, soft, hard);
         }
         let child = cmd
             .arg("-f")
@@ -470,14 +457,53 @@ impl Drop for Server {
     }
 }
 
+/// CAP_SYS_RESOURCE (linux/capability.h): lets root raise a hard rlimit.
+const CAP_SYS_RESOURCE: libc::c_ulong = 24;
+
+/// Makes `cmd`'s child start with RLIMIT_NOFILE (`soft`, `hard`), and a hard limit that is
+/// hard even for root: CAP_SYS_RESOURCE leaves the bounding set, so the exec'd binary does not
+/// get it back (the drop fails harmlessly when not root, who cannot raise it anyway).
+fn limit_nofile(cmd: &mut Command, soft: u64, hard: u64) {
+    use std::os::unix::process::CommandExt;
+    let lim = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: prctl(2) and setrlimit(2) are async-signal-safe; `lim` is a plain value copied
+    // into the closure; nothing else runs between fork and exec here.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::prctl(libc::PR_CAPBSET_DROP, CAP_SYS_RESOURCE, 0, 0, 0);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs the binary with `args` to completion (bounded by 10 s), returning (status, stdout, stderr).
 pub fn run_cli(args: &[&str]) -> (ExitStatus, String, String) {
     run_cli_env(args, &[])
 }
 
+/// [`run_cli`] with the child's RLIMIT_NOFILE set to (`soft`, `hard`), hard even for root.
+pub fn run_cli_nofile(args: &[&str], soft: u64, hard: u64) -> (ExitStatus, String, String) {
+    let mut cmd = Command::new(uwgate_bin());
+    limit_nofile(&mut cmd, soft, hard);
+    run_cli_cmd(cmd, args, &[])
+}
+
 /// [`run_cli`] with extra environment variables.
 pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
-    let mut cmd = Command::new(uwgate_bin());
+    run_cli_cmd(Command::new(uwgate_bin()), args, env)
+}
+
+fn run_cli_cmd(
+    mut cmd: Command,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (ExitStatus, String, String) {
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
