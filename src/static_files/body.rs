@@ -5,21 +5,24 @@
 //! formatted deterministically so the Content-Length computed up front holds). Never: touches a
 //! socket (the connection writes bodies) or allocates beyond what it is given.
 
+use super::cache::SharedFile;
 use crate::http::response::HeadWriter;
 use std::fs::File;
 use std::rc::Rc;
 
-/// A file being sent: owned by this response, or shared with the open-file cache.
+/// A file being sent: owned by this response, or shared with the open-file cache (which does
+/// not reuse the entry while this reference lives).
 pub enum FileRef {
     Owned(File),
-    Shared(Rc<File>),
+    Shared(Rc<SharedFile>),
 }
 
 impl FileRef {
-    pub fn get(&self) -> &File {
+    /// The descriptor (a shared one is always there while referenced).
+    pub fn get(&self) -> Option<&File> {
         match self {
-            FileRef::Owned(f) => f,
-            FileRef::Shared(f) => f,
+            FileRef::Owned(f) => Some(f),
+            FileRef::Shared(f) => f.file(),
         }
     }
 }
@@ -91,7 +94,9 @@ impl Multipart {
     }
 
     fn part_head(&self, i: usize, w: &mut HeadWriter<'_>) {
-        let (first, last) = self.ranges[i];
+        let Some(&(first, last)) = self.ranges.get(i) else {
+            return;
+        };
         w.put(b"\r\n--");
         self.write_boundary(w);
         w.put(b"\r\n");
@@ -111,13 +116,9 @@ impl Multipart {
         w.put(b"--\r\n");
     }
 
-    /// The file every part comes from.
-    pub fn file(&self) -> &File {
-        self.file.get()
-    }
-
-    /// The rest of the range being sent, `(pos, end)`; the caller advances `pos` as it sends.
-    pub fn range_mut(&mut self) -> (&File, &mut u64, u64) {
+    /// The rest of the range being sent, `(file, pos, end)`; the caller advances `pos` as it
+    /// sends.
+    pub fn range_mut(&mut self) -> (Option<&File>, &mut u64, u64) {
         (self.file.get(), &mut self.pos, self.end)
     }
 

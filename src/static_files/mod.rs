@@ -108,7 +108,10 @@ impl PathBuf0 {
         if end > PATH_MAX {
             return Err(Status::UriTooLong);
         }
-        self.buf[self.len..end].copy_from_slice(bytes);
+        match self.buf.get_mut(self.len..end) {
+            Some(dst) => dst.copy_from_slice(bytes),
+            None => return Err(Status::UriTooLong),
+        }
         self.len = end;
         Ok(())
     }
@@ -116,12 +119,17 @@ impl PathBuf0 {
         self.len = len.min(self.len);
     }
     fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or(&[])
     }
     fn cstr(&mut self) -> &CStr {
-        self.buf[self.len] = 0;
+        if let Some(end) = self.buf.get_mut(self.len) {
+            *end = 0;
+        }
         // The buffer holds no interior NUL (push refuses them) and ends in one.
-        CStr::from_bytes_with_nul(&self.buf[..=self.len]).unwrap_or(c"")
+        self.buf
+            .get(..=self.len)
+            .and_then(|b| CStr::from_bytes_with_nul(b).ok())
+            .unwrap_or(c"")
     }
 }
 
@@ -171,13 +179,18 @@ fn open_mapped(m: &mut Mapping<'_>, no_symlinks: bool) -> io::Result<File> {
     }
     let base_len = m.base_len;
     let mut base = PathBuf0::new();
-    base.push(&m.full.bytes()[..base_len])
+    base.push(m.full.bytes().get(..base_len).unwrap_or(&[]))
         .map_err(|_| io::Error::from_raw_os_error(libc::ENAMETOOLONG))?;
     if base.len == 0 {
         base.push(b"/").ok();
     }
     let dir = sys::open_dir(base.cstr())?;
-    let rel = m.full.bytes()[base_len..].trim_ascii_start();
+    let rel = m
+        .full
+        .bytes()
+        .get(base_len..)
+        .unwrap_or(&[])
+        .trim_ascii_start();
     let rel = trim_slashes(rel);
     let rel = if rel.is_empty() { &b"."[..] } else { rel };
     sys::open_beneath_nofollow(dir.as_raw_fd(), rel)
@@ -236,21 +249,19 @@ fn open_path(m: &mut Mapping<'_>, sc: &StaticConf, ctx: &ReplyCtx<'_>) -> io::Re
     };
     let md = file.metadata()?;
     let (size, mtime) = (md.size(), md.mtime());
-    if let (Some(cache), true) = (cache, md.is_file()) {
-        let shared = cache
+    let file = match (cache, md.is_file()) {
+        (Some(cache), true) => match cache
             .borrow_mut()
-            .insert(m.full.cstr(), file, &md, ctx.mono);
-        return Ok(Opened {
-            file: FileRef::Shared(shared),
-            is_dir: false,
-            is_file: true,
-            size,
-            mtime,
-            small: None,
-        });
-    }
+            .insert(m.full.cstr(), file, &md, ctx.mono)
+        {
+            Ok(shared) => FileRef::Shared(shared),
+            // Every entry of its set is being sent from: this one goes uncached.
+            Err(file) => FileRef::Owned(file),
+        },
+        _ => FileRef::Owned(file),
+    };
     Ok(Opened {
-        file: FileRef::Owned(file),
+        file,
         is_dir: md.is_dir(),
         is_file: md.is_file(),
         size,
@@ -362,7 +373,8 @@ fn escape_path(w: &mut HeadWriter<'_>, path: &[u8]) {
         } else {
             w.put(b"%");
             let hex = b"0123456789ABCDEF";
-            w.put(&[hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
+            let digit = |d: u8| hex.get(usize::from(d)).copied().unwrap_or(b'0');
+            w.put(&[digit(b >> 4), digit(b & 15)]);
         }
     }
 }
@@ -384,7 +396,7 @@ fn send_file(
     m: &mut Mapping<'_>,
     name_len: usize,
 ) -> Result<Body, Status> {
-    let mime = crate::static_files::mime::mime_type(&m.full.bytes()[..name_len]);
+    let mime = crate::static_files::mime::mime_type(m.full.bytes().get(..name_len).unwrap_or(&[]));
 
     // 3. gzip_static: a sibling FILE.gz wins when the client takes gzip.
     let mut gzipped = false;
@@ -418,7 +430,7 @@ fn send_file(
             .put(b"\"");
         e.len()
     };
-    let etag = &etag_buf[..etag_len];
+    let etag = etag_buf.get(..etag_len).unwrap_or(&[]);
     let mut lm = [0u8; 29];
     format_http_date(mtime, &mut lm);
 
@@ -480,7 +492,7 @@ fn send_file(
             Ok(Body::None)
         }
         RangeSpec::Ranges(ranges) if ranges.len() == 1 => {
-            let (first, last) = ranges[0];
+            let (first, last) = ranges.first().copied().unwrap_or((0, 0));
             start(w, Status::PartialContent, ctx.server_tokens, ctx.date);
             typed(w, req, mime, sc.charset);
             w.put(b"Content-Length: ")
@@ -547,10 +559,10 @@ fn send_file(
 
 /// Our Content-Type unless the app's carried-over headers bring one, then those headers.
 fn typed(w: &mut HeadWriter<'_>, req: &StaticRequest<'_>, mime: &str, charset: bool) {
-    let has_type = req
-        .extra_headers
-        .split(|&b| b == b'\n')
-        .any(|line| line.len() >= 13 && line[..13].eq_ignore_ascii_case(b"content-type:"));
+    let has_type = req.extra_headers.split(|&b| b == b'\n').any(|line| {
+        line.get(..13)
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"content-type:"))
+    });
     if !has_type {
         content_type(w, mime, charset);
     }

@@ -153,11 +153,14 @@ impl<S: ClientSocket> Connection<S> {
 /// EINTR); `Ok(None)`: the socket is full.
 fn send_range<S: ClientSocket>(
     sock: &mut S,
-    file: &File,
+    file: Option<&File>,
     pos: &mut u64,
     end: u64,
     budget: &mut usize,
 ) -> io::Result<Option<usize>> {
+    let Some(file) = file else {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    };
     let count = ((end - *pos) as usize).min(*budget);
     match sock.sendfile(file, pos, count) {
         // The file shrank under us: the promised length cannot be met.
