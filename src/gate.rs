@@ -39,6 +39,8 @@ const LISTENER_BASE: usize = 1;
 const MAX_LISTENERS: usize = 256;
 /// Connection slot `i` is `Token(CONN_BASE + 2 * i)` (client) and `+ 1` (its upstream).
 const CONN_BASE: usize = LISTENER_BASE + MAX_LISTENERS;
+/// Multi-range responses in flight at once; more are answered with the whole file.
+const MULTIPART_STATES: usize = 64;
 /// How often deadlines are checked: timeouts are coarse (seconds), so a sweep over the
 /// slots four times a second is cheaper and simpler than a timer structure.
 const SWEEP: Duration = Duration::from_millis(250);
@@ -70,6 +72,7 @@ macro_rules! ctx {
             uri_buf: &$gate.uri_buf,
             fs_path: &$gate.fs_path,
             temp_dir: &$gate.temp_dir,
+            multiparts: &$gate.multiparts,
         }
     };
 }
@@ -109,6 +112,8 @@ pub struct Gate {
     temp_dir: CString,
     /// Access-log line scratch (fixed, reused).
     access_buf: Box<[u8; 4096]>,
+    /// multipart/byteranges states for multi-range responses.
+    multiparts: crate::static_files::body::Multiparts,
     /// Connections per client address (`limit_conn_per_ip`).
     per_address: PerAddress,
     /// Connections refused by `limit_conn_per_ip` since the last log line about it, and when
@@ -213,6 +218,7 @@ impl Gate {
             temp_dir: temp_dir(&cfg),
             access_buf: Box::new([0u8; 4096]),
             per_address: PerAddress::new(g.worker_connections, g.limit_conn_per_ip),
+            multiparts: crate::static_files::body::Multiparts::new(MULTIPART_STATES),
             refused: 0,
             refused_log_at: now,
             cfg,
