@@ -242,10 +242,14 @@ mod tests {
     #[test]
     fn a_multipart_state_is_reused_once_its_response_lets_go() {
         let store = Multiparts::new(1);
-        let body = store
-            .vacant()
-            .unwrap()
-            .fill(Multipart::new(file(), ranges(), "text/plain", true, 10, 7));
+        let body = store.vacant().unwrap().fill(Multipart::new(
+            file(),
+            ranges(),
+            "text/plain",
+            true,
+            10,
+            7,
+        ));
         assert!(store.vacant().is_none(), "the only state is held");
         assert!(body.with(|m| !m.is_finished()).unwrap());
         drop(body);

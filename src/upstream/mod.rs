@@ -14,6 +14,8 @@
 
 pub mod peers;
 pub mod spool;
+#[cfg(test)]
+mod tests;
 pub mod uwsgi;
 
 use crate::config::UpstreamAddr;

@@ -21,6 +21,8 @@
 
 mod body;
 mod proxy;
+#[cfg(test)]
+mod tests;
 mod write;
 
 pub use proxy::Forward;
