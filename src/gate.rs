@@ -141,12 +141,6 @@ pub fn bind_all(cfg: &Config) -> io::Result<Vec<(std::net::TcpListener, SocketAd
     Ok(out)
 }
 
-/// Size of one pool buffer: the head limit plus an output region of at least 4 KiB.
-pub fn buffer_size(cfg: &Config) -> usize {
-    let g = &cfg.global;
-    g.buffer_size.max(g.client_header_buffer_size + 4096)
-}
-
 /// `temp_path` as a C string (a path with a NUL cannot be configured; it becomes "/").
 fn temp_dir(cfg: &Config) -> CString {
     CString::new(cfg.global.temp_path.as_os_str().as_encoded_bytes())
@@ -183,7 +177,7 @@ impl Gate {
             listeners.push(Listener { sock, addr });
         }
         let g = &cfg.global;
-        let size = buffer_size(&cfg);
+        let size = crate::server::conn::large_buffer_size(&cfg);
         let watchdog = Watchdog::new(&cfg.programs).map_err(io::Error::other)?;
         let now = Instant::now();
         let mut gate = Gate {

@@ -202,7 +202,7 @@ fn start(mut cfg: config::Config, foreground: bool) -> Result<(), String> {
         bound.len(),
         g.worker_connections,
         g.buffer_pool,
-        gate::buffer_size(&cfg)
+        uwgate::server::conn::large_buffer_size(&cfg)
     );
     let mut gate = gate::Gate::new(cfg, bound, signals).map_err(|e| e.to_string())?;
     let result = gate.run().map_err(|e| format!("event loop: {e}"));

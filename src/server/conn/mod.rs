@@ -67,6 +67,13 @@ pub const HEAD_OUT: usize = 4096;
 /// Size of a head buffer.
 pub const HEAD_BUFFER: usize = HEAD_IN + HEAD_OUT;
 
+/// Size of a large buffer: `buffer_size`, and at least the head limit plus an output region
+/// of 4 KiB.
+pub fn large_buffer_size(cfg: &crate::config::Config) -> usize {
+    let g = &cfg.global;
+    g.buffer_size.max(g.client_header_buffer_size + 4096)
+}
+
 /// The socket calls a connection makes. The loop's connections use a TCP stream; the
 /// lifecycle tests use a scripted one.
 pub trait ClientSocket {

@@ -138,7 +138,7 @@ impl Rig {
             router: Router::new(&cfg),
             bufs: Buffers {
                 heads: BufferPool::new(4, HEAD_BUFFER),
-                large: BufferPool::new(g.buffer_pool, crate::gate::buffer_size(&cfg)),
+                large: BufferPool::new(g.buffer_pool, large_buffer_size(&cfg)),
             },
             proxies: Slab::new(4),
             groups: Groups::new(&cfg),
