@@ -9,8 +9,9 @@
 //!
 //! Pure code: no I/O, no allocation, no panic on any input; the upstream is not trusted — a head
 //! that could be read two ways (duplicate or conflicting lengths, folded lines, an unknown
-//! transfer coding, bytes that are not HTTP) is refused, and the caller answers 502 as nginx
-//! ("upstream sent invalid header").
+//! transfer coding, bytes that are not HTTP, more than 16 names in `Connection`) is refused, and
+//! the caller answers 502 as nginx ("upstream sent invalid header"). Work is linear in the head's
+//! size: a head of thousands of tiny fields must not hold the loop.
 //!
 //! What uWSGI 2.0 sends (checked against pyuwsgi 2.0.30 + Django 5.2): the status line echoes the
 //! request's SERVER_PROTOCOL (`HTTP/1.0 204 No Content` to a 1.0 request), every line ends in
