@@ -63,8 +63,10 @@ test: build venv
 # the README's "Fuzzing"). `make fuzz` runs each target for FUZZ_SECONDS, one after another,
 # starting from the committed corpus (fuzz/corpus/TARGET, read only) and keeping what it finds in
 # out/fuzz/TARGET; a crash or a hang (an input over FUZZ_TIMEOUT seconds) stops it and leaves the
-# input as out/fuzz/TARGET-crash-* (or -timeout-*). `make fuzz-merge` folds out/fuzz back into a
-# minimised committed corpus, which `make test` replays (tests/fuzz_corpus.rs).
+# input as out/fuzz/TARGET-crash-* (or -timeout-*): keep it as fuzz/regressions/TARGET/NAME and
+# write the named unit test beside the parser. `make fuzz-merge` folds out/fuzz back into the
+# committed corpus, minimised to the smallest set that keeps every edge covered; `make test`
+# replays it and fuzz/regressions (tests/fuzz_corpus.rs).
 FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 10
 FUZZ_TARGETS ?= request_head chunked range path config upstream_response packet
@@ -85,7 +87,8 @@ fuzz: fuzz-build
 	  mkdir -p $(OUT)/fuzz/$$t; \
 	  dict=; [ -f fuzz/dict/$$t.dict ] && dict=-dict=fuzz/dict/$$t.dict; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
-	  $(FUZZ_BIN)/$$t $(OUT)/fuzz/$$t fuzz/corpus/$$t $$dict -max_total_time=$(FUZZ_SECONDS) \
+	  $(FUZZ_BIN)/$$t $(OUT)/fuzz/$$t fuzz/corpus/$$t $$(ls -d fuzz/regressions/$$t 2>/dev/null) \
+	    $$dict -max_total_time=$(FUZZ_SECONDS) \
 	    -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
 	    -artifact_prefix=$(OUT)/fuzz/$$t- 2>$(OUT)/fuzz/$$t.log \
 	    || { tail -40 $(OUT)/fuzz/$$t.log; echo "fuzz: $$t failed; input in $(OUT)/fuzz/$$t-*"; exit 1; }; \
@@ -97,9 +100,10 @@ fuzz: fuzz-build
 fuzz-merge: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 	  rm -rf $(OUT)/fuzz/merged-$$t && mkdir -p $(OUT)/fuzz/merged-$$t $(OUT)/fuzz/$$t; \
-	  $(FUZZ_BIN)/$$t -merge=1 $(OUT)/fuzz/merged-$$t fuzz/corpus/$$t $(OUT)/fuzz/$$t 2>/dev/null || exit 1; \
+	  $(FUZZ_BIN)/$$t -merge=1 -use_counters=0 $(OUT)/fuzz/merged-$$t fuzz/corpus/$$t $(OUT)/fuzz/$$t \
+	    2>/dev/null || exit 1; \
 	  rm -f fuzz/corpus/$$t/* && cp $(OUT)/fuzz/merged-$$t/* fuzz/corpus/$$t/; \
-	  echo "fuzz: $$t corpus $$(ls fuzz/corpus/$$t | wc -l) files, $$(du -sk fuzz/corpus/$$t | cut -f1) KiB"; \
+	  echo "fuzz: $$t corpus $$(ls fuzz/corpus/$$t | wc -l) files, $$(cat fuzz/corpus/$$t/* | wc -c) bytes"; \
 	done
 
 lint:

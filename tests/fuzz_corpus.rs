@@ -1,7 +1,8 @@
-//! Fuzz corpus replay: every file under `fuzz/corpus/TARGET/` goes through the same harness
-//! function the libFuzzer target `TARGET` runs (`fuzz/src/harness.rs`, included here), so every
-//! invariant `make fuzz` checked is checked again by `make test`, and an input that once crashed
-//! a parser (kept in the corpus) stays fixed. Needs no binary, network or Python.
+//! Fuzz corpus replay: every file under `fuzz/corpus/TARGET/` and `fuzz/regressions/TARGET/`
+//! goes through the same harness function the libFuzzer target `TARGET` runs
+//! (`fuzz/src/harness.rs`, included here), so every invariant `make fuzz` checked is checked
+//! again by `make test`, and an input that once failed (kept, named, in `fuzz/regressions`)
+//! stays fixed. Needs no binary, network or Python.
 
 #[path = "../fuzz/src/harness.rs"]
 mod harness;
@@ -23,8 +24,12 @@ fn replay(target: &str) {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.expect("a directory entry").path())
         .collect();
-    files.sort();
     assert!(!files.is_empty(), "{} holds no corpus", dir.display());
+    let regressions = corpus().with_file_name("regressions").join(target);
+    if let Ok(entries) = std::fs::read_dir(&regressions) {
+        files.extend(entries.map(|entry| entry.expect("a directory entry").path()));
+    }
+    files.sort();
     let mut failed = Vec::new();
     for file in &files {
         let data = std::fs::read(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
