@@ -144,6 +144,7 @@ fuzz-merge: fuzz-build
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	python3 tools/check-layers.py src
 	cd fuzz && $(CARGO) fmt --check
 
 clean:
