@@ -343,9 +343,14 @@ def make_static(static):
             while left > 0:
                 f.write(block[: min(left, len(block))])
                 left -= len(block)
+    # Small files for scenario 9's open-file cache misses.
+    os.makedirs(os.path.join(static, "miss"), exist_ok=True)
+    for i in range(64):
+        with open(os.path.join(static, "miss", f"{i}.txt"), "w") as f:
+            f.write(f"file {i}\n")
 
 
-def uwgate_ini(env, port, tag, programs=""):
+def uwgate_ini(env, port, tag, programs="", global_extra=""):
     d = os.path.join(env.work, f"uwgate-{tag}")
     os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
     path = os.path.join(d, "uwgate.ini")
@@ -364,7 +369,7 @@ access_log = off
 error_log_level = warn
 keepalive_timeout = 75s
 keepalive_requests = 100000
-
+{global_extra}
 [server]
 listen = 127.0.0.1:{port}
 
@@ -430,11 +435,11 @@ http {{
 class Server:
     """A running uwgate or nginx on its own port."""
 
-    def __init__(self, env, side, tag, check=True, programs="", binary=None):
+    def __init__(self, env, side, tag, check=True, programs="", binary=None, global_extra=""):
         self.side = side
         self.port = free_port()
         if side == "uwgate":
-            path, d = uwgate_ini(env, self.port, tag, programs)
+            path, d = uwgate_ini(env, self.port, tag, programs, global_extra)
             argv = [binary or env.args.bin, "-f", "-c", path]
         else:
             path, d = nginx_conf(env, self.port, tag)
@@ -514,6 +519,7 @@ def start_uwsgi(env):
     argv = [
         os.path.join(venv, "bin", "uwsgi"),
         "--socket", f"127.0.0.1:{env.uwsgi_port}",
+        "--socket", os.path.join(env.work, "uwsgi.sock"),
         "--chdir", DJANGO_DIR,
         "--module", "djangoblog.wsgi:application",
         "--master",
@@ -787,6 +793,105 @@ ALLOC_LOADS = (
 )
 
 
+def keepalive_requests(port, request, n, rcvbuf=None, read_pause=0.0):
+    """`n` requests on one keep-alive connection, each answer read whole (Content-Length or
+    chunked); returns the statuses seen. `rcvbuf` shrinks the client's receive buffer and
+    `read_pause` sleeps between reads, so a large answer backs up into uwgate's spool."""
+    statuses = {}
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", port))
+    buf = b""
+    try:
+        for _ in range(n):
+            s.sendall(request)
+            while b"\r\n\r\n" not in buf:
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError("connection closed before a response head")
+                buf += chunk
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            statuses[status] = statuses.get(status, 0) + 1
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if m:
+                want = int(m.group(1))
+                while len(buf) < want:
+                    if read_pause:
+                        time.sleep(read_pause)
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise RuntimeError("connection closed inside a body")
+                    buf += chunk
+                buf = buf[want:]
+            elif re.search(rb"(?im)^transfer-encoding:\s*chunked", head):
+                while not re.search(rb"(?:^|\r\n)0\r\n\r\n", buf):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        raise RuntimeError("connection closed inside a chunked body")
+                    buf += chunk
+                buf = buf[re.search(rb"(?:^|\r\n)0\r\n\r\n", buf).end():]
+    finally:
+        s.close()
+    return statuses
+
+
+def alloc_paths(env, duration):
+    """Scenario 9, second part: the request paths wrk's loads do not take, each on its own
+    keep-alive connection after one warm-up request; a server of its own, with a tiny
+    open-file cache so files are missed, a uwsgi location on a unix socket and one whose
+    upstream refuses connects."""
+    sock = os.path.join(env.work, "uwsgi.sock")
+    locations = (
+        "\n[location:/uwgate_status]\nstub_status = on\n"
+        f"\n[location:/u/]\nuwsgi_pass = unix:{sock}\nuwsgi_script_name = /u\n"
+        f"\n[location:/dead/]\nuwsgi_pass = 127.0.0.1:{free_port()}\n"
+    )
+    srv = Server(env, "uwgate", "alloc-paths", programs=locations, binary=env.args.alloc_bin,
+                 global_extra="open_file_cache = 4\nclient_max_body_size = 10m\n")
+    post = (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: 102400\r\n\r\n" + bytes(102400))
+    files = [f"/static/miss/{i}.txt" for i in range(64)]
+    loads = (
+        ("Django via a unix socket", b"GET /u/ HTTP/1.1\r\nHost: x\r\n\r\n", 2000, {}),
+        ("spooled request body (100 KiB POST)", post, 300, {}),
+        ("spooled response (2 MB to a slow reader)",
+         b"GET /stream?size=2000000&cl=1 HTTP/1.1\r\nHost: x\r\n\r\n", 20,
+         {"rcvbuf": 4096, "read_pause": 0.0005}),
+        ("multi-range (3 ranges of 100 KiB)",
+         b"GET /static/100k.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=0-9,100-199,1000-1999\r\n\r\n",
+         2000, {}),
+        ("open-file cache misses (64 files, 4 entries)",
+         b"".join(f"GET {p} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for p in files), 40, {}),
+        ("502 (upstream refuses)", b"GET /dead/ HTTP/1.1\r\nHost: x\r\n\r\n", 2000, {}),
+    )
+    try:
+        wait_http_200(srv.port, "/static/1k.bin", 20, srv.proc)
+
+        def allocations():
+            _, body = http_get(srv.port, "/uwgate_status?format=json", body=True)
+            return json.loads(body)["allocations"]
+
+        a = allocations()
+        probe = allocations() - a
+        out = []
+        for label, request, n, opts in loads:
+            keepalive_requests(srv.port, request, 1, **opts)
+            before = allocations()
+            statuses = keepalive_requests(srv.port, request, n, **opts)
+            count = allocations() - before - probe
+            requests = sum(statuses.values())
+            if label.startswith("open-file"):
+                requests *= len(files)
+            out.append((label, count, requests, statuses))
+            log(f"s9 {label}: {count} allocations in {requests:,} requests ({statuses})")
+        return out
+    finally:
+        srv.stop()
+
+
 def alloc_scenario(env, results, duration):
     """Scenario 9: the count-alloc build under the loads of scenarios 1, 2 and 4; the JSON
     status page's "allocations" is read before and after each (after a warm-up run that
@@ -815,9 +920,11 @@ def alloc_scenario(env, results, duration):
             n = allocations() - before - probe
             out["loads"].append((label, n, w["requests"]))
             log(f"s9 {label}: {n} allocations in {w['requests']:,} requests")
-        results["s9"] = out
     finally:
         srv.stop()
+    for label, n, reqs, _ in alloc_paths(env, duration):
+        out["loads"].append((label, n, reqs))
+    results["s9"] = out
 
 
 def parse_strace_c(path):
@@ -1540,10 +1647,15 @@ def main():
         if "s9" in res:
             notes.append(
                 "Scenario 9: the same build with `--features count-alloc` (a counting global "
-                "allocator; src/alloc_count.rs), under wrk for "
+                "allocator; src/sys/alloc_count.rs), under wrk for "
                 f"{args.duration} s per load after a 1 s warm-up; the count is read from the JSON "
                 "status page before and after, less what one read of the page costs "
-                f"({res['s9']['probe']}). Start-up made {res['s9']['startup']:,} (the counter works)."
+                f"({res['s9']['probe']}). Start-up made {res['s9']['startup']:,} (the counter works). "
+                "The paths wrk does not take run on one keep-alive connection each, on a server of "
+                "their own (open_file_cache = 4, so 64 files are mostly missed; a uwsgi location on "
+                "uWSGI's unix socket; one whose upstream refuses connects), after one warm-up "
+                "request: a 100 KiB POST spooled to temp_path, a 2 MB answer to a reader with a "
+                "4 KiB receive buffer (spooled), three ranges of a file (multipart/byteranges)."
             )
         if any("s10" + a[0] in res for a in SLOW_ATTACKS):
             slow_version = version_of(["slowhttptest", "-h"], r"(?<=version )[\d.]+")

@@ -329,6 +329,7 @@ impl Gate {
                 },
                 Ok(None) => return,
                 Err(e) => {
+                    let e = crate::sys::ErrorText(&e);
                     log::error!("signalfd read failed: {e}");
                     return;
                 }
@@ -392,6 +393,7 @@ impl Gate {
                         )
                     });
                     if let Some(Err(e)) = registered {
+                        let e = crate::sys::ErrorText(&e);
                         log::error!("slot {i}: epoll registration failed: {e}");
                         self.conns.remove(i);
                         self.per_address.release(peer.ip());
@@ -412,10 +414,14 @@ impl Gate {
                         Some(libc::ECONNABORTED) => continue,
                         Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
                         | Some(libc::ENOMEM) => {
+                            let e = crate::sys::ErrorText(&e);
                             log::error!("accept() on {listen_addr} failed: {e}; pausing accept");
                             self.accept_paused = true;
                         }
-                        _ => log::error!("accept() on {listen_addr} failed: {e}"),
+                        _ => {
+                            let e = crate::sys::ErrorText(&e);
+                            log::error!("accept() on {listen_addr} failed: {e}");
+                        }
                     }
                     return;
                 }
@@ -740,6 +746,7 @@ impl Gate {
             g.client_header_buffer_size = old.client_header_buffer_size;
         }
         if let Err(e) = self.rebind(&new) {
+            let e = crate::sys::ErrorText(&e);
             log::error!("reload failed, keeping the running configuration: {e}");
             return;
         }

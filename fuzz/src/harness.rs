@@ -19,9 +19,9 @@ use uwgate::http::range::{if_range_matches, parse_range, RangeSpec, MAX_RANGES};
 use uwgate::http::request::{
     fields as head_fields, head_overflow_status, parse_head, Head, Method, Span, TargetForm,
 };
+use uwgate::http::response_head::{self as response, Framing, ResponseHead as UpstreamHead};
 use uwgate::http::Status;
 use uwgate::upstream::uwsgi::packet::{self, RequestInfo};
-use uwgate::http::response_head::{self as response, Framing, ResponseHead as UpstreamHead};
 
 /// A harness function: takes any bytes, panics when a check fails.
 pub type Harness = fn(&[u8]);
@@ -710,7 +710,9 @@ fn reference_range(header: &[u8], size: u64, max_ranges: usize) -> Ranges {
             return None;
         }
         s.iter()
-            .try_fold(0u64, |n, &d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .try_fold(0u64, |n, &d| {
+                n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+            })
             .filter(|&n| n <= i64::MAX as u64)
     };
     let spaces = |s: &[u8]| -> usize { s.iter().take_while(|&&b| b == b' ').count() };

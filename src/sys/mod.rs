@@ -38,6 +38,28 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 pub mod stderr;
 
+/// An `io::Error` for a log line, formatted as std does (`Connection refused (os error 111)`)
+/// but without allocating: std's own `Display` builds a `String` for an OS error's text, which
+/// would be an allocation per failed request. `strerror_r` writes into a stack buffer instead.
+pub struct ErrorText<'a>(pub &'a io::Error);
+
+impl std::fmt::Display for ErrorText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Some(code) = self.0.raw_os_error() else {
+            return self.0.fmt(f);
+        };
+        let mut buf = [0u8; 128];
+        // `buf` is a live buffer of the length passed; the XSI strerror_r (musl's) fills it
+        // with a NUL-terminated message and returns 0, or an error number.
+        let rc = syscall!(raw strerror_r(code, buf.as_mut_ptr().cast(), buf.len()));
+        let len = buf.iter().position(|&b| b == 0).unwrap_or(0);
+        match (rc, std::str::from_utf8(buf.get(..len).unwrap_or(&[]))) {
+            (0, Ok(text)) if !text.is_empty() => write!(f, "{text} (os error {code})"),
+            _ => write!(f, "os error {code}"),
+        }
+    }
+}
+
 /// True for the error a non-blocking call returns when it would have to wait.
 pub fn would_block(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::WouldBlock
@@ -518,4 +540,17 @@ pub fn daemonize() -> io::Result<()> {
         syscall!(close(fd))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_errors_read_as_std_writes_them() {
+        let e = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(ErrorText(&e).to_string(), e.to_string());
+        let other = io::Error::other("spool lost");
+        assert_eq!(ErrorText(&other).to_string(), "spool lost");
+    }
 }

@@ -281,6 +281,7 @@ impl Proxy {
                         env.registry
                             .register(sock.source(), env.token, Interest::READABLE)
                     {
+                        let e = crate::sys::ErrorText(&e);
                         log::error!("epoll registration of upstream socket failed: {e}");
                         return Err(Status::InternalServerError);
                     }
@@ -295,6 +296,7 @@ impl Proxy {
                     return Ok(());
                 }
                 Err(e) => {
+                    let e = crate::sys::ErrorText(&e);
                     log::error!(
                         "slot {}: connect() to upstream {} failed: {e}, client: {}",
                         env.slot,
@@ -345,6 +347,7 @@ impl Proxy {
             token,
             Interest::READABLE | Interest::WRITABLE,
         ) {
+            let e = crate::sys::ErrorText(&e);
             log::error!("epoll registration of upstream socket failed: {e}");
             return Err(Status::InternalServerError);
         }
@@ -497,6 +500,7 @@ impl Proxy {
                     return HeadRead::Fail(Status::BadGateway, HeadFailure::ClosedSilently);
                 }
                 Err(e) => {
+                    let e = crate::sys::ErrorText(&e);
                     log::error!(
                         "slot {}: reading the response header from upstream {} failed: {e}, client: {}",
                         env.slot,
@@ -642,6 +646,7 @@ impl Proxy {
                 Ok(0)
             }
             Err(e) => {
+                let e = crate::sys::ErrorText(&e);
                 log::error!(
                     "slot {}: upstream {} failed while sending the response body: {e}, client: {}",
                     env.slot,

@@ -533,7 +533,12 @@ impl<S: ClientSocket> Connection<S> {
                     }
                     Ok(Some(step)) => Some(step),
                     Err(e) => {
-                        log::debug!("slot {}: write to {} failed: {e}", env.slot, self.peer);
+                        log::debug!(
+                            "slot {}: write to {} failed: {}",
+                            env.slot,
+                            self.peer,
+                            crate::sys::ErrorText(&e)
+                        );
                         Some(Step::Close)
                     }
                 },

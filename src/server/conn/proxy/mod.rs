@@ -438,6 +438,7 @@ impl<S: ClientSocket> Connection<S> {
                 } else {
                     "sending the request to"
                 };
+                let e = crate::sys::ErrorText(&e);
                 log::error!(
                     "slot {}: {what} upstream {} failed: {e}, client: {}",
                     env.slot,
@@ -726,6 +727,7 @@ fn spill(
 ) -> Result<(), Option<Status>> {
     let held = buf.get(head_len..head_len + *kept).unwrap_or(&[]);
     if let Err(e) = p.spill_body(held, ctx.temp_dir) {
+        let e = crate::sys::ErrorText(&e);
         log::error!(
             "cannot spool a request body under temp_path {}: {e}",
             ctx.cfg.global.temp_path.display()

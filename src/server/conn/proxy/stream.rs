@@ -96,9 +96,10 @@ impl<S: ClientSocket> Connection<S> {
                 Ok(n) => moved = n > 0,
                 Err(e) => {
                     log::error!(
-                        "slot {slot}: cannot spool the response of upstream {} under temp_path {}: {e}, client: {peer}",
+                        "slot {slot}: cannot spool the response of upstream {} under temp_path {}: {}, client: {peer}",
                         Label(p.peer_name(env.groups)),
                         ctx.cfg.global.temp_path.display(),
+                        crate::sys::ErrorText(&e),
                     );
                     p.abort(env.registry);
                 }
@@ -156,7 +157,12 @@ impl<S: ClientSocket> Connection<S> {
                 Moved::Progress(n > 0)
             }
             Err(e) => {
-                log::debug!("slot {}: client {} went away: {e}", env.slot, self.peer);
+                log::debug!(
+                    "slot {}: client {} went away: {}",
+                    env.slot,
+                    self.peer,
+                    crate::sys::ErrorText(&e)
+                );
                 if !conf.ignore_client_abort {
                     return Moved::Stop(Streamed::Close);
                 }
