@@ -123,7 +123,7 @@ macro_rules! up_env {
             registry: $env.registry,
             token: $env.token,
             now: $env.ctx.now,
-            client: $conn.peer,
+            client: $conn.exchange.client.unwrap_or($conn.peer),
             slot: $env.slot,
         }
     };
@@ -284,7 +284,7 @@ impl<S: ClientSocket> Connection<S> {
                 input,
                 path,
                 p.body_len(),
-                (self.peer, self.local),
+                (self.client(), self.local),
                 server_name,
                 conf,
             )
@@ -834,7 +834,9 @@ impl<S: ClientSocket> Connection<S> {
                 );
                 Some(Step::Close)
             }
-            Timer::Head | Timer::KeepAlive | Timer::Linger => Some(Step::Close),
+            Timer::ProxyHeader | Timer::Head | Timer::KeepAlive | Timer::Linger => {
+                Some(Step::Close)
+            }
         }
     }
 }
