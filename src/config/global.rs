@@ -257,6 +257,38 @@ mod tests {
     }
 
     #[test]
+    fn proxy_protocol_timeout_and_shutdown_delay_are_read() {
+        let d = Global::default();
+        assert_eq!(d.proxy_protocol_timeout, Duration::from_secs(30));
+        assert_eq!(d.shutdown_delay, Duration::ZERO);
+        let g = global(
+            "proxy_protocol_timeout = 5s
+shutdown_delay = 3s
+",
+        );
+        assert_eq!(g.proxy_protocol_timeout, Duration::from_secs(5));
+        assert_eq!(g.shutdown_delay, Duration::from_secs(3));
+        assert_eq!(
+            global(
+                "shutdown_delay = 0
+"
+            )
+            .shutdown_delay,
+            Duration::ZERO
+        );
+        assert!(error(
+            "proxy_protocol_timeout = 0
+"
+        )
+        .contains("'proxy_protocol_timeout'"));
+        assert!(error(
+            "shutdown_delay = soon
+"
+        )
+        .contains("'shutdown_delay'"));
+    }
+
+    #[test]
     fn buffer_pool_defaults_to_worker_connections_up_to_256() {
         assert_eq!(global("worker_connections = 10\n").buffer_pool, 10);
         assert_eq!(global("worker_connections = 10000\n").buffer_pool, 256);

@@ -812,6 +812,43 @@ mod tests {
     }
 
     #[test]
+    fn listen_takes_proxy_protocol_after_the_address() {
+        let c = config(
+            "[server]\nlisten = 127.0.0.1:8080\nlisten = 0.0.0.0:81 proxy_protocol\nlisten = [::]:82  proxy_protocol\n",
+        );
+        let s = &c.servers[0];
+        let all: Vec<SocketAddr> = ["127.0.0.1:8080", "0.0.0.0:81", "[::]:82"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(s.listen, all);
+        assert_eq!(s.proxy_protocol, all[1..].to_vec());
+        assert_eq!(
+            error("[server]\nlisten = 80 ssl\n"),
+            "uwgate.ini:2: invalid value '80 ssl' for 'listen' in [server]: unexpected 'ssl' after the address: the one listen parameter uwgate takes is proxy_protocol"
+        );
+        assert!(
+            error("[server]\nlisten = 80 proxy_protocol proxy_protocol\n")
+                .contains("unexpected 'proxy_protocol'")
+        );
+    }
+
+    #[test]
+    fn health_location_takes_access_rules_and_no_handler_keys() {
+        let l = location("health = on\nallow = 10.0.0.0/8\ndeny = all\n");
+        assert_eq!(l.handler, Handler::Health);
+        assert_eq!(l.access.len(), 2);
+        assert_eq!(
+            location_error("health = on\nroot = /x\n"),
+            "uwgate.ini:4: 'root' conflicts with 'health' (line 3) in [location:/static/]: a location has exactly one of alias, root, uwsgi_pass, stub_status = on or health = on"
+        );
+        assert!(location_error("health = on\nexpires = 1d\n").contains(
+            "'expires' applies only to alias/root locations, and [location:/static/] uses health"
+        ));
+        assert!(location_error("health = off\n").contains("needs one of"));
+    }
+
+    #[test]
     fn stub_status_location() {
         let l = location("stub_status = on\nallow = 127.0.0.1\ndeny = all\n");
         assert_eq!(l.handler, Handler::StubStatus);

@@ -623,6 +623,18 @@ mod tests {
     }
 
     #[test]
+    fn required_for_health_defaults_off_and_is_read() {
+        assert!(!Program::new("x", "/bin/true").required_for_health);
+        let c = super::super::parse(
+            "[program:django]\ncommand = /bin/true\nrequired_for_health = true\n",
+            std::path::Path::new("/etc/uwgate.ini"),
+            &|_| None,
+        )
+        .unwrap();
+        assert!(c.programs[0].required_for_health);
+    }
+
+    #[test]
     fn program_defaults_are_supervisors() {
         let p = program("command = /bin/app\n");
         assert_eq!(p, {
