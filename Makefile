@@ -10,7 +10,7 @@ RUNDIR  := $(OUT)/run
 VENV    := $(OUT)/venv
 PYTHON  ?= python3
 
-.PHONY: all build toolchain run static test unit lint venv clean size
+.PHONY: all build toolchain run static test unit lint venv clean size scale-test haproxy
 
 all: build
 
@@ -93,6 +93,21 @@ test: build static
 	           if (status != 0) printf "; cargo exit status %s, see %s", status, logfile; \
 	           print ")"; \
 	           exit (failed > 0 || status != 0) }' $(TEST_LOG)
+
+# More than one appliance: Debian's HAProxy, configured by docs/haproxy/haproxy.cfg, in front
+# of two uwgate appliances on loopback, each supervising its own uWSGI + Django
+# (tests/scale_out.rs, ignored by `make test`). The measurements go to out/scale-test.log.
+haproxy:
+	@command -v haproxy >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+	@haproxy -v | head -1
+
+scale-test: build static haproxy
+	@mkdir -p $(OUT)
+	@{ UWGATE_BIN=$(CURDIR)/$(BIN) UWGATE_VENV=$(CURDIR)/$(VENV) \
+	   $(CARGO) test --locked --test scale_out -- --ignored --nocapture 2>&1; \
+	   echo $$? > $(OUT)/scale-test.status; } | tee $(OUT)/scale-test.log
+	@exit $$(cat $(OUT)/scale-test.status)
 
 lint:
 	$(CARGO) fmt --check
