@@ -39,6 +39,8 @@ const LISTENER_BASE: usize = 1;
 const MAX_LISTENERS: usize = 256;
 /// Connection slot `i` is `Token(CONN_BASE + 2 * i)` (client) and `+ 1` (its upstream).
 const CONN_BASE: usize = LISTENER_BASE + MAX_LISTENERS;
+/// Multi-range responses in flight at once; more are answered with the whole file.
+const MULTIPART_STATES: usize = 64;
 /// How often deadlines are checked: timeouts are coarse (seconds), so a sweep over the
 /// slots four times a second is cheaper and simpler than a timer structure.
 const SWEEP: Duration = Duration::from_millis(250);
@@ -74,6 +76,7 @@ macro_rules! ctx {
             uri_buf: &$gate.uri_buf,
             fs_path: &$gate.fs_path,
             temp_dir: &$gate.temp_dir,
+            multiparts: &$gate.multiparts,
         }
     };
 }
@@ -113,6 +116,8 @@ pub struct Gate {
     temp_dir: CString,
     /// Access-log line scratch (fixed, reused).
     access_buf: Box<[u8; 4096]>,
+    /// multipart/byteranges states for multi-range responses.
+    multiparts: crate::static_files::body::Multiparts,
     /// Connections per client address (`limit_conn_per_ip`).
     per_address: PerAddress,
     /// Connections refused by `limit_conn_per_ip` since the last log line about it, and when
@@ -147,12 +152,6 @@ pub fn bind_all(cfg: &Config) -> io::Result<Vec<(std::net::TcpListener, SocketAd
         }
     }
     Ok(out)
-}
-
-/// Size of one pool buffer: the head limit plus an output region of at least 4 KiB.
-pub fn buffer_size(cfg: &Config) -> usize {
-    let g = &cfg.global;
-    g.buffer_size.max(g.client_header_buffer_size + 4096)
 }
 
 /// `temp_path` as a C string (a path with a NUL cannot be configured; it becomes "/").
@@ -200,7 +199,7 @@ impl Gate {
             });
         }
         let g = &cfg.global;
-        let size = buffer_size(&cfg);
+        let size = crate::server::conn::large_buffer_size(&cfg);
         let watchdog = Watchdog::new(&cfg.programs).map_err(io::Error::other)?;
         let now = Instant::now();
         let mut gate = Gate {
@@ -235,6 +234,7 @@ impl Gate {
             temp_dir: temp_dir(&cfg),
             access_buf: Box::new([0u8; 4096]),
             per_address: PerAddress::new(g.worker_connections, g.limit_conn_per_ip),
+            multiparts: crate::static_files::body::Multiparts::new(MULTIPART_STATES),
             refused: 0,
             refused_log_at: now,
             counted: vec![None; g.worker_connections],

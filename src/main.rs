@@ -1,6 +1,14 @@
 //! `uwgate [-c FILE] [-t] [-f] [-s SIGNAL]`: parses the command line, checks the config,
 //! binds, and hands over to the event loop. Exit codes: 0 ok, 1 config/usage/start-up error.
 
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::undocumented_unsafe_blocks,
+    clippy::indexing_slicing
+)]
+
 use argh::FromArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +16,7 @@ use uwgate::{config, gate, sys};
 
 #[cfg(feature = "count-alloc")]
 #[global_allocator]
-static ALLOC: uwgate::alloc_count::Counting = uwgate::alloc_count::Counting;
+static ALLOC: uwgate::sys::alloc_count::Counting = uwgate::sys::alloc_count::Counting;
 
 /// uwgate: static files, uwsgi forwarding and a process watchdog in one binary.
 #[derive(FromArgs)]
@@ -194,7 +202,7 @@ fn start(mut cfg: config::Config, foreground: bool) -> Result<(), String> {
         bound.len(),
         g.worker_connections,
         g.buffer_pool,
-        gate::buffer_size(&cfg)
+        uwgate::server::conn::large_buffer_size(&cfg)
     );
     let mut gate = gate::Gate::new(cfg, bound, signals).map_err(|e| e.to_string())?;
     let result = gate.run().map_err(|e| format!("event loop: {e}"));

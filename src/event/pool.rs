@@ -39,24 +39,31 @@ impl BufferPool {
         self.free.push(id.0);
     }
 
-    /// The bytes of a checked-out buffer.
+    /// The bytes of a checked-out buffer (empty for an id this pool never gave out).
     pub fn get_mut(&mut self, id: BufId) -> &mut [u8] {
         let start = id.0 as usize * self.size;
-        &mut self.mem[start..start + self.size]
+        self.mem
+            .get_mut(start..start + self.size)
+            .unwrap_or(&mut [])
     }
 
-    /// Two distinct checked-out buffers at once (a client's and its upstream's).
+    /// Two distinct checked-out buffers at once (a client's and its upstream's); asking for
+    /// one buffer twice gives it once and an empty second.
     pub fn get_two(&mut self, a: BufId, b: BufId) -> (&mut [u8], &mut [u8]) {
-        assert_ne!(a, b, "get_two needs two different buffers");
         let size = self.size;
+        if a == b {
+            return (self.get_mut(a), &mut []);
+        }
         let (lo, hi, swapped) = if a.0 < b.0 {
             (a, b, false)
         } else {
             (b, a, true)
         };
-        let (left, right) = self.mem.split_at_mut(hi.0 as usize * size);
-        let lo_slice = &mut left[lo.0 as usize * size..lo.0 as usize * size + size];
-        let hi_slice = &mut right[..size];
+        let at = (hi.0 as usize * size).min(self.mem.len());
+        let (left, right) = self.mem.split_at_mut(at);
+        let lo_start = lo.0 as usize * size;
+        let lo_slice = left.get_mut(lo_start..lo_start + size).unwrap_or(&mut []);
+        let hi_slice = right.get_mut(..size).unwrap_or(&mut []);
         if swapped {
             (hi_slice, lo_slice)
         } else {

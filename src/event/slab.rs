@@ -6,17 +6,29 @@
 
 const NIL: u32 = u32::MAX;
 
-/// Bytes the slab keeps per slot beside the `Option<T>`: a free-list entry, two idle-list
-/// links and an idle flag.
-pub const PER_SLOT_OVERHEAD: usize = 4 + 4 + 4 + 1;
+/// A slot's place in the idle list.
+#[derive(Clone, Copy)]
+struct Link {
+    prev: u32,
+    next: u32,
+    idle: bool,
+}
+
+const UNLINKED: Link = Link {
+    prev: NIL,
+    next: NIL,
+    idle: false,
+};
+
+/// Bytes the slab keeps per slot beside the `Option<T>`: a free-list entry and its idle-list
+/// link.
+pub const PER_SLOT_OVERHEAD: usize = 4 + std::mem::size_of::<Link>();
 
 /// Slots of `T` with a free list.
 pub struct Slab<T> {
     slots: Vec<Option<T>>,
     free: Vec<u32>,
-    idle_prev: Vec<u32>,
-    idle_next: Vec<u32>,
-    in_idle: Vec<bool>,
+    links: Vec<Link>,
     idle_head: u32,
     idle_tail: u32,
 }
@@ -29,9 +41,7 @@ impl<T> Slab<T> {
         Slab {
             slots,
             free: (0..capacity as u32).rev().collect(),
-            idle_prev: vec![NIL; capacity],
-            idle_next: vec![NIL; capacity],
-            in_idle: vec![false; capacity],
+            links: vec![UNLINKED; capacity],
             idle_head: NIL,
             idle_tail: NIL,
         }
@@ -40,10 +50,13 @@ impl<T> Slab<T> {
     /// Stores `value` in a free slot and returns its index, or gives it back when full.
     pub fn insert(&mut self, value: T) -> Result<usize, T> {
         match self.free.pop() {
-            Some(i) => {
-                self.slots[i as usize] = Some(value);
-                Ok(i as usize)
-            }
+            Some(i) => match self.slots.get_mut(i as usize) {
+                Some(slot) => {
+                    *slot = Some(value);
+                    Ok(i as usize)
+                }
+                None => Err(value),
+            },
             None => Err(value),
         }
     }
@@ -88,38 +101,48 @@ impl<T> Slab<T> {
             .filter_map(|(i, s)| s.as_ref().map(|_| i))
     }
 
+    fn link_mut(&mut self, i: u32) -> Option<&mut Link> {
+        self.links.get_mut(i as usize)
+    }
+
     /// Appends slot `i` to the idle list (newest last). No-op if already idle.
     pub fn idle_push(&mut self, i: usize) {
-        if self.in_idle[i] {
+        let tail = self.idle_tail;
+        let Some(link) = self.links.get_mut(i) else {
+            return;
+        };
+        if link.idle {
             return;
         }
-        self.in_idle[i] = true;
-        self.idle_prev[i] = self.idle_tail;
-        self.idle_next[i] = NIL;
-        if self.idle_tail != NIL {
-            self.idle_next[self.idle_tail as usize] = i as u32;
-        } else {
-            self.idle_head = i as u32;
+        *link = Link {
+            prev: tail,
+            next: NIL,
+            idle: true,
+        };
+        match self.link_mut(tail) {
+            Some(t) => t.next = i as u32,
+            None => self.idle_head = i as u32,
         }
         self.idle_tail = i as u32;
     }
 
     /// Takes slot `i` off the idle list. No-op if not idle.
     pub fn idle_remove(&mut self, i: usize) {
-        if !self.in_idle[i] {
+        let Some(link) = self.links.get_mut(i) else {
+            return;
+        };
+        if !link.idle {
             return;
         }
-        self.in_idle[i] = false;
-        let (p, n) = (self.idle_prev[i], self.idle_next[i]);
-        if p != NIL {
-            self.idle_next[p as usize] = n;
-        } else {
-            self.idle_head = n;
+        let (p, n) = (link.prev, link.next);
+        *link = UNLINKED;
+        match self.link_mut(p) {
+            Some(prev) => prev.next = n,
+            None => self.idle_head = n,
         }
-        if n != NIL {
-            self.idle_prev[n as usize] = p;
-        } else {
-            self.idle_tail = p;
+        match self.link_mut(n) {
+            Some(next) => next.prev = p,
+            None => self.idle_tail = p,
         }
     }
 
@@ -129,7 +152,7 @@ impl<T> Slab<T> {
     }
 
     pub fn is_idle(&self, i: usize) -> bool {
-        self.in_idle.get(i).copied().unwrap_or(false)
+        self.links.get(i).is_some_and(|l| l.idle)
     }
 }
 

@@ -113,7 +113,7 @@ fn month_name(month: u32) -> &'static [u8; 3] {
 pub fn format_http_date(unix: i64, out: &mut [u8; 29]) {
     let c = civil(unix);
     out.copy_from_slice(b"Thu, 01 Jan 1970 00:00:00 GMT");
-    out[0..3].copy_from_slice(DAY_NAMES[c.weekday % 7]);
+    out[0..3].copy_from_slice(DAY_NAMES.get(c.weekday).copied().unwrap_or(b"Thu"));
     put_digits(&mut out[5..7], u64::from(c.day));
     out[8..11].copy_from_slice(month_name(c.month));
     put_digits(&mut out[12..16], c.year as u64);
@@ -183,42 +183,53 @@ fn is_day_name(s: &[u8]) -> bool {
     DAY_NAMES.iter().any(|d| &d[..] == s)
 }
 
+/// The byte at `i` of `s` (none past its end).
+fn at(s: &[u8], i: usize) -> Option<u8> {
+    s.get(i).copied()
+}
+
+/// True when `s` has `b` at each index of `at_each`.
+fn has_at(s: &[u8], b: u8, at_each: &[usize]) -> bool {
+    at_each.iter().all(|&i| at(s, i) == Some(b))
+}
+
 /// `Sun, 06 Nov 1994 08:49:37 GMT`
 fn parse_imf_fixdate(s: &[u8]) -> Option<i64> {
     if s.len() != 29 || !is_day_name(s.get(0..3)?) {
         return None;
     }
-    if s.get(3..5)? != b", " || s[7] != b' ' || s[11] != b' ' || s[16] != b' ' {
+    if s.get(3..5)? != b", " || !has_at(s, b' ', &[7, 11, 16]) {
         return None;
     }
     if s.get(25..29)? != b" GMT" {
         return None;
     }
-    let day = digits(&s[5..7])?;
-    let month = month_from_name(&s[8..11])?;
-    let year = i64::from(digits(&s[12..16])?);
-    to_unix(year, month, day, parse_time(&s[17..25])?)
+    let day = digits(s.get(5..7)?)?;
+    let month = month_from_name(s.get(8..11)?)?;
+    let year = i64::from(digits(s.get(12..16)?)?);
+    to_unix(year, month, day, parse_time(s.get(17..25)?)?)
 }
 
 /// `Sunday, 06-Nov-94 08:49:37 GMT`; two-digit years 70..=99 are 19xx, 00..=69 are 20xx.
 fn parse_rfc850(s: &[u8]) -> Option<i64> {
     let comma = s.iter().position(|&b| b == b',')?;
-    if !DAY_NAMES_LONG.iter().any(|d| *d == &s[..comma]) {
+    let name = s.get(..comma)?;
+    if !DAY_NAMES_LONG.contains(&name) {
         return None;
     }
     let rest = s.get(comma + 1..)?;
     // " 06-Nov-94 08:49:37 GMT"
-    if rest.len() != 23 || rest[0] != b' ' || rest[3] != b'-' || rest[7] != b'-' {
+    if rest.len() != 23 || at(rest, 0) != Some(b' ') || !has_at(rest, b'-', &[3, 7]) {
         return None;
     }
-    if rest[10] != b' ' || &rest[19..23] != b" GMT" {
+    if at(rest, 10) != Some(b' ') || rest.get(19..23)? != b" GMT" {
         return None;
     }
-    let day = digits(&rest[1..3])?;
-    let month = month_from_name(&rest[4..7])?;
-    let yy = i64::from(digits(&rest[8..10])?);
+    let day = digits(rest.get(1..3)?)?;
+    let month = month_from_name(rest.get(4..7)?)?;
+    let yy = i64::from(digits(rest.get(8..10)?)?);
     let year = if yy >= 70 { 1900 + yy } else { 2000 + yy };
-    to_unix(year, month, day, parse_time(&rest[11..19])?)
+    to_unix(year, month, day, parse_time(rest.get(11..19)?)?)
 }
 
 /// `Sun Nov  6 08:49:37 1994` (the day is space- or zero-padded).
@@ -226,16 +237,16 @@ fn parse_asctime(s: &[u8]) -> Option<i64> {
     if s.len() != 24 || !is_day_name(s.get(0..3)?) {
         return None;
     }
-    if s[3] != b' ' || s[7] != b' ' || s[10] != b' ' || s[19] != b' ' {
+    if !has_at(s, b' ', &[3, 7, 10, 19]) {
         return None;
     }
-    let month = month_from_name(&s[4..7])?;
-    let day = match (s[8], s[9]) {
+    let month = month_from_name(s.get(4..7)?)?;
+    let day = match (at(s, 8)?, at(s, 9)?) {
         (b' ', d) => digits(&[d])?,
         (a, b) => digits(&[a, b])?,
     };
-    let year = i64::from(digits(&s[20..24])?);
-    to_unix(year, month, day, parse_time(&s[11..19])?)
+    let year = i64::from(digits(s.get(20..24)?)?);
+    to_unix(year, month, day, parse_time(s.get(11..19)?)?)
 }
 
 /// Parses an HTTP-date in any of the three RFC 9110 formats (IMF-fixdate, RFC 850, asctime) into

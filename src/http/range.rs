@@ -93,7 +93,9 @@ impl Cursor<'_> {
 /// an empty file → `Ignore` (nginx serves the empty file).
 pub fn parse_range(header: &[u8], size: u64, max_ranges: usize) -> RangeSpec {
     let set = match header.get(..6) {
-        Some(unit) if unit.eq_ignore_ascii_case(b"bytes=") && header.len() > 6 => &header[6..],
+        Some(unit) if unit.eq_ignore_ascii_case(b"bytes=") && header.len() > 6 => {
+            header.get(6..).unwrap_or(&[])
+        }
         _ => return RangeSpec::Ignore,
     };
     if max_ranges == 0 {

@@ -485,9 +485,14 @@ fn classify_target(method: Method, target: &[u8]) -> Result<Target<'_>, Status> 
         }
         return Ok((TargetForm::Asterisk, target, None, None));
     }
-    let scheme_len = if target.len() >= 7 && target[..7].eq_ignore_ascii_case(b"http://") {
+    let starts = |scheme: &[u8]| {
+        target
+            .get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+    };
+    let scheme_len = if starts(b"http://") {
         7
-    } else if target.len() >= 8 && target[..8].eq_ignore_ascii_case(b"https://") {
+    } else if starts(b"https://") {
         8
     } else {
         // Authority-form (`host:port`) belongs to CONNECT only; relative paths never appear.

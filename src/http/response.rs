@@ -39,33 +39,29 @@ impl<'a> HeadWriter<'a> {
     }
 
     /// Appends a decimal number.
-    pub fn num(&mut self, mut n: u64) -> &mut Self {
-        let mut tmp = [0u8; 20];
-        let mut i = tmp.len();
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.put(&tmp[i..])
+    pub fn num(&mut self, n: u64) -> &mut Self {
+        self.digits(n, 10)
     }
 
     /// Appends a lowercase hexadecimal number.
-    pub fn hex(&mut self, mut n: u64) -> &mut Self {
-        let mut tmp = [0u8; 16];
+    pub fn hex(&mut self, n: u64) -> &mut Self {
+        self.digits(n, 16)
+    }
+
+    /// Appends `n` in `base` (10 or 16), lowercase.
+    fn digits(&mut self, mut n: u64, base: u64) -> &mut Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut tmp = [0u8; 20];
         let mut i = tmp.len();
-        loop {
+        for slot in tmp.iter_mut().rev() {
+            *slot = DIGITS.get((n % base) as usize).copied().unwrap_or(b'0');
             i -= 1;
-            tmp[i] = b"0123456789abcdef"[(n & 15) as usize];
-            n >>= 4;
+            n /= base;
             if n == 0 {
                 break;
             }
         }
-        self.put(&tmp[i..])
+        self.put(tmp.get(i..).unwrap_or(&[]))
     }
 
     /// Appends `Name: value\r\n`.

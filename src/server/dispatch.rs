@@ -331,6 +331,7 @@ fn serve_static(
         head_only,
         files: Some(ctx.files),
         fs_path: ctx.fs_path,
+        multiparts: Some(ctx.multiparts),
         mono: ctx.now,
     };
     let mut w = HeadWriter::new(out);

@@ -67,4 +67,6 @@ pub struct Ctx<'a> {
     pub fs_path: &'a FsPath,
     /// `temp_path`, ready for open(2).
     pub temp_dir: &'a CStr,
+    /// The preallocated multipart/byteranges states.
+    pub multiparts: &'a crate::static_files::body::Multiparts,
 }

@@ -17,7 +17,9 @@ impl Router {
             .iter()
             .map(|s| {
                 let mut idx: Vec<usize> = (0..s.locations.len()).collect();
-                idx.sort_by_key(|&i| std::cmp::Reverse(s.locations[i].prefix.len()));
+                idx.sort_by_key(|&i| {
+                    std::cmp::Reverse(s.locations.get(i).map_or(0, |l| l.prefix.len()))
+                });
                 idx
             })
             .collect();
@@ -34,7 +36,7 @@ impl Router {
         // (rank, length of the matched name, server): exact 3, leading 2, trailing 1.
         let mut best: Option<(u8, usize, usize)> = None;
         let host = host
-            .map(strip_port)
+            .map(crate::http::request::host_name)
             .map(|h| h.strip_suffix(b".").unwrap_or(h));
         for (i, s) in cfg.servers.iter().enumerate() {
             if !listens_on(s, local) {
@@ -73,7 +75,9 @@ impl Router {
     ) -> Option<(usize, &'c Location)> {
         let server: &Server = cfg.servers.get(si)?;
         for &li in self.order.get(si)? {
-            let loc = &server.locations[li];
+            let Some(loc) = server.locations.get(li) else {
+                continue;
+            };
             if path.starts_with(loc.prefix.as_bytes()) {
                 if loc.internal && !internal {
                     // nginx: an internal location is invisible to clients (404).
@@ -93,26 +97,15 @@ fn listens_on(s: &Server, local: SocketAddr) -> bool {
     })
 }
 
-/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
-fn strip_port(host: &[u8]) -> &[u8] {
-    if host.first() == Some(&b'[') {
-        return match host.iter().position(|&b| b == b']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.iter().rposition(|&b| b == b':') {
-        Some(p) => &host[..p],
-        None => host,
-    }
-}
-
 /// How well server_name `name` matches `host` (nginx's precedence): `Some(3)` exact,
 /// `Some(2)` a leading wildcard (`*.example.com`: a subdomain; `.example.com`: the domain or a
 /// subdomain), `Some(1)` a trailing wildcard (`www.example.*`), `None` no match.
 fn name_match_rank(name: &[u8], host: &[u8]) -> Option<u8> {
     let ends_with = |suffix: &[u8]| {
-        host.len() > suffix.len() && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        host.len() > suffix.len()
+            && host
+                .get(host.len() - suffix.len()..)
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
     };
     if let Some(suffix) = name.strip_prefix(b"*") {
         // "*.example.com": at least one label before ".example.com".
@@ -123,7 +116,10 @@ fn name_match_rank(name: &[u8], host: &[u8]) -> Option<u8> {
     }
     if let Some(prefix) = name.strip_suffix(b"*") {
         // "www.example.*": at least one label after "www.example.".
-        let starts = host.len() > prefix.len() && host[..prefix.len()].eq_ignore_ascii_case(prefix);
+        let starts = host.len() > prefix.len()
+            && host
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix));
         return starts.then_some(1);
     }
     name.eq_ignore_ascii_case(host).then_some(3)
@@ -135,9 +131,12 @@ mod tests {
 
     #[test]
     fn port_is_stripped_from_host() {
-        assert_eq!(strip_port(b"django.blog:8080"), b"django.blog");
-        assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
-        assert_eq!(strip_port(b"plain"), b"plain");
+        assert_eq!(
+            crate::http::request::host_name(b"django.blog:8080"),
+            b"django.blog"
+        );
+        assert_eq!(crate::http::request::host_name(b"[::1]:80"), b"[::1]");
+        assert_eq!(crate::http::request::host_name(b"plain"), b"plain");
     }
 
     #[test]

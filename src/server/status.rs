@@ -55,7 +55,7 @@ fn write_json(w: &mut HeadWriter<'_>, ctx: &Ctx<'_>) {
         .put(b"},");
     #[cfg(feature = "count-alloc")]
     w.put(b"\"allocations\":")
-        .num(crate::alloc_count::allocations())
+        .num(crate::sys::alloc_count::allocations())
         .put(b",");
     w.put(b"\"log_dropped\":")
         .num(crate::logging::dropped())
@@ -104,9 +104,8 @@ fn json_str(w: &mut HeadWriter<'_>, s: &[u8]) {
             b'"' => w.put(b"\\\""),
             b'\\' => w.put(b"\\\\"),
             0..=0x1f => {
-                let hex = b"0123456789abcdef";
-                w.put(b"\\u00")
-                    .put(&[hex[(b >> 4) as usize], hex[(b & 15) as usize]])
+                let pad: &[u8] = if b < 0x10 { b"0" } else { b"" };
+                w.put(b"\\u00").put(pad).hex(u64::from(b))
             }
             _ => w.put(&[b]),
         };

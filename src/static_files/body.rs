@@ -5,21 +5,25 @@
 //! formatted deterministically so the Content-Length computed up front holds). Never: touches a
 //! socket (the connection writes bodies) or allocates beyond what it is given.
 
+use super::cache::SharedFile;
 use crate::http::response::HeadWriter;
+use std::cell::RefCell;
 use std::fs::File;
 use std::rc::Rc;
 
-/// A file being sent: owned by this response, or shared with the open-file cache.
+/// A file being sent: owned by this response, or shared with the open-file cache (which does
+/// not reuse the entry while this reference lives).
 pub enum FileRef {
     Owned(File),
-    Shared(Rc<File>),
+    Shared(Rc<SharedFile>),
 }
 
 impl FileRef {
-    pub fn get(&self) -> &File {
+    /// The descriptor (a shared one is always there while referenced).
+    pub fn get(&self) -> Option<&File> {
         match self {
-            FileRef::Owned(f) => f,
-            FileRef::Shared(f) => f,
+            FileRef::Owned(f) => Some(f),
+            FileRef::Shared(f) => f.file(),
         }
     }
 }
@@ -35,8 +39,70 @@ pub enum Body {
         pos: u64,
         end: u64,
     },
-    /// Several ranges as multipart/byteranges.
-    Multipart(Box<Multipart>),
+    /// Several ranges as multipart/byteranges, in a state of the preallocated store.
+    Multipart(MultipartBody),
+}
+
+/// A multipart state of the store ([`Multiparts`]), shared with the response using it.
+type MultipartState = Rc<RefCell<Option<Multipart>>>;
+
+/// The multipart/byteranges states, made at start: a multi-range response takes a free one
+/// (no response holds it) instead of allocating, and serves the whole file when none is free
+/// (a server may ignore `Range`, RFC 9110 14.2).
+pub struct Multiparts {
+    states: Vec<MultipartState>,
+}
+
+impl Multiparts {
+    /// `count` states (each a few hundred bytes).
+    pub fn new(count: usize) -> Multiparts {
+        let mut states = Vec::with_capacity(count);
+        states.resize_with(count, MultipartState::default);
+        Multiparts { states }
+    }
+
+    /// A free state (no response holds it), reserved for the caller; `None` when every
+    /// state is in use.
+    pub fn vacant(&self) -> Option<Vacant> {
+        self.states
+            .iter()
+            .find(|s| Rc::strong_count(s) == 1)
+            .map(|s| Vacant(Rc::clone(s)))
+    }
+}
+
+/// A free multipart state, reserved: [`Vacant::fill`] makes it a response's body.
+pub struct Vacant(MultipartState);
+
+impl Vacant {
+    /// Puts `mp` in the state.
+    pub fn fill(self, mp: Multipart) -> MultipartBody {
+        if let Ok(mut state) = self.0.try_borrow_mut() {
+            *state = Some(mp);
+        }
+        MultipartBody(self.0)
+    }
+}
+
+/// A response's hold on a multipart state; dropping it (the response is done or its
+/// connection closed) empties the state, letting go of the file, so it can be reused.
+pub struct MultipartBody(MultipartState);
+
+impl MultipartBody {
+    /// Runs `f` on the state (`None` if it is already borrowed, which the single-threaded loop
+    /// never does).
+    pub fn with<R>(&self, f: impl FnOnce(&mut Multipart) -> R) -> Option<R> {
+        let mut state = self.0.try_borrow_mut().ok()?;
+        state.as_mut().map(f)
+    }
+}
+
+impl Drop for MultipartBody {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.try_borrow_mut() {
+            *state = None;
+        }
+    }
 }
 
 /// A multipart/byteranges body: part heads are formatted into the output region between
@@ -91,7 +157,9 @@ impl Multipart {
     }
 
     fn part_head(&self, i: usize, w: &mut HeadWriter<'_>) {
-        let (first, last) = self.ranges[i];
+        let Some(&(first, last)) = self.ranges.get(i) else {
+            return;
+        };
         w.put(b"\r\n--");
         self.write_boundary(w);
         w.put(b"\r\n");
@@ -111,13 +179,9 @@ impl Multipart {
         w.put(b"--\r\n");
     }
 
-    /// The file every part comes from.
-    pub fn file(&self) -> &File {
-        self.file.get()
-    }
-
-    /// The rest of the range being sent, `(pos, end)`; the caller advances `pos` as it sends.
-    pub fn range_mut(&mut self) -> (&File, &mut u64, u64) {
+    /// The rest of the range being sent, `(file, pos, end)`; the caller advances `pos` as it
+    /// sends.
+    pub fn range_mut(&mut self) -> (Option<&File>, &mut u64, u64) {
         (self.file.get(), &mut self.pos, self.end)
     }
 
@@ -160,5 +224,57 @@ impl Multipart {
         let mut w = HeadWriter::new(&mut scratch);
         self.closing(&mut w);
         total + w.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> FileRef {
+        FileRef::Owned(File::open("/dev/null").unwrap())
+    }
+
+    fn ranges() -> heapless::Vec<(u64, u64), 16> {
+        heapless::Vec::from_slice(&[(0, 0), (2, 3)]).unwrap()
+    }
+
+    #[test]
+    fn a_multipart_state_is_reused_once_its_response_lets_go() {
+        let store = Multiparts::new(1);
+        let body = store.vacant().unwrap().fill(Multipart::new(
+            file(),
+            ranges(),
+            "text/plain",
+            true,
+            10,
+            7,
+        ));
+        assert!(store.vacant().is_none(), "the only state is held");
+        assert!(body.with(|m| !m.is_finished()).unwrap());
+        drop(body);
+        let again = store.vacant().expect("released on drop");
+        let body = again.fill(Multipart::new(file(), ranges(), "text/plain", true, 10, 7));
+        assert_eq!(body.with(|m| m.file_bytes()), Some(10));
+    }
+
+    #[test]
+    fn part_heads_and_the_closing_boundary_add_up_to_the_content_length() {
+        let mut mp = Multipart::new(file(), ranges(), "text/plain", true, 10, 7);
+        let total = mp.content_length();
+        let mut out = [0u8; 512];
+        let mut sent = 0u64;
+        loop {
+            let (_, pos, end) = mp.range_mut();
+            sent += end - *pos;
+            *pos = end;
+            if mp.is_finished() {
+                break;
+            }
+            let mut w = HeadWriter::new(&mut out);
+            mp.advance(&mut w);
+            sent += w.len() as u64;
+        }
+        assert_eq!(sent, total);
     }
 }

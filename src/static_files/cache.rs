@@ -5,9 +5,11 @@
 //! `stat(2)` once they are older than `open_file_cache_valid`, so a changed file is seen
 //! within that time.
 //!
-//! Owns: the entries and the content arena. Never: grows after start (inserting evicts by a
-//! clock hand), caches anything reached with `disable_symlinks = on` (those opens are walks),
-//! or closes a descriptor still being sent from (responses hold an `Rc`).
+//! Owns: the entries, one descriptor holder per entry ([`SharedFile`], made at start), and the
+//! content arena. Never: grows or allocates after start (inserting evicts by a clock hand; a
+//! response shares its entry's holder by reference count), caches anything reached with
+//! `disable_symlinks = on` (those opens are walks), or closes or replaces a descriptor a
+//! response is still sending from (an entry whose holder is shared is not reused).
 
 use std::ffi::CStr;
 use std::fs::File;
@@ -24,6 +26,19 @@ const WAYS: usize = 4;
 /// Longest path kept.
 const MAX_PATH: usize = 256;
 
+/// The descriptor of one cache entry, shared with the responses sending from it. Each entry's
+/// holder is made once, at start; the cache puts a new descriptor in only while it holds the
+/// only reference (`Rc::get_mut`), so the file under a response never changes or closes.
+#[derive(Debug, Default)]
+pub struct SharedFile(Option<File>);
+
+impl SharedFile {
+    /// The descriptor (always there while a response holds the reference).
+    pub fn file(&self) -> Option<&File> {
+        self.0.as_ref()
+    }
+}
+
 /// What the cache knows about one path.
 #[derive(Clone)]
 pub enum Cached<'a> {
@@ -31,7 +46,7 @@ pub enum Cached<'a> {
     Missing,
     /// A regular file: shared descriptor, metadata, and its bytes when small.
     File {
-        file: Rc<File>,
+        file: Rc<SharedFile>,
         size: u64,
         mtime: i64,
         content: Option<&'a [u8]>,
@@ -43,8 +58,8 @@ pub enum Cached<'a> {
 struct Entry {
     path: heapless::Vec<u8, MAX_PATH>,
     checked: Instant,
-    /// None: the path is missing.
-    file: Option<Rc<File>>,
+    /// The path is missing (no descriptor).
+    missing: bool,
     ino: u64,
     dev: u64,
     size: u64,
@@ -54,10 +69,11 @@ struct Entry {
     referenced: bool,
 }
 
-/// The cache: `capacity` entries, and `capacity × SMALL` bytes of content arena (zeroed, so
-/// only what is used costs memory).
+/// The cache: `capacity` entries with their descriptor holders, and `capacity × SMALL` bytes of
+/// content arena (zeroed, so only what is used costs memory).
 pub struct FileCache {
     entries: Vec<Option<Entry>>,
+    files: Vec<Rc<SharedFile>>,
     arena: Vec<u8>,
     valid: Duration,
     hand: usize,
@@ -68,8 +84,11 @@ impl FileCache {
         let capacity = capacity.div_ceil(WAYS) * WAYS;
         let mut entries = Vec::with_capacity(capacity);
         entries.resize_with(capacity, || None);
+        let mut files = Vec::with_capacity(capacity);
+        files.resize_with(capacity, || Rc::new(SharedFile::default()));
         FileCache {
             entries,
+            files,
             arena: vec![0u8; capacity * SMALL],
             valid,
             hand: 0,
@@ -91,16 +110,31 @@ impl FileCache {
         !self.entries.is_empty()
     }
 
+    fn entry(&self, i: usize) -> Option<&Entry> {
+        self.entries.get(i)?.as_ref()
+    }
+
     fn find(&self, path: &[u8]) -> Option<usize> {
         if self.entries.is_empty() {
             return None;
         }
         let set = self.set_of(path);
-        (set..set + WAYS).find(|&i| {
-            self.entries[i]
-                .as_ref()
-                .is_some_and(|e| e.path.as_slice() == path)
-        })
+        (set..set + WAYS).find(|&i| self.entry(i).is_some_and(|e| e.path.as_slice() == path))
+    }
+
+    /// The arena bytes of slot `i`'s small file.
+    fn bytes(&self, i: usize, size: u64) -> Option<&[u8]> {
+        self.arena.get(i * SMALL..i * SMALL + size as usize)
+    }
+
+    /// Forgets entry `i`, closing its descriptor unless a response still sends from it.
+    fn forget(&mut self, i: usize) {
+        if let Some(e) = self.entries.get_mut(i) {
+            *e = None;
+        }
+        if let Some(holder) = self.files.get_mut(i).and_then(Rc::get_mut) {
+            holder.0 = None;
+        }
     }
 
     /// The cached state of `path`, revalidated with `stat` when older than the validity.
@@ -108,23 +142,28 @@ impl FileCache {
     pub fn lookup(&mut self, path: &CStr, now: Instant) -> Option<Cached<'_>> {
         let bytes = path.to_bytes();
         let i = self.find(bytes)?;
-        let stale = self.entries[i]
-            .as_ref()
+        let stale = self
+            .entry(i)
             .is_some_and(|e| now.duration_since(e.checked) >= self.valid);
         if stale && !self.revalidate(i, path, now) {
-            self.entries[i] = None;
+            self.forget(i);
             return None;
         }
-        let e = self.entries[i].as_mut()?;
-        e.referenced = true;
-        let Some(file) = &e.file else {
+        if let Some(e) = self.entries.get_mut(i).and_then(Option::as_mut) {
+            e.referenced = true;
+        }
+        let e = self.entry(i)?;
+        if e.missing {
             return Some(Cached::Missing);
+        }
+        let file = Rc::clone(self.files.get(i)?);
+        let content = if e.has_content {
+            self.bytes(i, e.size)
+        } else {
+            None
         };
-        let content = e
-            .has_content
-            .then(|| &self.arena[i * SMALL..i * SMALL + e.size as usize]);
         Some(Cached::File {
-            file: Rc::clone(file),
+            file,
             size: e.size,
             mtime: e.mtime,
             content,
@@ -135,20 +174,24 @@ impl FileCache {
     /// The bytes slot `slot` keeps for `file`: `None` once the slot holds something else.
     /// Responses copy from here straight into their output, so no copy of a small file's
     /// bytes travels through the call chain.
-    pub fn content(&self, slot: usize, file: &Rc<File>) -> Option<&[u8]> {
-        let e = self.entries.get(slot)?.as_ref()?;
-        let same = e.file.as_ref().is_some_and(|f| Rc::ptr_eq(f, file));
-        (same && e.has_content).then(|| &self.arena[slot * SMALL..slot * SMALL + e.size as usize])
+    pub fn content(&self, slot: usize, file: &Rc<SharedFile>) -> Option<&[u8]> {
+        let e = self.entry(slot)?;
+        let same = self.files.get(slot).is_some_and(|f| Rc::ptr_eq(f, file));
+        if same && e.has_content && !e.missing {
+            self.bytes(slot, e.size)
+        } else {
+            None
+        }
     }
 
     /// True when the path is still what entry `i` says.
     fn revalidate(&mut self, i: usize, path: &CStr, now: Instant) -> bool {
-        let Some(e) = self.entries[i].as_mut() else {
+        let Some(e) = self.entries.get_mut(i).and_then(Option::as_mut) else {
             return false;
         };
         let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
-        let same = match (std::fs::metadata(path), &e.file) {
-            (Ok(md), Some(_)) => {
+        let same = match (std::fs::metadata(path), e.missing) {
+            (Ok(md), false) => {
                 md.is_file()
                     && md.ino() == e.ino
                     && md.dev() == e.dev
@@ -156,7 +199,7 @@ impl FileCache {
                     && md.mtime() == e.mtime
                     && md.mtime_nsec() == e.mtime_nsec
             }
-            (Err(err), None) => {
+            (Err(err), true) => {
                 matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
             }
             _ => false,
@@ -169,11 +212,15 @@ impl FileCache {
 
     /// Remembers that `path` does not exist.
     pub fn insert_missing(&mut self, path: &CStr, now: Instant) {
-        if let Some(i) = self.slot(path.to_bytes()) {
-            self.entries[i] = Some(Entry {
+        let Some(i) = self.slot(path.to_bytes()) else {
+            return;
+        };
+        self.forget(i);
+        if let Some(e) = self.entries.get_mut(i) {
+            *e = Some(Entry {
                 path: heapless::Vec::from_slice(path.to_bytes()).unwrap_or_default(),
                 checked: now,
-                file: None,
+                missing: true,
                 ino: 0,
                 dev: 0,
                 size: 0,
@@ -185,40 +232,58 @@ impl FileCache {
         }
     }
 
-    /// Keeps an opened regular file (and its bytes when small); returns the shared descriptor.
+    /// Keeps an opened regular file (and its bytes when small) and returns its shared holder;
+    /// `Err(file)` gives the file back when no entry of its set is free to take it (each is
+    /// in use by a response): the caller sends from it uncached.
     pub fn insert(
         &mut self,
         path: &CStr,
         file: File,
         md: &std::fs::Metadata,
         now: Instant,
-    ) -> Rc<File> {
-        let file = Rc::new(file);
+    ) -> Result<Rc<SharedFile>, File> {
         let Some(i) = self.slot(path.to_bytes()) else {
-            return file;
+            return Err(file);
         };
         let size = md.size();
         let mut has_content = false;
         if size as usize <= SMALL {
-            let dst = &mut self.arena[i * SMALL..i * SMALL + size as usize];
-            has_content = file.read_exact_at(dst, 0).is_ok();
+            if let Some(dst) = self.arena.get_mut(i * SMALL..i * SMALL + size as usize) {
+                has_content = file.read_exact_at(dst, 0).is_ok();
+            }
         }
-        self.entries[i] = Some(Entry {
-            path: heapless::Vec::from_slice(path.to_bytes()).unwrap_or_default(),
-            checked: now,
-            file: Some(Rc::clone(&file)),
-            ino: md.ino(),
-            dev: md.dev(),
-            size,
-            mtime: md.mtime(),
-            mtime_nsec: md.mtime_nsec(),
-            has_content,
-            referenced: true,
-        });
-        file
+        let Some(slot) = self.files.get_mut(i) else {
+            return Err(file);
+        };
+        let Some(holder) = Rc::get_mut(slot) else {
+            return Err(file);
+        };
+        holder.0 = Some(file);
+        let shared = Rc::clone(slot);
+        if let Some(e) = self.entries.get_mut(i) {
+            *e = Some(Entry {
+                path: heapless::Vec::from_slice(path.to_bytes()).unwrap_or_default(),
+                checked: now,
+                missing: false,
+                ino: md.ino(),
+                dev: md.dev(),
+                size,
+                mtime: md.mtime(),
+                mtime_nsec: md.mtime_nsec(),
+                has_content,
+                referenced: true,
+            });
+        }
+        Ok(shared)
     }
 
-    /// A slot for `path` in its set: its own, a free one, or a second-chance victim.
+    /// A response still sends from entry `i`'s descriptor.
+    fn in_use(&self, i: usize) -> bool {
+        self.files.get(i).is_some_and(|f| Rc::strong_count(f) > 1)
+    }
+
+    /// A slot for `path` in its set: its own, a free one, or a second-chance victim — never
+    /// one a response still sends from.
     fn slot(&mut self, path: &[u8]) -> Option<usize> {
         if self.entries.is_empty() || path.len() > MAX_PATH {
             return None;
@@ -227,18 +292,21 @@ impl FileCache {
             return Some(i);
         }
         let set = self.set_of(path);
-        if let Some(i) = (set..set + WAYS).find(|&i| self.entries[i].is_none()) {
+        if let Some(i) = (set..set + WAYS).find(|&i| self.entry(i).is_none() && !self.in_use(i)) {
             return Some(i);
         }
         for _ in 0..2 * WAYS {
             let i = set + self.hand % WAYS;
             self.hand = self.hand.wrapping_add(1);
-            match self.entries[i].as_mut() {
+            if self.in_use(i) {
+                continue;
+            }
+            match self.entries.get_mut(i).and_then(Option::as_mut) {
                 Some(e) if e.referenced => e.referenced = false,
                 _ => return Some(i),
             }
         }
-        Some(set)
+        None
     }
 }
 
@@ -264,7 +332,7 @@ mod tests {
         assert!(fc.lookup(&c, t0).is_none());
         let f = File::open(&p).unwrap();
         let md = f.metadata().unwrap();
-        fc.insert(&c, f, &md, t0);
+        assert!(fc.insert(&c, f, &md, t0).is_ok());
         match fc.lookup(&c, t0) {
             Some(Cached::File { content, size, .. }) => {
                 assert_eq!(size, 5);
@@ -303,11 +371,54 @@ mod tests {
             let c = CString::new(p.to_str().unwrap()).unwrap();
             let f = File::open(&p).unwrap();
             let md = f.metadata().unwrap();
-            fc.insert(&c, f, &md, t0);
+            let _ = fc.insert(&c, f, &md, t0);
         }
         // Capacity rounds up to whole sets of WAYS; five files still fit in no more.
         assert_eq!(fc.entries.len(), WAYS);
         assert!(fc.entries.iter().filter(|e| e.is_some()).count() <= WAYS);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_entry_a_response_sends_from_is_not_reused() {
+        let d = tmp("pinned");
+        let mut fc = FileCache::new(1, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let mut held = Vec::new();
+        for k in 0..WAYS + 1 {
+            let p = d.join(format!("f{k}"));
+            std::fs::write(&p, format!("file {k}")).unwrap();
+            let c = CString::new(p.to_str().unwrap()).unwrap();
+            let f = File::open(&p).unwrap();
+            let md = f.metadata().unwrap();
+            match fc.insert(&c, f, &md, t0) {
+                // Every entry of the set is held by a response: the last file stays uncached.
+                Ok(shared) => held.push(shared),
+                Err(f) => {
+                    assert_eq!(k, WAYS);
+                    let mut text = String::new();
+                    use std::io::Read;
+                    (&f).read_to_string(&mut text).unwrap();
+                    assert_eq!(text, format!("file {k}"));
+                }
+            }
+        }
+        // Each held descriptor is still its own file.
+        for (k, shared) in held.iter().enumerate() {
+            let mut buf = [0u8; 16];
+            let n = shared.file().unwrap().read_at(&mut buf, 0).unwrap();
+            assert_eq!(&buf[..n], format!("file {k}").as_bytes());
+        }
+        drop(held);
+        let p = d.join("after");
+        std::fs::write(&p, "x").unwrap();
+        let c = CString::new(p.to_str().unwrap()).unwrap();
+        let f = File::open(&p).unwrap();
+        let md = f.metadata().unwrap();
+        assert!(
+            fc.insert(&c, f, &md, t0).is_ok(),
+            "released entries are reused"
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 }

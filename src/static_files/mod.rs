@@ -17,7 +17,7 @@ use crate::http::response::{start, HeadWriter};
 use crate::http::Status;
 use crate::static_files::cache::{Cached, FileCache};
 use crate::sys;
-use body::{Body, FileRef, Multipart};
+use body::{Body, FileRef, Multipart, MultipartBody, Multiparts};
 use std::cell::RefCell;
 use std::ffi::CStr;
 use std::fs::File;
@@ -62,6 +62,8 @@ pub struct ReplyCtx<'a> {
     pub files: Option<&'a RefCell<FileCache>>,
     /// The loop's path buffer.
     pub fs_path: &'a FsPath,
+    /// The preallocated multipart/byteranges states.
+    pub multiparts: Option<&'a Multiparts>,
     pub mono: Instant,
 }
 
@@ -108,7 +110,10 @@ impl PathBuf0 {
         if end > PATH_MAX {
             return Err(Status::UriTooLong);
         }
-        self.buf[self.len..end].copy_from_slice(bytes);
+        match self.buf.get_mut(self.len..end) {
+            Some(dst) => dst.copy_from_slice(bytes),
+            None => return Err(Status::UriTooLong),
+        }
         self.len = end;
         Ok(())
     }
@@ -116,12 +121,17 @@ impl PathBuf0 {
         self.len = len.min(self.len);
     }
     fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+        self.buf.get(..self.len).unwrap_or(&[])
     }
     fn cstr(&mut self) -> &CStr {
-        self.buf[self.len] = 0;
+        if let Some(end) = self.buf.get_mut(self.len) {
+            *end = 0;
+        }
         // The buffer holds no interior NUL (push refuses them) and ends in one.
-        CStr::from_bytes_with_nul(&self.buf[..=self.len]).unwrap_or(c"")
+        self.buf
+            .get(..=self.len)
+            .and_then(|b| CStr::from_bytes_with_nul(b).ok())
+            .unwrap_or(c"")
     }
 }
 
@@ -171,13 +181,18 @@ fn open_mapped(m: &mut Mapping<'_>, no_symlinks: bool) -> io::Result<File> {
     }
     let base_len = m.base_len;
     let mut base = PathBuf0::new();
-    base.push(&m.full.bytes()[..base_len])
+    base.push(m.full.bytes().get(..base_len).unwrap_or(&[]))
         .map_err(|_| io::Error::from_raw_os_error(libc::ENAMETOOLONG))?;
     if base.len == 0 {
         base.push(b"/").ok();
     }
     let dir = sys::open_dir(base.cstr())?;
-    let rel = m.full.bytes()[base_len..].trim_ascii_start();
+    let rel = m
+        .full
+        .bytes()
+        .get(base_len..)
+        .unwrap_or(&[])
+        .trim_ascii_start();
     let rel = trim_slashes(rel);
     let rel = if rel.is_empty() { &b"."[..] } else { rel };
     sys::open_beneath_nofollow(dir.as_raw_fd(), rel)
@@ -236,21 +251,19 @@ fn open_path(m: &mut Mapping<'_>, sc: &StaticConf, ctx: &ReplyCtx<'_>) -> io::Re
     };
     let md = file.metadata()?;
     let (size, mtime) = (md.size(), md.mtime());
-    if let (Some(cache), true) = (cache, md.is_file()) {
-        let shared = cache
+    let file = match (cache, md.is_file()) {
+        (Some(cache), true) => match cache
             .borrow_mut()
-            .insert(m.full.cstr(), file, &md, ctx.mono);
-        return Ok(Opened {
-            file: FileRef::Shared(shared),
-            is_dir: false,
-            is_file: true,
-            size,
-            mtime,
-            small: None,
-        });
-    }
+            .insert(m.full.cstr(), file, &md, ctx.mono)
+        {
+            Ok(shared) => FileRef::Shared(shared),
+            // Every entry of its set is being sent from: this one goes uncached.
+            Err(file) => FileRef::Owned(file),
+        },
+        _ => FileRef::Owned(file),
+    };
     Ok(Opened {
-        file: FileRef::Owned(file),
+        file,
         is_dir: md.is_dir(),
         is_file: md.is_file(),
         size,
@@ -362,7 +375,8 @@ fn escape_path(w: &mut HeadWriter<'_>, path: &[u8]) {
         } else {
             w.put(b"%");
             let hex = b"0123456789ABCDEF";
-            w.put(&[hex[(b >> 4) as usize], hex[(b & 15) as usize]]);
+            let digit = |d: u8| hex.get(usize::from(d)).copied().unwrap_or(b'0');
+            w.put(&[digit(b >> 4), digit(b & 15)]);
         }
     }
 }
@@ -375,6 +389,17 @@ pub fn connection_header(w: &mut HeadWriter<'_>, keep_alive: bool) {
     );
 }
 
+/// What the head of a file response states about the representation.
+struct Meta<'a> {
+    size: u64,
+    mime: &'static str,
+    gzipped: bool,
+    /// Open-file cache slot holding the bytes of this small file.
+    small: Option<usize>,
+    etag: &'a [u8],
+    last_modified: &'a [u8; 29],
+}
+
 fn send_file(
     sc: &StaticConf,
     req: &StaticRequest<'_>,
@@ -384,7 +409,7 @@ fn send_file(
     m: &mut Mapping<'_>,
     name_len: usize,
 ) -> Result<Body, Status> {
-    let mime = crate::static_files::mime::mime_type(&m.full.bytes()[..name_len]);
+    let mime = crate::static_files::mime::mime_type(m.full.bytes().get(..name_len).unwrap_or(&[]));
 
     // 3. gzip_static: a sibling FILE.gz wins when the client takes gzip.
     let mut gzipped = false;
@@ -407,7 +432,6 @@ fn send_file(
         small,
         ..
     } = opened;
-
     let mut etag_buf = [0u8; 40];
     let etag_len = {
         let mut e = HeadWriter::new(&mut etag_buf);
@@ -418,139 +442,195 @@ fn send_file(
             .put(b"\"");
         e.len()
     };
-    let etag = &etag_buf[..etag_len];
-    let mut lm = [0u8; 29];
-    format_http_date(mtime, &mut lm);
-
-    // 4. Preconditions, as nginx's not_modified filter checks them on a 200: If-Unmodified-Since,
-    //    then If-Match (RFC 9110 13.1.4, 13.1.1) → 412.
-    if precondition_fails(req, etag, mtime) {
+    let mut last_modified = [0u8; 29];
+    format_http_date(mtime, &mut last_modified);
+    let meta = Meta {
+        size,
+        mime,
+        gzipped,
+        small,
+        etag: etag_buf.get(..etag_len).unwrap_or(&[]),
+        last_modified: &last_modified,
+    };
+    // 4. Preconditions (412), then the conditional GET (304).
+    if precondition_fails(req, meta.etag, mtime) {
         return Err(Status::PreconditionFailed);
     }
-
-    // 5. Conditional GET: If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
-    let not_modified = match (req.if_none_match, req.if_modified_since) {
-        (Some(inm), _) => etag_list_matches(inm, etag),
-        (None, Some(ims)) => parse_http_date(ims).is_some_and(|t| mtime <= t),
-        (None, None) => false,
-    };
-    if not_modified {
+    if not_modified(req, meta.etag, mtime) {
         start(w, Status::NotModified, ctx.server_tokens, ctx.date);
-        w.header(b"Last-Modified", &lm).header(b"ETag", etag);
+        w.header(b"Last-Modified", meta.last_modified)
+            .header(b"ETag", meta.etag);
         cache_headers(w, sc, ctx);
         connection_header(w, ctx.keep_alive);
         w.put(b"\r\n");
         return Ok(Body::None);
     }
-
-    // 6. Range, honoured only while If-Range (if any) still names this representation.
+    // 5. Range, honoured only while If-Range (if any) still names this representation.
     let spec = match req.range {
         Some(r)
             if req
                 .if_range
-                .is_none_or(|ir| if_range_matches(ir, etag, mtime)) =>
+                .is_none_or(|ir| if_range_matches(ir, meta.etag, mtime)) =>
         {
             parse_range(r, size, req.max_ranges)
         }
         _ => RangeSpec::Ignore,
     };
-    let accept_ranges = req.max_ranges > 0;
-    match spec {
-        RangeSpec::Unsatisfiable => {
-            let page_len = crate::http::response::error_page_len(
-                Status::RangeNotSatisfiable,
-                ctx.server_tokens,
-            );
-            start(w, Status::RangeNotSatisfiable, ctx.server_tokens, ctx.date);
-            w.header(b"Content-Type", b"text/html")
-                .put(b"Content-Length: ")
-                .num(page_len as u64)
-                .put(b"\r\nContent-Range: bytes */")
-                .num(size)
-                .put(b"\r\n");
-            connection_header(w, ctx.keep_alive);
-            w.put(b"\r\n");
-            if !ctx.head_only {
-                crate::http::response::error_page(
-                    w,
-                    Status::RangeNotSatisfiable,
-                    ctx.server_tokens,
-                );
-            }
-            Ok(Body::None)
-        }
+    Ok(match spec {
+        RangeSpec::Unsatisfiable => unsatisfiable(w, ctx, size),
         RangeSpec::Ranges(ranges) if ranges.len() == 1 => {
-            let (first, last) = ranges[0];
-            start(w, Status::PartialContent, ctx.server_tokens, ctx.date);
-            typed(w, req, mime, sc.charset);
-            w.put(b"Content-Length: ")
-                .num(last - first + 1)
-                .put(b"\r\nContent-Range: bytes ")
-                .num(first)
-                .put(b"-")
-                .num(last)
-                .put(b"/")
-                .num(size)
-                .put(b"\r\n");
-            validators(w, &lm, etag, gzipped, sc, accept_ranges);
-            cache_headers(w, sc, ctx);
-            connection_header(w, ctx.keep_alive);
-            w.put(b"\r\n");
-            Ok(Body::File {
-                file,
-                pos: first,
-                end: last + 1,
-            })
+            let (first, last) = ranges.first().copied().unwrap_or((0, 0));
+            one_range(sc, req, ctx, w, &meta, file, (first, last))
         }
-        RangeSpec::Ranges(ranges) => {
-            let mp = Multipart::new(file, ranges, mime, sc.charset, size, ctx.now as u64);
-            start(w, Status::PartialContent, ctx.server_tokens, ctx.date);
-            w.put(b"Content-Type: multipart/byteranges; boundary=");
-            mp.write_boundary(w);
-            w.put(b"\r\nContent-Length: ")
-                .num(mp.content_length())
-                .put(b"\r\n");
-            validators(w, &lm, etag, gzipped, sc, accept_ranges);
-            cache_headers(w, sc, ctx);
-            connection_header(w, ctx.keep_alive);
-            w.put(b"\r\n");
-            Ok(Body::Multipart(Box::new(mp)))
-        }
-        RangeSpec::Ignore => {
-            start(w, Status::Ok, ctx.server_tokens, ctx.date);
-            typed(w, req, mime, sc.charset);
-            w.put(b"Content-Length: ").num(size).put(b"\r\n");
-            validators(w, &lm, etag, gzipped, sc, accept_ranges);
-            cache_headers(w, sc, ctx);
-            connection_header(w, ctx.keep_alive);
-            w.put(b"\r\n");
-            // A cached small file: the body follows the head in one send.
-            if let (Some(slot), FileRef::Shared(rc), Some(cache), false) =
-                (small, &file, ctx.files, ctx.head_only)
-            {
-                if let Some(bytes) = cache.borrow().content(slot, rc) {
-                    // Only when it fits behind the head; otherwise sendfile sends it.
-                    if bytes.len() as u64 == size && bytes.len() <= w.remaining() {
-                        w.put(bytes);
-                        return Ok(Body::Inline(bytes.len()));
-                    }
-                }
+        RangeSpec::Ranges(ranges) => match ctx.multiparts.and_then(Multiparts::vacant) {
+            Some(state) => {
+                let mp = Multipart::new(file, ranges, mime, sc.charset, size, ctx.now as u64);
+                multipart(sc, req, ctx, w, &meta, state.fill(mp))
             }
-            Ok(Body::File {
-                file,
-                pos: 0,
-                end: size,
-            })
+            // No free multipart state: the whole file, as when Range is ignored.
+            None => whole(sc, req, ctx, w, &meta, file),
+        },
+        RangeSpec::Ignore => whole(sc, req, ctx, w, &meta, file),
+    })
+}
+
+/// If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+fn not_modified(req: &StaticRequest<'_>, etag: &[u8], mtime: i64) -> bool {
+    match (req.if_none_match, req.if_modified_since) {
+        (Some(inm), _) => etag_list_matches(inm, etag),
+        (None, Some(ims)) => parse_http_date(ims).is_some_and(|t| mtime <= t),
+        (None, None) => false,
+    }
+}
+
+/// 416 with `Content-Range: bytes */SIZE` and the error page.
+fn unsatisfiable(w: &mut HeadWriter<'_>, ctx: &ReplyCtx<'_>, size: u64) -> Body {
+    let status = Status::RangeNotSatisfiable;
+    let page_len = crate::http::response::error_page_len(status, ctx.server_tokens);
+    start(w, status, ctx.server_tokens, ctx.date);
+    w.header(b"Content-Type", b"text/html")
+        .put(b"Content-Length: ")
+        .num(page_len as u64)
+        .put(b"\r\nContent-Range: bytes */")
+        .num(size)
+        .put(b"\r\n");
+    connection_header(w, ctx.keep_alive);
+    w.put(b"\r\n");
+    if !ctx.head_only {
+        crate::http::response::error_page(w, status, ctx.server_tokens);
+    }
+    Body::None
+}
+
+/// The fields every file response ends its head with.
+fn end_head(
+    w: &mut HeadWriter<'_>,
+    sc: &StaticConf,
+    req: &StaticRequest<'_>,
+    ctx: &ReplyCtx<'_>,
+    meta: &Meta<'_>,
+) {
+    validators(
+        w,
+        meta.last_modified,
+        meta.etag,
+        meta.gzipped,
+        sc,
+        req.max_ranges > 0,
+    );
+    cache_headers(w, sc, ctx);
+    connection_header(w, ctx.keep_alive);
+    w.put(b"\r\n");
+}
+
+/// 206 with one range of the file.
+fn one_range(
+    sc: &StaticConf,
+    req: &StaticRequest<'_>,
+    ctx: &ReplyCtx<'_>,
+    w: &mut HeadWriter<'_>,
+    meta: &Meta<'_>,
+    file: FileRef,
+    (first, last): (u64, u64),
+) -> Body {
+    start(w, Status::PartialContent, ctx.server_tokens, ctx.date);
+    typed(w, req, meta.mime, sc.charset);
+    w.put(b"Content-Length: ")
+        .num(last - first + 1)
+        .put(b"\r\nContent-Range: bytes ")
+        .num(first)
+        .put(b"-")
+        .num(last)
+        .put(b"/")
+        .num(meta.size)
+        .put(b"\r\n");
+    end_head(w, sc, req, ctx, meta);
+    Body::File {
+        file,
+        pos: first,
+        end: last + 1,
+    }
+}
+
+/// 206 with several ranges as multipart/byteranges.
+fn multipart(
+    sc: &StaticConf,
+    req: &StaticRequest<'_>,
+    ctx: &ReplyCtx<'_>,
+    w: &mut HeadWriter<'_>,
+    meta: &Meta<'_>,
+    body: MultipartBody,
+) -> Body {
+    start(w, Status::PartialContent, ctx.server_tokens, ctx.date);
+    w.put(b"Content-Type: multipart/byteranges; boundary=");
+    let length = body.with(|mp| {
+        mp.write_boundary(w);
+        mp.content_length()
+    });
+    w.put(b"\r\nContent-Length: ")
+        .num(length.unwrap_or(0))
+        .put(b"\r\n");
+    end_head(w, sc, req, ctx, meta);
+    Body::Multipart(body)
+}
+
+/// 200 with the whole file; a cached small file's bytes follow the head in one send.
+fn whole(
+    sc: &StaticConf,
+    req: &StaticRequest<'_>,
+    ctx: &ReplyCtx<'_>,
+    w: &mut HeadWriter<'_>,
+    meta: &Meta<'_>,
+    file: FileRef,
+) -> Body {
+    start(w, Status::Ok, ctx.server_tokens, ctx.date);
+    typed(w, req, meta.mime, sc.charset);
+    w.put(b"Content-Length: ").num(meta.size).put(b"\r\n");
+    end_head(w, sc, req, ctx, meta);
+    if let (Some(slot), FileRef::Shared(rc), Some(cache), false) =
+        (meta.small, &file, ctx.files, ctx.head_only)
+    {
+        if let Some(bytes) = cache.borrow().content(slot, rc) {
+            // Only when it fits behind the head; otherwise sendfile sends it.
+            if bytes.len() as u64 == meta.size && bytes.len() <= w.remaining() {
+                w.put(bytes);
+                return Body::Inline(bytes.len());
+            }
         }
+    }
+    Body::File {
+        file,
+        pos: 0,
+        end: meta.size,
     }
 }
 
 /// Our Content-Type unless the app's carried-over headers bring one, then those headers.
 fn typed(w: &mut HeadWriter<'_>, req: &StaticRequest<'_>, mime: &str, charset: bool) {
-    let has_type = req
-        .extra_headers
-        .split(|&b| b == b'\n')
-        .any(|line| line.len() >= 13 && line[..13].eq_ignore_ascii_case(b"content-type:"));
+    let has_type = req.extra_headers.split(|&b| b == b'\n').any(|line| {
+        line.get(..13)
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"content-type:"))
+    });
     if !has_type {
         content_type(w, mime, charset);
     }

@@ -4,19 +4,18 @@
 //! Each `unsafe` block carries a `// SAFETY:` line. Nothing here allocates on a hot path
 //! or keeps state; callers own every descriptor.
 
-pub mod process;
-pub mod stream;
-
-use std::ffi::CStr;
-use std::fs::File;
-use std::io;
-use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
-/// Calls a libc function and turns `-1` into the thread's `errno` as an `io::Error`.
+/// Every libc call in uwgate goes through here. `syscall!(f(args))` maps the C convention (-1
+/// and `errno`) to an `io::Result`; `syscall!(raw f(args))` is for a call without that
+/// convention (one that cannot fail, returns a pointer, or never returns), whose result the
+/// caller reads itself. Each call site says why its arguments are valid for `f`.
 macro_rules! syscall {
+    (raw $fn:ident ( $($arg:expr),* $(,)? )) => {{
+        // SAFETY: every call site passes arguments valid for this libc function, as the
+        // comment there says; the function's own contract is the libc manual's.
+        unsafe { libc::$fn($($arg),*) }
+    }};
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // SAFETY: each caller passes arguments valid for this libc function (see its call site).
+        // SAFETY: as in the `raw` arm: arguments valid for the function, said at the call site.
         let res = unsafe { libc::$fn($($arg),*) };
         if res == -1 {
             Err(std::io::Error::last_os_error())
@@ -25,6 +24,17 @@ macro_rules! syscall {
         }
     }};
 }
+
+#[cfg(feature = "count-alloc")]
+pub mod alloc_count;
+pub mod process;
+pub mod stream;
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 pub mod stderr;
 
@@ -58,11 +68,8 @@ pub fn signalfd(signals: &[libc::c_int]) -> io::Result<OwnedFd> {
     for &sig in signals {
         syscall!(sigaddset(&mut set, sig))?;
     }
-    // SAFETY: `set` is initialised; the old mask is not wanted.
-    let rc = unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // `set` is initialised; the old mask is not wanted.
+    syscall!(sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()))?;
     let fd = syscall!(signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC))?;
     // SAFETY: signalfd returned a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -284,11 +291,13 @@ pub fn open_read(path: &CStr, nofollow: bool) -> io::Result<File> {
     }
     // openat(2) directly: musl's open() follows O_CLOEXEC with a redundant fcntl(F_SETFD)
     // for kernels older than 2.6.23, one system call per static request we don't need.
-    // SAFETY: `path` is NUL-terminated; the flags need no mode argument.
-    let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    // `path` is NUL-terminated; the flags need no mode argument.
+    let fd = syscall!(syscall(
+        libc::SYS_openat,
+        libc::AT_FDCWD,
+        path.as_ptr(),
+        flags
+    ))?;
     // SAFETY: openat returned a fresh descriptor that nothing else owns.
     Ok(unsafe { File::from_raw_fd(fd as RawFd) })
 }
@@ -317,65 +326,71 @@ const RESOLVE_BENEATH: u64 = 0x08;
 /// otherwise a walk that opens one component at a time with O_NOFOLLOW (CentOS 7's 3.10).
 pub fn open_beneath_nofollow(dir: RawFd, rel: &[u8]) -> io::Result<File> {
     let mut path = [0u8; 4097];
-    if rel.len() >= path.len() || rel.contains(&0) {
+    let Some(dst) = path
+        .get_mut(..rel.len())
+        .filter(|_| rel.len() < 4097 && !rel.contains(&0))
+    else {
         return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-    }
-    path[..rel.len()].copy_from_slice(rel);
+    };
+    dst.copy_from_slice(rel);
     let how = OpenHow {
         flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64,
         mode: 0,
         resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
     };
-    // SAFETY: `path` is NUL-terminated, `how` is a valid open_how of the size passed.
-    let res = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir,
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
-    };
-    if res >= 0 {
+    // `path` is NUL-terminated, `how` is a valid open_how of the size passed.
+    let res = syscall!(syscall(
+        libc::SYS_openat2,
+        dir,
+        path.as_ptr(),
+        &how as *const OpenHow,
+        std::mem::size_of::<OpenHow>(),
+    ));
+    match res {
         // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
-        return Ok(unsafe { File::from_raw_fd(res as RawFd) });
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::ENOSYS) | Some(libc::EPERM) => open_walk_nofollow(dir, &mut path, rel.len()),
+        Ok(fd) => Ok(unsafe { File::from_raw_fd(fd as RawFd) }),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) => {
+            open_walk_nofollow(dir, &mut path, rel.len())
+        }
         // RESOLVE_NO_SYMLINKS reports a symlink as ELOOP, as O_NOFOLLOW does.
-        _ => Err(err),
+        Err(e) => Err(e),
     }
 }
 
+/// Walks `path[..len]` component by component from `dir`; every intermediate is opened
+/// O_PATH|O_NOFOLLOW|O_DIRECTORY, the last O_RDONLY|O_NOFOLLOW. `path` has a spare byte after
+/// `len` for the terminating NUL.
 fn open_walk_nofollow(dir: RawFd, path: &mut [u8], len: usize) -> io::Result<File> {
-    // 1. Walk component by component; every intermediate is opened O_PATH|O_NOFOLLOW|O_DIRECTORY.
     let mut base: Option<OwnedFd> = None;
     let mut start = 0;
     while start < len {
-        let end = path[start..len]
-            .iter()
-            .position(|&b| b == b'/')
+        let end = path
+            .get(start..len)
+            .and_then(|rest| rest.iter().position(|&b| b == b'/'))
             .map_or(len, |p| start + p);
-        let comp = &path[start..end];
-        if comp == b".." {
+        if path.get(start..end) == Some(&b".."[..]) {
             return Err(io::Error::from_raw_os_error(libc::EACCES));
         }
         let last = end == len;
-        let saved = path[end];
-        path[end] = 0;
+        let Some(saved) = path.get(end).copied() else {
+            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+        };
+        // The component is NUL-terminated in place for openat, then restored.
+        if let Some(b) = path.get_mut(end) {
+            *b = 0;
+        }
         let at = base.as_ref().map_or(dir, |f| f.as_raw_fd());
         let flags = if last {
             libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NOFOLLOW
         } else {
             libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW
         };
-        let res = syscall!(openat(
-            at,
-            path[start..].as_ptr() as *const libc::c_char,
-            flags
-        ));
-        path[end] = saved;
+        let name = path.get(start..).unwrap_or(&[]);
+        // `name` starts at the component and holds its NUL.
+        let res = syscall!(openat(at, name.as_ptr() as *const libc::c_char, flags));
+        if let Some(b) = path.get_mut(end) {
+            *b = saved;
+        }
         let fd = res?;
         // SAFETY: openat returned a fresh descriptor that nothing else owns.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -392,8 +407,8 @@ fn open_walk_nofollow(dir: RawFd, path: &mut [u8], len: usize) -> io::Result<Fil
 pub fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
     let cname = std::ffi::CString::new(name)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name contains NUL"))?;
-    // SAFETY: getpwnam reads a static buffer; we copy the two fields out at once.
-    let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
+    // `cname` is NUL-terminated; getpwnam returns libc's static record or NULL.
+    let pw = syscall!(raw getpwnam(cname.as_ptr()));
     if pw.is_null() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -408,8 +423,8 @@ pub fn lookup_user(name: &str) -> io::Result<(u32, u32)> {
 pub fn lookup_group(name: &str) -> io::Result<u32> {
     let cname = std::ffi::CString::new(name)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "group name contains NUL"))?;
-    // SAFETY: getgrnam reads a static buffer; we copy one field out at once.
-    let gr = unsafe { libc::getgrnam(cname.as_ptr()) };
+    // `cname` is NUL-terminated; getgrnam returns libc's static record or NULL.
+    let gr = syscall!(raw getgrnam(cname.as_ptr()));
     if gr.is_null() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -430,8 +445,8 @@ pub fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
 
 /// The effective uid (0 = root).
 pub fn geteuid() -> u32 {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() }
+    // geteuid takes nothing and cannot fail.
+    syscall!(raw geteuid())
 }
 
 /// Sends `sig` to `pid`.
@@ -455,14 +470,25 @@ pub fn tmpfile(dir: &CStr) -> io::Result<File> {
                 Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
             ) =>
         {
-            let mut template = dir.to_bytes().to_vec();
-            template.extend_from_slice(b"/uwgate.XXXXXX\0");
+            // DIR/uwgate.XXXXXX and its NUL, in a fixed buffer (no allocation per spool).
+            let mut template = [0u8; 4096 + 16];
+            let dir = dir.to_bytes();
+            let suffix = b"/uwgate.XXXXXX\0";
+            let total = dir.len() + suffix.len();
+            let Some(name) = template.get_mut(..total) else {
+                return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+            };
+            let (head, tail) = name.split_at_mut(dir.len());
+            head.copy_from_slice(dir);
+            tail.copy_from_slice(suffix);
+            // `template` is NUL-terminated and ends in XXXXXX, as mkostemp wants.
             let fd = syscall!(mkostemp(
                 template.as_mut_ptr() as *mut libc::c_char,
                 libc::O_CLOEXEC
             ))?;
-            // SAFETY: mkostemp filled in the template, still NUL-terminated.
-            unsafe { libc::unlink(template.as_ptr() as *const libc::c_char) };
+            // mkostemp filled in the template, still NUL-terminated; a failed unlink only
+            // leaves the file visible.
+            let _ = syscall!(unlink(template.as_ptr() as *const libc::c_char));
             // SAFETY: mkostemp returned a fresh descriptor that nothing else owns.
             Ok(unsafe { File::from_raw_fd(fd) })
         }
@@ -480,8 +506,8 @@ pub fn getpid() -> u32 {
 pub fn daemonize() -> io::Result<()> {
     let pid = syscall!(fork())?;
     if pid > 0 {
-        // SAFETY: _exit ends the parent without running destructors shared with the child.
-        unsafe { libc::_exit(0) };
+        // _exit ends the parent without running destructors shared with the child.
+        syscall!(raw _exit(0));
     }
     syscall!(setsid())?;
     let fd = syscall!(open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC))?;

@@ -14,15 +14,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-/// `-1 → io::Error::last_os_error()` for one libc call.
-macro_rules! syscall {
-    ($fn:ident($($a:expr),* $(,)?)) => {{
-        // SAFETY: each caller passes arguments valid for this libc call (checked at the call site).
-        let r = unsafe { libc::$fn($($a),*) };
-        if r == -1 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
-    }};
-}
-
 /// How a child ended, decoded from a `waitpid` status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WaitStatus {
@@ -325,16 +316,18 @@ struct ChildPlan<'a> {
 
 /// Reports `step` and the current errno on the error pipe, then exits 127.
 fn child_fail(err: RawFd, step: ChildStep) -> ! {
-    // SAFETY: __errno_location returns this thread's errno slot, always valid to read.
-    let errno = unsafe { *libc::__errno_location() };
+    // __errno_location returns this thread's errno slot, always valid to read.
+    let slot = syscall!(raw __errno_location());
+    // SAFETY: `slot` is libc's thread-local errno, a valid `c_int`.
+    let errno = unsafe { *slot };
     let s = step.code().to_le_bytes();
     let e = errno.to_le_bytes();
     let report = [s[0], s[1], s[2], s[3], e[0], e[1], e[2], e[3]];
-    // SAFETY: `report` is a live 8-byte stack buffer; a short or failed write only loses the
-    // report (the parent then sees EOF, and the exit status 127 when it reaps the child).
-    unsafe { libc::write(err, report.as_ptr().cast(), report.len()) };
-    // SAFETY: _exit never returns and runs no atexit handlers or destructors of the parent.
-    unsafe { libc::_exit(127) }
+    // `report` is a live 8-byte stack buffer; a short or failed write only loses the report
+    // (the parent then sees EOF, and the exit status 127 when it reaps the child).
+    let _ = syscall!(write(err, report.as_ptr().cast(), report.len()));
+    // _exit never returns and runs no atexit handlers or destructors of the parent.
+    syscall!(raw _exit(127))
 }
 
 /// The child between fork and exec. Only async-signal-safe syscalls on memory prepared before fork.
@@ -347,12 +340,10 @@ fn child_exec(plan: &ChildPlan<'_>) -> ! {
     //    descriptor above 2 except the error pipe (close-on-exec itself). First, before any
     //    step that can block (chdir on a hung mount): the parent does not wait for the exec,
     //    and until this point the child holds a copy of every socket uwgate has open.
-    // SAFETY: the three source descriptors are open in the child (inherited from the parent).
-    let dup_failed = unsafe {
-        libc::dup2(plan.devnull, 0) == -1
-            || libc::dup2(setup.stdout.as_raw_fd(), 1) == -1
-            || libc::dup2(setup.stderr.as_raw_fd(), 2) == -1
-    };
+    // The three source descriptors are open in the child (inherited from the parent).
+    let dup_failed = syscall!(dup2(plan.devnull, 0)).is_err()
+        || syscall!(dup2(setup.stdout.as_raw_fd(), 1)).is_err()
+        || syscall!(dup2(setup.stderr.as_raw_fd(), 2)).is_err();
     if dup_failed {
         fail(ChildStep::Dup2);
     }
@@ -361,8 +352,8 @@ fn child_exec(plan: &ChildPlan<'_>) -> ! {
 
     // 2. Own session and process group, so killpg(pid) reaches the whole tree and the terminal's
     //    signals (Ctrl-C in a foreground uwgate) do not.
-    // SAFETY: setsid takes no arguments.
-    if unsafe { libc::setsid() } == -1 {
+    // setsid takes no arguments.
+    if syscall!(setsid()).is_err() {
         fail(ChildStep::Setsid);
     }
 
@@ -384,26 +375,24 @@ fn child_exec(plan: &ChildPlan<'_>) -> ! {
 
     // 6. Working directory (as the target user, like supervisor) and umask.
     if let Some(dir) = &setup.image.dir {
-        // SAFETY: `dir` is a NUL-terminated string built before fork.
-        if unsafe { libc::chdir(dir.as_ptr()) } == -1 {
+        // `dir` is a NUL-terminated string built before fork.
+        if syscall!(chdir(dir.as_ptr())).is_err() {
             fail(ChildStep::Chdir);
         }
     }
     if let Some(mask) = setup.umask {
-        // SAFETY: plain integer argument.
-        unsafe { libc::umask(mask as libc::mode_t) };
+        // A plain integer argument; umask cannot fail.
+        syscall!(raw umask(mask as libc::mode_t));
     }
 
     // 7. Exec.
-    // SAFETY: path, argv and envp are NUL-terminated strings and NULL-terminated pointer arrays
-    // built before fork and still alive (the parent's memory is copied into the child).
-    unsafe {
-        libc::execve(
-            setup.image.path.as_ptr(),
-            setup.image.argv_ptrs.as_ptr(),
-            setup.image.envp_ptrs.as_ptr(),
-        )
-    };
+    // path, argv and envp are NUL-terminated strings and NULL-terminated pointer arrays built
+    // before fork and still alive (the parent's memory is copied into the child).
+    let _ = syscall!(execve(
+        setup.image.path.as_ptr(),
+        setup.image.argv_ptrs.as_ptr(),
+        setup.image.envp_ptrs.as_ptr(),
+    ));
     fail(ChildStep::Exec)
 }
 
@@ -419,46 +408,41 @@ fn reset_signals(nsig: libc::c_int) {
     let mut sig: libc::c_int = 1;
     while sig <= nsig {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            // SAFETY: `dfl` is a live zeroed buffer at least as large as the kernel's sigaction;
-            // the old-action pointer is NULL; an error (EINVAL) leaves the disposition as is.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig,
-                    dfl.as_ptr(),
-                    std::ptr::null_mut::<libc::c_void>(),
-                    sigsetsize,
-                )
-            };
+            // `dfl` is a live zeroed buffer at least as large as the kernel's sigaction; the
+            // old-action pointer is NULL; an error (EINVAL) leaves the disposition as is.
+            let _ = syscall!(syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                dfl.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                sigsetsize,
+            ));
         }
         sig += 1;
     }
-    // SAFETY: `empty` is initialised by sigemptyset before use; sigprocmask only reads it.
-    unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // `empty` is a live sigset_t; sigprocmask only reads it.
+    let _ = syscall!(sigemptyset(&mut empty));
+    let _ = syscall!(sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()));
 }
 
 /// PR_SET_PDEATHSIG = SIGKILL, then a check that the parent is still `parent` (it may have
 /// died before prctl). Async-signal-safe.
 fn die_with_parent(parent: libc::pid_t) -> Result<(), ChildStep> {
-    // SAFETY: PR_SET_PDEATHSIG takes a signal number; the unused arguments are ignored.
-    let pdeath = unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
-    if pdeath == -1 {
+    // PR_SET_PDEATHSIG takes a signal number; the unused arguments are ignored.
+    let pdeath = syscall!(prctl(
+        libc::PR_SET_PDEATHSIG,
+        libc::SIGKILL as libc::c_ulong,
+        0 as libc::c_ulong,
+        0 as libc::c_ulong,
+        0 as libc::c_ulong,
+    ));
+    if pdeath.is_err() {
         return Err(ChildStep::Pdeathsig);
     }
-    // SAFETY: getppid takes no arguments and cannot fail.
-    if unsafe { libc::getppid() } != parent {
+    // getppid takes no arguments and cannot fail.
+    if syscall!(raw getppid()) != parent {
         return Err(ChildStep::ParentGone);
     }
     Ok(())
@@ -467,16 +451,16 @@ fn die_with_parent(parent: libc::pid_t) -> Result<(), ChildStep> {
 /// setgroups, setgid, setuid to `c` (in that order: after setuid groups could not change);
 /// the failed step on error. Async-signal-safe.
 fn switch_user(c: &Credentials, groups: &[u32]) -> Result<(), ChildStep> {
-    // SAFETY: `groups` points at `groups.len()` gid_t values owned by the parent's Vec.
-    if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } == -1 {
+    // `groups` points at `groups.len()` gid_t values owned by the parent's Vec.
+    if syscall!(setgroups(groups.len(), groups.as_ptr())).is_err() {
         return Err(ChildStep::Setgroups);
     }
-    // SAFETY: plain integer argument.
-    if unsafe { libc::setgid(c.gid) } == -1 {
+    // A plain integer argument.
+    if syscall!(setgid(c.gid)).is_err() {
         return Err(ChildStep::Setgid);
     }
-    // SAFETY: plain integer argument.
-    if unsafe { libc::setuid(c.uid) } == -1 {
+    // A plain integer argument.
+    if syscall!(setuid(c.uid)).is_err() {
         return Err(ChildStep::Setuid);
     }
     Ok(())
@@ -486,16 +470,14 @@ fn switch_user(c: &Credentials, groups: &[u32]) -> Result<(), ChildStep> {
 /// the descriptor limit. Async-signal-safe.
 fn close_from_3_except(keep: RawFd, max_fd: libc::c_int) {
     let close_range = |first: libc::c_int, last: libc::c_uint| -> bool {
-        // SAFETY: close_range takes plain integers; it only closes descriptors.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                first as libc::c_uint,
-                last,
-                0 as libc::c_uint,
-            )
-        };
-        r == 0
+        // close_range takes plain integers; it only closes descriptors.
+        syscall!(syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            last,
+            0 as libc::c_uint,
+        ))
+        .is_ok()
     };
     let below_ok = keep <= 3 || close_range(3, (keep - 1) as libc::c_uint);
     if below_ok && close_range(keep.saturating_add(1), libc::c_uint::MAX) {
@@ -504,8 +486,8 @@ fn close_from_3_except(keep: RawFd, max_fd: libc::c_int) {
     let mut fd = 3;
     while fd < max_fd {
         if fd != keep {
-            // SAFETY: closing a descriptor number that may or may not be open; EBADF is ignored.
-            unsafe { libc::close(fd) };
+            // Closing a descriptor number that may or may not be open; EBADF is ignored.
+            let _ = syscall!(close(fd));
         }
         fd += 1;
     }
@@ -661,8 +643,8 @@ pub fn set_child_subreaper() -> io::Result<()> {
 
 /// The effective uid of uwgate.
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid takes no arguments and cannot fail.
-    unsafe { libc::geteuid() }
+    // geteuid takes no arguments and cannot fail.
+    syscall!(raw geteuid())
 }
 
 /// Looks `user` up (a name, or a numeric uid) in the passwd and group databases.
@@ -675,21 +657,23 @@ pub fn lookup_user(user: &str) -> io::Result<Option<Credentials>> {
         // SAFETY: a zeroed passwd is a valid out-parameter.
         let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // pw, buf (with its true length) and result are valid for the call; `name` is
+        // NUL-terminated. These return an errno, not -1.
         let rc = match uid {
-            // SAFETY: pw, buf (with its true length) and result are valid for the call.
-            Some(uid) => unsafe {
-                libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result)
-            },
-            // SAFETY: as above; `name` is NUL-terminated.
-            None => unsafe {
-                libc::getpwnam_r(
-                    name.as_ptr(),
-                    &mut pw,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut result,
-                )
-            },
+            Some(uid) => syscall!(raw getpwuid_r(
+                uid,
+                &mut pw,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result
+            )),
+            None => syscall!(raw getpwnam_r(
+                name.as_ptr(),
+                &mut pw,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )),
         };
         if rc == libc::ERANGE && buf.len() < (1 << 20) {
             buf.resize(buf.len().saturating_mul(2), 0);
@@ -716,8 +700,13 @@ fn group_list(name: &CStr, gid: libc::gid_t) -> Vec<u32> {
     let mut groups: Vec<libc::gid_t> = vec![0; 64];
     loop {
         let mut n = libc::c_int::try_from(groups.len()).unwrap_or(libc::c_int::MAX);
-        // SAFETY: `groups` has room for `n` entries; getgrouplist writes at most `n` and updates it.
-        let rc = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
+        // `groups` has room for `n` entries; getgrouplist writes at most `n` and updates it.
+        let rc = syscall!(raw getgrouplist(
+            name.as_ptr(),
+            gid,
+            groups.as_mut_ptr(),
+            &mut n
+        ));
         let n = usize::try_from(n).unwrap_or(0);
         if rc >= 0 {
             groups.truncate(n);

@@ -41,7 +41,7 @@ impl Group {
             if i < 64 && tried & (1 << i) != 0 {
                 continue;
             }
-            match self.state[i].down_until {
+            match self.state.get(i).and_then(|st| st.down_until) {
                 Some(t) if t > now => {
                     if fallback.is_none() {
                         fallback = Some(i);
@@ -67,7 +67,9 @@ impl Group {
         };
         let (max_fails, fail_timeout) = (peer.max_fails, peer.fail_timeout);
         let lone = self.peers.len() == 1;
-        let st = &mut self.state[i];
+        let Some(st) = self.state.get_mut(i) else {
+            return;
+        };
         if max_fails == 0 || lone {
             // nginx never marks the only server of a group down.
             return;

@@ -57,7 +57,7 @@ impl<S: ClientSocket> Connection<S> {
     fn file_left(&self) -> u64 {
         match &self.state {
             State::Writing(Body::File { pos, end, .. }) => end - pos,
-            State::Writing(Body::Multipart(mp)) => mp.file_bytes(),
+            State::Writing(Body::Multipart(mp)) => mp.with(|m| m.file_bytes()).unwrap_or(0),
             _ => 0,
         }
     }
@@ -79,7 +79,7 @@ impl<S: ClientSocket> Connection<S> {
                     && match &*body {
                         Body::None | Body::Inline(_) => false,
                         Body::File { pos, end, .. } => pos < end,
-                        Body::Multipart(mp) => !mp.is_finished(),
+                        Body::Multipart(mp) => mp.with(|m| !m.is_finished()).unwrap_or(false),
                     };
                 let chunk = buf.get(self.out_pos..self.out_end).unwrap_or(&[]);
                 match self.sock.send(chunk, more) {
@@ -119,45 +119,62 @@ impl<S: ClientSocket> Connection<S> {
                     }
                 }
                 Body::Multipart(mp) => {
-                    let (file, pos, end) = mp.range_mut();
-                    if *pos < end {
-                        match send_range(&mut self.sock, file, pos, end, &mut budget)? {
-                            Some(n) => self.exchange.body_sent += n as u64,
-                            None => {
-                                self.writable = false;
-                                return Ok(false);
-                            }
+                    let sock = &mut self.sock;
+                    let step = mp.with(|m| {
+                        let (file, pos, end) = m.range_mut();
+                        if *pos < end {
+                            return send_range(sock, file, pos, end, &mut budget).map(Part::Sent);
                         }
-                        continue;
+                        if m.is_finished() {
+                            return Ok(Part::Finished);
+                        }
+                        // The next part head (or the closing boundary) into the output region.
+                        let out = buf.get_mut(out_base..).unwrap_or(&mut []);
+                        let mut w = HeadWriter::new(out);
+                        m.advance(&mut w);
+                        Ok(Part::Framed(w.len()))
+                    });
+                    match step.unwrap_or(Ok(Part::Finished))? {
+                        Part::Sent(Some(n)) => self.exchange.body_sent += n as u64,
+                        Part::Sent(None) => {
+                            self.writable = false;
+                            return Ok(false);
+                        }
+                        Part::Finished => *body = Body::None,
+                        Part::Framed(len) => {
+                            self.out_pos = out_base;
+                            self.out_end = out_base + len;
+                            self.exchange.body_sent += len as u64;
+                        }
                     }
-                    if mp.is_finished() {
-                        *body = Body::None;
-                        continue;
-                    }
-                    // The next part head (or the closing boundary) into the output region.
-                    let len = {
-                        let mut w = HeadWriter::new(buf.get_mut(out_base..).unwrap_or(&mut []));
-                        mp.advance(&mut w);
-                        w.len()
-                    };
-                    self.out_pos = out_base;
-                    self.out_end = out_base + len;
-                    self.exchange.body_sent += len as u64;
                 }
             }
         }
     }
 }
 
+/// What one step of a multipart body did.
+enum Part {
+    /// A file range went out (`None`: the socket is full).
+    Sent(Option<usize>),
+    /// A part head or the closing boundary is in the output region, this long.
+    Framed(usize),
+    /// Everything is out.
+    Finished,
+}
+
 /// One sendfile of `[*pos, end)` within the budget. `Ok(Some(n))`: n bytes went (0 after an
 /// EINTR); `Ok(None)`: the socket is full.
 fn send_range<S: ClientSocket>(
     sock: &mut S,
-    file: &File,
+    file: Option<&File>,
     pos: &mut u64,
     end: u64,
     budget: &mut usize,
 ) -> io::Result<Option<usize>> {
+    let Some(file) = file else {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    };
     let count = ((end - *pos) as usize).min(*budget);
     match sock.sendfile(file, pos, count) {
         // The file shrank under us: the promised length cannot be met.

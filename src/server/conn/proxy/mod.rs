@@ -8,20 +8,15 @@
 //! Owns the client side of a proxied request (`Forward`). The upstream side is the core's.
 
 use super::body::BodyReader;
-use super::write::WRITE_BUDGET;
 use super::{ClientSocket, Connection, Env, State, Step, Timer};
 use crate::config::{Handler, UwsgiConf};
 use crate::http::request::{Head, Method};
 use crate::http::response_body::BodyFramer;
-use crate::http::response_head::{
-    self, chunk_header, client_framing, Framing, ResponseHead, CHUNK_END, CHUNK_HEADER_MAX,
-    LAST_CHUNK,
-};
+use crate::http::response_head::{self, client_framing, Framing, ResponseHead};
 use crate::http::Status;
 use crate::server::dispatch::{self, Extra};
 use crate::upstream::uwsgi::{self, packet};
-use crate::upstream::{Data, HeadFailure, HeadRead, Proxy, Sent, Stage, UpEnv};
-use std::io;
+use crate::upstream::{HeadFailure, HeadRead, Proxy, Sent, Stage, UpEnv};
 use std::time::Instant;
 
 /// The client side of a forwarded request.
@@ -105,7 +100,7 @@ fn uwsgi_conf(cfg: &crate::config::Config, route: (u16, u16)) -> Option<&UwsgiCo
 }
 
 /// How a streaming turn ended.
-enum Streamed {
+pub(super) enum Streamed {
     /// Waiting on the client (true) or the upstream (false).
     Wait(bool),
     Yield,
@@ -128,6 +123,8 @@ macro_rules! up_env {
         }
     };
 }
+
+mod stream;
 
 impl<S: ClientSocket> Connection<S> {
     /// AwaitingProxy → Proxying once a proxy slot is free.
@@ -645,127 +642,6 @@ impl<S: ClientSocket> Connection<S> {
         }
     }
 
-    /// Pulls from the upstream as fast as it comes and pushes to the client as fast as it
-    /// takes, within a write budget.
-    fn stream(&mut self, env: &mut Env<'_, '_>, conf: &UwsgiConf) -> Streamed {
-        let ctx = env.ctx;
-        let Some(cb) = self.buf else {
-            return Streamed::Close;
-        };
-        let slot = self.forward_slot();
-        let mut budget = WRITE_BUDGET;
-        for _ in 0..4096 {
-            let State::Proxying(f) = &mut self.state else {
-                return Streamed::Close;
-            };
-            let Some(p) = env.proxies.get_mut(slot) else {
-                return Streamed::Close;
-            };
-            let Some(ub) = p.buffer() else {
-                return Streamed::Close;
-            };
-            let mut progressed = false;
-            // 1. Pull from the upstream as fast as it comes.
-            if !p.finished_reading() {
-                let up = up_env!(self, env);
-                match p.pull(
-                    &mut env.bufs.large,
-                    ctx.temp_dir,
-                    conf.max_temp_file_size,
-                    &up,
-                ) {
-                    Ok(n) => progressed |= n > 0,
-                    Err(e) => {
-                        log::error!(
-                            "slot {}: cannot spool the response of upstream {} under temp_path {}: {e}, client: {}",
-                            env.slot,
-                            Label(p.peer_name(env.groups)),
-                            ctx.cfg.global.temp_path.display(),
-                            self.peer
-                        );
-                        p.abort(env.registry);
-                    }
-                }
-            }
-            if p.truncated() && !f.answered {
-                // Nothing of our head went out yet: the client gets a clean 502 instead.
-                return Streamed::Fail(Status::BadGateway);
-            }
-            if f.client_gone {
-                // Drained without a reader (uwsgi_ignore_client_abort): stop at the bound.
-                if p.finished_reading() || p.drained() > conf.max_temp_file_size {
-                    return Streamed::Close;
-                }
-                if progressed {
-                    continue;
-                }
-                return Streamed::Wait(false);
-            }
-            // 2. Push to the client.
-            if self.writable {
-                let (cbuf, ubuf) = env.bufs.get_two(cb, ub);
-                let pushed = push_client(
-                    &mut self.sock,
-                    f,
-                    p,
-                    cbuf,
-                    ubuf,
-                    (&mut self.out_pos, &mut self.out_end),
-                    &mut self.exchange.body_sent,
-                    &mut self.writable,
-                    &mut budget,
-                );
-                match pushed {
-                    Ok(n) => {
-                        if n > 0 {
-                            progressed = true;
-                            self.progress = ctx.now;
-                        }
-                    }
-                    Err(e) => {
-                        log::debug!("slot {}: client {} went away: {e}", env.slot, self.peer);
-                        if !conf.ignore_client_abort {
-                            return Streamed::Close;
-                        }
-                        f.client_gone = true;
-                        p.client_gone();
-                        self.exchange.keep_alive = false;
-                        continue;
-                    }
-                }
-            }
-            let pending_out = self.out_pos < self.out_end;
-            let have_data = p.pending() > 0;
-            if p.finished_reading() && !pending_out && !have_data {
-                if p.truncated() {
-                    // Never end a truncated response cleanly: the client sees the close.
-                    return Streamed::Close;
-                }
-                if f.chunk_out {
-                    let base = f.out_base;
-                    let out = env.bufs.get_mut(cb).get_mut(base..).unwrap_or(&mut []);
-                    let mut len = 0;
-                    for part in [if f.crlf_pending { CHUNK_END } else { b"" }, LAST_CHUNK] {
-                        if let Some(dst) = out.get_mut(len..len + part.len()) {
-                            dst.copy_from_slice(part);
-                            len += part.len();
-                        }
-                    }
-                    self.out_pos = base;
-                    self.out_end = base + len;
-                }
-                return Streamed::Done;
-            }
-            if budget == 0 {
-                return Streamed::Yield;
-            }
-            if !progressed {
-                return Streamed::Wait((pending_out || have_data) && !self.writable);
-            }
-        }
-        Streamed::Yield
-    }
-
     /// A deadline of a forwarded request passed.
     pub(super) fn proxy_timeout(&mut self, timer: Timer, env: &mut Env<'_, '_>) -> Option<Step> {
         let slot = self.forward_slot();
@@ -914,143 +790,8 @@ fn encode_request(
     packet::encode(ubuf, &info, input, &conf.params)
 }
 
-/// Sends output-region bytes (our head, chunk framing), then body bytes (spool first, then
-/// buffer), chunk-framed when we chunk. Returns bytes of progress.
-#[allow(clippy::too_many_arguments)]
-fn push_client<S: ClientSocket>(
-    sock: &mut S,
-    f: &mut Forward,
-    p: &mut Proxy,
-    cbuf: &mut [u8],
-    ubuf: &[u8],
-    (out_pos, out_end): (&mut usize, &mut usize),
-    body_sent: &mut u64,
-    writable: &mut bool,
-    budget: &mut usize,
-) -> io::Result<usize> {
-    let mut progress = 0;
-    let base = f.out_base;
-    let available = p.pending();
-    if f.chunk_out && f.chunk_left == 0 && available > 0 && *budget > 0 {
-        // Frame the next chunk (everything available now) behind any unsent head bytes; a
-        // head that leaves no room for the size line goes out alone first, and the line is
-        // framed at `base` on the next call.
-        let pending = *out_pos < *out_end;
-        let at = if pending { *out_end } else { base };
-        let mut line = [0u8; 2 + CHUNK_HEADER_MAX];
-        let mut n = 0;
-        if f.crlf_pending {
-            line[..2].copy_from_slice(CHUNK_END);
-            n = 2;
-        }
-        n += chunk_header(line.get_mut(n..).unwrap_or(&mut []), available as usize);
-        match cbuf.get_mut(at..at + n) {
-            Some(dst) => {
-                dst.copy_from_slice(line.get(..n).unwrap_or(&[]));
-                if !pending {
-                    *out_pos = base;
-                }
-                *out_end = at + n;
-                *body_sent += n as u64;
-                f.chunk_left = available;
-                f.crlf_pending = true;
-            }
-            None if !pending => return Err(io::Error::other("no room to frame a chunk")),
-            None => {}
-        }
-    }
-    // Output region first (response head, chunk framing); buffered body bytes go in the
-    // same sendmsg, spooled ones follow by sendfile under MSG_MORE.
-    while *out_pos < *out_end {
-        let out = cbuf.get(*out_pos..*out_end).unwrap_or(&[]);
-        let limit = if f.chunk_out {
-            f.chunk_left.min(*budget as u64)
-        } else {
-            *budget as u64
-        };
-        let body = match p.data(ubuf) {
-            Data::Buffered(b) if *budget > 0 => {
-                b.get(..(b.len() as u64).min(limit) as usize).unwrap_or(&[])
-            }
-            _ => &[],
-        };
-        let res = if body.is_empty() {
-            sock.send(out, p.pending() > 0)
-        } else {
-            sock.send2(out, body)
-        };
-        match res {
-            Ok(n) => {
-                let head = n.min(out.len());
-                *out_pos += head;
-                progress += n;
-                f.answered |= n > 0;
-                let sent = n - head;
-                if sent > 0 {
-                    p.consume(sent);
-                    sent_body(f, body_sent, budget, sent);
-                }
-            }
-            Err(e) if crate::sys::interrupted(&e) => {}
-            Err(e) if crate::sys::would_block(&e) => {
-                *writable = false;
-                return Ok(progress);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    if p.pending() == 0 || *budget == 0 {
-        return Ok(progress);
-    }
-    if f.chunk_out && f.chunk_left == 0 {
-        // The chunk framed above is out, or none fit behind the head: the next call frames.
-        return Ok(progress + 1);
-    }
-    let limit = if f.chunk_out {
-        f.chunk_left.min(*budget as u64)
-    } else {
-        *budget as u64
-    };
-    let res = match p.data(ubuf) {
-        Data::Spooled { file, offset, len } => {
-            let mut off = offset;
-            sock.sendfile(file, &mut off, len.min(limit) as usize)
-                .and_then(|n| match n {
-                    0 => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                    n => Ok(n),
-                })
-        }
-        Data::Buffered(b) => {
-            let end = (b.len() as u64).min(limit) as usize;
-            sock.send(b.get(..end).unwrap_or(&[]), false)
-        }
-        Data::None => Ok(0),
-    };
-    let sent = match res {
-        Ok(n) => n,
-        Err(e) if crate::sys::would_block(&e) => {
-            *writable = false;
-            0
-        }
-        Err(e) if crate::sys::interrupted(&e) => 0,
-        Err(e) => return Err(e),
-    };
-    p.consume(sent);
-    sent_body(f, body_sent, budget, sent);
-    Ok(progress + sent)
-}
-
-/// Accounts `n` body bytes handed to the client socket.
-fn sent_body(f: &mut Forward, body_sent: &mut u64, budget: &mut usize, n: usize) {
-    if f.chunk_out {
-        f.chunk_left -= n as u64;
-    }
-    *body_sent += n as u64;
-    *budget = budget.saturating_sub(n);
-}
-
 /// A peer name for a log line, or `?` when the group changed under a reload.
-struct Label<'a>(Option<crate::upstream::PeerName<'a>>);
+pub(super) struct Label<'a>(pub(super) Option<crate::upstream::PeerName<'a>>);
 
 impl std::fmt::Display for Label<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
