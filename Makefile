@@ -10,7 +10,8 @@ RUNDIR  := $(OUT)/run
 VENV    := $(OUT)/venv
 PYTHON  ?= python3
 
-.PHONY: all build toolchain run static test unit lint venv clean size scale-test haproxy
+.PHONY: all build toolchain run static test unit lint venv clean size fuzz fuzz-build fuzz-merge \
+	scale-test haproxy
 
 all: build
 
@@ -94,6 +95,53 @@ test: build static
 	           print ")"; \
 	           exit (failed > 0 || status != 0) }' $(TEST_LOG)
 
+# Coverage-guided fuzzing of every parser (libFuzzer through libfuzzer-sys, on stable Rust: see
+# the README's "Fuzzing"). `make fuzz` runs each target for FUZZ_SECONDS, one after another,
+# starting from the committed corpus (fuzz/corpus/TARGET, read only) and keeping what it finds in
+# out/fuzz/TARGET; a crash or a hang (an input over FUZZ_TIMEOUT seconds) stops it and leaves the
+# input as out/fuzz/TARGET-crash-* (or -timeout-*): keep it as fuzz/regressions/TARGET/NAME and
+# write the named unit test beside the parser. `make fuzz-merge` folds out/fuzz back into the
+# committed corpus, minimised to the smallest set that keeps every edge covered; `make test`
+# replays it and fuzz/regressions (tests/fuzz_corpus.rs).
+FUZZ_SECONDS ?= 60
+FUZZ_TIMEOUT ?= 10
+FUZZ_TARGETS ?= request_head chunked range path config upstream_response packet proxy_protocol
+FUZZ_HOST    := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+FUZZ_BIN     := fuzz/target/$(FUZZ_HOST)/release
+FUZZ_RUSTFLAGS := --cfg fuzzing -Cpasses=sancov-module \
+	-Cllvm-args=-sanitizer-coverage-level=4 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+	-Cllvm-args=-sanitizer-coverage-pc-table -Cllvm-args=-sanitizer-coverage-trace-compares \
+	-Cdebug-assertions -Coverflow-checks
+
+fuzz-build:
+	@command -v cargo >/dev/null || { echo "cargo not found: install Rust with rustup"; exit 1; }
+	@command -v c++ >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
+	cd fuzz && RUSTFLAGS="$(FUZZ_RUSTFLAGS)" $(CARGO) build --release --locked --target $(FUZZ_HOST)
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(OUT)/fuzz/$$t; \
+	  dict=; [ -f fuzz/dict/$$t.dict ] && dict=-dict=fuzz/dict/$$t.dict; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ_BIN)/$$t $(OUT)/fuzz/$$t fuzz/corpus/$$t $$(ls -d fuzz/regressions/$$t 2>/dev/null) \
+	    $$dict -max_total_time=$(FUZZ_SECONDS) \
+	    -timeout=$(FUZZ_TIMEOUT) -rss_limit_mb=2048 -max_len=8192 -print_final_stats=1 \
+	    -artifact_prefix=$(OUT)/fuzz/$$t- 2>$(OUT)/fuzz/$$t.log \
+	    || { tail -40 $(OUT)/fuzz/$$t.log; echo "fuzz: $$t failed; input in $(OUT)/fuzz/$$t-*"; exit 1; }; \
+	  awk -v t=$$t '/^#[0-9]+/ { for (i = 1; i < NF; i++) if ($$i == "cov:") c = $$(i + 1) } \
+	    /^Done/ { n = $$2; s = $$5 } END { printf "  %s: %s executions in %s s, %s coverage points\n", t, n, s, c }' \
+	    $(OUT)/fuzz/$$t.log; \
+	done
+
+fuzz-merge: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  rm -rf $(OUT)/fuzz/merged-$$t && mkdir -p $(OUT)/fuzz/merged-$$t $(OUT)/fuzz/$$t; \
+	  $(FUZZ_BIN)/$$t -merge=1 -use_counters=0 $(OUT)/fuzz/merged-$$t fuzz/corpus/$$t $(OUT)/fuzz/$$t \
+	    2>/dev/null || exit 1; \
+	  rm -f fuzz/corpus/$$t/* && cp $(OUT)/fuzz/merged-$$t/* fuzz/corpus/$$t/; \
+	  echo "fuzz: $$t corpus $$(ls fuzz/corpus/$$t | wc -l) files, $$(cat fuzz/corpus/$$t/* | wc -c) bytes"; \
+	done
+
 # More than one appliance: Debian's HAProxy, configured by docs/haproxy/haproxy.cfg, in front
 # of two uwgate appliances on loopback, each supervising its own uWSGI + Django
 # (tests/scale_out.rs, ignored by `make test`). The measurements go to out/scale-test.log.
@@ -112,9 +160,11 @@ scale-test: build static haproxy
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	python3 tools/check-layers.py src
+	cd fuzz && $(CARGO) fmt --check
 
 clean:
-	rm -rf $(OUT)
+	rm -rf $(OUT) fuzz/target
 	$(CARGO) clean
 
 # `make bench` (bench/bench.mk) and the appliance image, RPM and boot test (board image.mk).

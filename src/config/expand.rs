@@ -183,6 +183,9 @@ pub(crate) struct Vars<'a> {
     pub here: Result<String, String>,
     /// `%(ENV_X)s` looks up `X` here.
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Resolves the host names of `uwsgi_pass`, `syslog = udp:` and `ready = tcp:`. Not an
+    /// expansion, but it travels with the file's other outside inputs to every section builder.
+    pub resolve: super::Resolve<'a>,
 }
 
 impl Vars<'_> {

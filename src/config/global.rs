@@ -109,7 +109,7 @@ pub(crate) fn build_global(
                 global.listen_backlog = i32::try_from(n).unwrap_or(i32::MAX);
             }
             "server_tokens" => global.server_tokens = values::boolean(&value).map_err(bad)?,
-            "syslog" => global.syslog = values::syslog_target(&value).map_err(bad)?,
+            "syslog" => global.syslog = values::syslog_target(&value, vars.resolve).map_err(bad)?,
             "syslog_facility" => global.syslog_facility = values::facility(&value).map_err(bad)?,
             "syslog_tag" => global.syslog_tag = values::tag(&value).map_err(bad)?,
             "access_log" => global.access_log = values::boolean(&value).map_err(bad)?,

@@ -284,7 +284,7 @@ pub(crate) fn build_location(
                 handlers.root = Some((value.clone(), entry.line));
             }
             "uwsgi_pass" => {
-                upstreams.push(values::upstream(&value).map_err(bad)?);
+                upstreams.push(values::upstream(&value, vars.resolve).map_err(bad)?);
                 handlers.pass.get_or_insert(entry.line);
             }
             "stub_status" => {

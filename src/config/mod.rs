@@ -25,7 +25,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use values::{parse_bool, parse_duration, parse_size};
+pub use values::{parse_bool, parse_duration, parse_size, resolve_host};
+
+/// How the file's host names (`uwsgi_pass`, `syslog = udp:`, `ready = tcp:`) become addresses:
+/// `(host, port)` → the address, or why not. [`resolve_host`] asks the system resolver.
+pub type Resolve<'a> = &'a dyn Fn(&str, u16) -> Result<SocketAddr, String>;
 
 /// The whole validated configuration, read once at start by `main` and shared read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -533,30 +537,46 @@ pub(crate) fn at(line: usize, message: String) -> ConfigError {
 /// Reads and validates the ini file at `path`, with `%(ENV_X)s` from the process environment.
 /// Called by `main` at start; any error is printed as is and uwgate exits non-zero.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| ConfigError {
-        file: file.clone(),
+        file: path.display().to_string(),
         line: 0,
         message: format!("cannot read: {e}"),
     })?;
-    let text = match String::from_utf8(bytes) {
+    parse_bytes(
+        &bytes,
+        path,
+        &|name| std::env::var(name).ok(),
+        &resolve_host,
+    )
+}
+
+/// Validates the raw bytes of an ini file as if read from `file` (used for `%(here)s` and in
+/// messages, never opened): invalid UTF-8 is an error on its line, then as [`parse`]. Host names
+/// go through `resolve`, so with a resolver that answers from memory this reads nothing outside
+/// `bytes` and `env`. [`load`] uses it; so do the fuzz harness and its corpus test.
+pub fn parse_bytes(
+    bytes: &[u8],
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    resolve: Resolve<'_>,
+) -> Result<Config, ConfigError> {
+    let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let before = e.as_bytes().get(..valid).unwrap_or_default();
+            let before = bytes.get(..e.valid_up_to()).unwrap_or_default();
             let line = before
                 .iter()
                 .filter(|&&b| b == b'\n')
                 .count()
                 .saturating_add(1);
             return Err(ConfigError {
-                file,
+                file: file.display().to_string(),
                 line,
                 message: "not valid UTF-8".to_string(),
             });
         }
     };
-    parse(&text, path, &|name| std::env::var(name).ok())
+    parse_with(text, file, env, resolve)
 }
 
 /// Validates ini `text` read from `file` (used for `%(here)s` and in messages), taking
@@ -565,6 +585,15 @@ pub fn parse(
     text: &str,
     file: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    parse_with(text, file, env, &resolve_host)
+}
+
+fn parse_with(
+    text: &str,
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    resolve: Resolve<'_>,
 ) -> Result<Config, ConfigError> {
     let file_name = file.display().to_string();
     let with_file = |mut e: ConfigError| {
@@ -575,6 +604,7 @@ pub fn parse(
     let vars = expand::Vars {
         here: expand::here_dir(file),
         env,
+        resolve,
     };
     let built = build::build(&sections, &vars).map_err(with_file)?;
     Ok(Config {
@@ -690,6 +720,45 @@ mod tests {
         let e = load(&path).unwrap_err();
         assert_eq!(e.line, 2);
         assert!(e.to_string().ends_with(":2: not valid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn parse_bytes_resolves_host_names_through_the_callers_resolver() {
+        let text = b"[uwgate]\nsyslog = udp:logs:1514\n[location:/]\nuwsgi_pass = app:8000\n\
+[program:db]\ncommand = /bin/true\nready = tcp:db:3306\n";
+        let asked = std::cell::RefCell::new(Vec::new());
+        let resolve = |host: &str, port: u16| {
+            asked.borrow_mut().push(format!("{host}:{port}"));
+            Ok(SocketAddr::from(([10, 0, 0, 1], port)))
+        };
+        let config = parse_bytes(text, Path::new("/etc/uwgate.ini"), &|_| None, &resolve).unwrap();
+        assert_eq!(*asked.borrow(), ["logs:1514", "app:8000", "db:3306"]);
+        assert_eq!(
+            config.global.syslog,
+            SyslogTarget::Udp("10.0.0.1:1514".parse().unwrap())
+        );
+        let refuse = |host: &str, _: u16| Err(format!("no {host} here"));
+        let e = parse_bytes(
+            b"[location:/]\nuwsgi_pass = app:8000\n",
+            Path::new("/x.ini"),
+            &|_| None,
+            &refuse,
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("no app here"), "{e}");
+    }
+
+    #[test]
+    fn parse_bytes_reports_the_line_of_invalid_utf8_without_reading_the_file() {
+        let e = parse_bytes(
+            b"[uwgate]\n\nuser = a\xffb\n",
+            Path::new("/nonexistent/uwgate.ini"),
+            &|_| None,
+            &resolve_host,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "/nonexistent/uwgate.ini:3: not valid UTF-8");
     }
 
     #[test]

@@ -156,7 +156,7 @@ pub(crate) fn build_program(
                 program.depends_on = depends_on(&value).map_err(bad)?;
                 depends_on_line = entry.line;
             }
-            "ready" => program.ready = Some(values::ready(&value).map_err(bad)?),
+            "ready" => program.ready = Some(values::ready(&value, vars.resolve).map_err(bad)?),
             "ready_timeout" => program.ready_timeout = duration(false)?,
             "required_for_health" => program.required_for_health = boolean()?,
             _ => return Err(section.unknown(entry)),

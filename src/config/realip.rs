@@ -9,6 +9,7 @@
 
 use super::values;
 use super::{Cidr, RealIp, RealIpHeader};
+use std::net::IpAddr;
 
 /// The realip keys; `set_real_ip_from` repeats.
 pub(crate) const REALIP_KEYS: &[&str] =
@@ -82,6 +83,14 @@ fn real_ip_from(value: &str) -> Result<(Cidr, Option<String>), String> {
     }
     let (rule, warning) = values::access(value, true).map_err(|_| expected())?;
     let (net, bits) = rule.net.ok_or_else(expected)?;
+    // An IPv4-mapped IPv6 network is the IPv4 network it maps (peers are compared as IPv4).
+    let (net, bits) = match net {
+        IpAddr::V6(v6) if bits >= 96 => match v6.to_ipv4_mapped() {
+            Some(v4) => (IpAddr::V4(v4), bits - 96),
+            None => (net, bits),
+        },
+        _ => (net, bits),
+    };
     Ok((Cidr { net, bits }, warning))
 }
 
@@ -217,6 +226,16 @@ mod tests {
         );
         assert!(error("[uwgate]\nreal_ip_recursive = maybe\n").contains("'real_ip_recursive'"));
         assert!(error("[uwgate]\nreal_ip_header = a\nreal_ip_header = b\n").contains("given twice"));
+    }
+
+    #[test]
+    fn an_ipv4_mapped_network_is_its_ipv4_network() {
+        let c = config("[uwgate]\nset_real_ip_from = ::ffff:10.0.0.0/104\nset_real_ip_from = ::ffff:127.0.0.1\n");
+        assert_eq!(
+            c.global.realip.from,
+            vec![cidr("10.0.0.0", 8), cidr("127.0.0.1", 32)]
+        );
+        assert!(c.global.realip.from[1].contains("::ffff:127.0.0.1".parse().unwrap()));
     }
 
     #[test]

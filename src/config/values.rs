@@ -9,7 +9,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{AccessRule, AutoRestart, Expires, ReadyCheck, SyslogTarget, Upstream, UpstreamAddr};
+use super::{
+    AccessRule, AutoRestart, Expires, ReadyCheck, Resolve, SyslogTarget, Upstream, UpstreamAddr,
+};
 
 /// Longest path a `sockaddr_un` holds, without its terminating NUL.
 const UNIX_PATH_MAX: usize = 107;
@@ -199,8 +201,9 @@ pub(crate) fn listen(v: &str) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
-/// `HOST:PORT` or `[V6]:PORT`; a host name is resolved now and its first address taken.
-pub(crate) fn host_port(v: &str) -> Result<SocketAddr, String> {
+/// `HOST:PORT` or `[V6]:PORT`; a host name is resolved now (through `resolve`) and its first
+/// address taken.
+pub(crate) fn host_port(v: &str, resolve: Resolve<'_>) -> Result<SocketAddr, String> {
     if let Ok(addr) = v.parse::<SocketAddr>() {
         if addr.port() == 0 {
             return Err("expected a port from 1 to 65535".to_string());
@@ -224,8 +227,9 @@ pub(crate) fn host_port(v: &str) -> Result<SocketAddr, String> {
     resolve(host, p)
 }
 
-/// The first address of `host`, resolved with the system resolver.
-fn resolve(host: &str, p: u16) -> Result<SocketAddr, String> {
+/// The first address of `host`, resolved with the system resolver: what [`super::load`] and
+/// [`super::parse`] use. Reads `/etc/hosts` and may ask the DNS.
+pub fn resolve_host(host: &str, p: u16) -> Result<SocketAddr, String> {
     let mut addrs = (host, p)
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve '{host}': {e}"))?;
@@ -249,7 +253,7 @@ fn unix_socket(path: &str) -> Result<PathBuf, String> {
 
 /// A `uwsgi_pass` value: `ADDRESS [max_fails=N] [fail_timeout=DURATION]`, where ADDRESS is
 /// `host:port`, `[v6]:port` or `unix:/path` (an nginx-style `uwsgi://` prefix is allowed).
-pub(crate) fn upstream(v: &str) -> Result<Upstream, String> {
+pub(crate) fn upstream(v: &str, resolve: Resolve<'_>) -> Result<Upstream, String> {
     let mut words = v.split_whitespace();
     let Some(first) = words.next() else {
         return Err(
@@ -260,7 +264,7 @@ pub(crate) fn upstream(v: &str) -> Result<Upstream, String> {
     let address = first.strip_prefix("uwsgi://").unwrap_or(first);
     let addr = match address.strip_prefix("unix:") {
         Some(path) => UpstreamAddr::Unix(unix_socket(path)?),
-        None => UpstreamAddr::Tcp(host_port(address)?),
+        None => UpstreamAddr::Tcp(host_port(address, resolve)?),
     };
     let mut upstream = Upstream::new(addr);
     let (mut max_fails_seen, mut fail_timeout_seen) = (false, false);
@@ -371,7 +375,7 @@ pub(crate) fn expires(v: &str) -> Result<Expires, String> {
 }
 
 /// A `syslog` value: `unix:/dev/log`, `/dev/log`, `udp:HOST[:PORT]` (port 514), `stderr`.
-pub(crate) fn syslog_target(v: &str) -> Result<SyslogTarget, String> {
+pub(crate) fn syslog_target(v: &str, resolve: Resolve<'_>) -> Result<SyslogTarget, String> {
     if v == "stderr" {
         return Ok(SyslogTarget::Stderr);
     }
@@ -392,7 +396,7 @@ pub(crate) fn syslog_target(v: &str) -> Result<SyslogTarget, String> {
         if !target.contains(':') {
             return resolve(target, 514).map(SyslogTarget::Udp);
         }
-        return host_port(target).map(SyslogTarget::Udp);
+        return host_port(target, resolve).map(SyslogTarget::Udp);
     }
     Err("expected unix:/dev/log, /dev/log, udp:127.0.0.1:514 or stderr".to_string())
 }
@@ -504,9 +508,9 @@ pub(crate) fn autorestart(v: &str) -> Result<AutoRestart, String> {
 }
 
 /// `ready`: `tcp:HOST:PORT` or `unix:/path`.
-pub(crate) fn ready(v: &str) -> Result<ReadyCheck, String> {
+pub(crate) fn ready(v: &str, resolve: Resolve<'_>) -> Result<ReadyCheck, String> {
     if let Some(target) = v.strip_prefix("tcp:") {
-        return host_port(target).map(ReadyCheck::Tcp);
+        return host_port(target, resolve).map(ReadyCheck::Tcp);
     }
     if let Some(path) = v.strip_prefix("unix:") {
         return unix_socket(path).map(ReadyCheck::Unix);
@@ -525,6 +529,19 @@ pub(crate) fn charset(v: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The value grammars with the system resolver, as `load` reads them.
+    fn upstream(v: &str) -> Result<Upstream, String> {
+        super::upstream(v, &resolve_host)
+    }
+
+    fn syslog_target(v: &str) -> Result<SyslogTarget, String> {
+        super::syslog_target(v, &resolve_host)
+    }
+
+    fn ready(v: &str) -> Result<ReadyCheck, String> {
+        super::ready(v, &resolve_host)
+    }
 
     #[test]
     fn sizes_take_k_m_g_in_either_case() {

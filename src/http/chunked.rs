@@ -176,30 +176,7 @@ impl ChunkedDecoder {
     /// One framing byte: the next state.
     fn step(&mut self, b: u8) -> Result<State, Status> {
         const BAD: Status = Status::BadRequest;
-        let in_size_line = matches!(
-            self.state,
-            State::SizeStart | State::Size | State::SizeBws | State::Ext
-        );
-        if in_size_line && b != b'\r' {
-            self.line_len += 1;
-            if self.line_len > MAX_SIZE_LINE {
-                return Err(BAD);
-            }
-        }
-        let in_trailer = matches!(
-            self.state,
-            State::TrailerStart
-                | State::TrailerName
-                | State::TrailerValue
-                | State::TrailerLf
-                | State::FinalLf
-        );
-        if in_trailer {
-            self.trailer_len += 1;
-            if self.trailer_len > MAX_TRAILER_BYTES {
-                return Err(BAD);
-            }
-        }
+        self.count_line_bytes(b)?;
         Ok(match (self.state, b) {
             // SizeStart -> Size: the first digit; an empty size is not a size.
             (State::SizeStart, _) => {
@@ -258,6 +235,37 @@ impl ChunkedDecoder {
             // Data, Done and Failed are handled by the caller before a byte is read.
             (State::Data | State::Done | State::Failed, _) => return Err(BAD),
         })
+    }
+}
+
+impl ChunkedDecoder {
+    /// Counts `b` against the size-line and trailer-section bounds (400 past them).
+    fn count_line_bytes(&mut self, b: u8) -> Result<(), Status> {
+        let in_size_line = matches!(
+            self.state,
+            State::SizeStart | State::Size | State::SizeBws | State::Ext
+        );
+        if in_size_line && b != b'\r' {
+            self.line_len += 1;
+            if self.line_len > MAX_SIZE_LINE {
+                return Err(Status::BadRequest);
+            }
+        }
+        let in_trailer = matches!(
+            self.state,
+            State::TrailerStart
+                | State::TrailerName
+                | State::TrailerValue
+                | State::TrailerLf
+                | State::FinalLf
+        );
+        if in_trailer {
+            self.trailer_len += 1;
+            if self.trailer_len > MAX_TRAILER_BYTES {
+                return Err(Status::BadRequest);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -537,6 +537,34 @@ struct Fields {
 }
 
 impl Fields {
+    /// The rules that span fields, checked once all are in: Host on HTTP/1.1; one
+    /// `Transfer-Encoding: chunked` and no Content-Length beside it; methods refused before the
+    /// request is processed (TRACE, CONNECT: 405, as nginx); `Expect` other than 100-continue.
+    fn check(&self, method: Method, version_minor: u8) -> Result<(), Status> {
+        if version_minor == 1 && self.host.is_none() {
+            return Err(Status::BadRequest);
+        }
+        if self.transfer_encoding {
+            if self.content_length.is_some()
+                || version_minor == 0
+                || self.te_codings == 0
+                || self.te_lines > 1
+            {
+                return Err(Status::BadRequest);
+            }
+            if self.te_codings != 1 || self.te_chunked != 1 {
+                return Err(Status::NotImplemented);
+            }
+        }
+        if matches!(method, Method::Connect | Method::Trace) {
+            return Err(Status::MethodNotAllowed);
+        }
+        if self.expect_other {
+            return Err(Status::ExpectationFailed);
+        }
+        Ok(())
+    }
+
     fn add(&mut self, buf: &[u8], name: &[u8], value: &[u8]) -> Result<(), Status> {
         let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
         let first = |slot: &mut Option<Span>| -> Result<(), Status> {
@@ -641,27 +669,7 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<Head>, Status> {
         fields.add(buf, header.name.as_bytes(), header.value)?;
     }
 
-    if version_minor == 1 && fields.host.is_none() {
-        return Err(Status::BadRequest);
-    }
-    if fields.transfer_encoding {
-        if fields.content_length.is_some()
-            || version_minor == 0
-            || fields.te_codings == 0
-            || fields.te_lines > 1
-        {
-            return Err(Status::BadRequest);
-        }
-        if fields.te_codings != 1 || fields.te_chunked != 1 {
-            return Err(Status::NotImplemented);
-        }
-    }
-    if matches!(method, Method::Connect | Method::Trace) {
-        return Err(Status::MethodNotAllowed);
-    }
-    if fields.expect_other {
-        return Err(Status::ExpectationFailed);
-    }
+    fields.check(method, version_minor)?;
 
     let host = match authority {
         Some(authority) => Some(span_of(buf, authority)?),

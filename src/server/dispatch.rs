@@ -287,6 +287,29 @@ struct StaticTarget<'a> {
     max_ranges: usize,
 }
 
+/// What a static location needs of the request, from the head's spans.
+fn static_request<'a>(target: &StaticTarget<'a>) -> StaticRequest<'a> {
+    let (head, input) = (target.head, target.input);
+    let field = |f: fn(&Head) -> Option<Span>| head.and_then(|h| span(input, f(h)));
+    StaticRequest {
+        path: target.path,
+        query: field(|h| h.query),
+        location_prefix: target.prefix,
+        if_none_match: field(|h| h.if_none_match),
+        if_modified_since: field(|h| h.if_modified_since),
+        if_match: field(|h| h.if_match),
+        if_unmodified_since: field(|h| h.if_unmodified_since),
+        max_ranges: target.max_ranges,
+        range: head
+            .filter(|h| h.method == Method::Get)
+            .and_then(|h| span(input, h.range)),
+        if_range: field(|h| h.if_range),
+        accepts_gzip: field(|h| h.accept_encoding)
+            .is_some_and(|v| header_contains_token(v, b"gzip")),
+        extra_headers: target.extra_headers,
+    }
+}
+
 /// Serves a file from a static location into `out`; `None` when the head does not fit.
 fn serve_static(
     keep_alive: bool,
@@ -297,32 +320,7 @@ fn serve_static(
     target: StaticTarget<'_>,
 ) -> Option<Answer> {
     let g = &ctx.cfg.global;
-    let StaticTarget {
-        path,
-        prefix,
-        head,
-        input,
-        extra_headers,
-        max_ranges,
-    } = target;
-    let field = |f: fn(&Head) -> Option<Span>| head.and_then(|h| span(input, f(h)));
-    let req = StaticRequest {
-        path,
-        query: field(|h| h.query),
-        location_prefix: prefix,
-        if_none_match: field(|h| h.if_none_match),
-        if_modified_since: field(|h| h.if_modified_since),
-        if_match: field(|h| h.if_match),
-        if_unmodified_since: field(|h| h.if_unmodified_since),
-        max_ranges,
-        range: head
-            .filter(|h| h.method == Method::Get)
-            .and_then(|h| span(input, h.range)),
-        if_range: field(|h| h.if_range),
-        accepts_gzip: field(|h| h.accept_encoding)
-            .is_some_and(|v| header_contains_token(v, b"gzip")),
-        extra_headers,
-    };
+    let req = static_request(&target);
     let rctx = ReplyCtx {
         date: ctx.date,
         now: ctx.unix,

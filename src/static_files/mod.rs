@@ -412,19 +412,8 @@ fn send_file(
     let mime = crate::static_files::mime::mime_type(m.full.bytes().get(..name_len).unwrap_or(&[]));
 
     // 3. gzip_static: a sibling FILE.gz wins when the client takes gzip.
-    let mut gzipped = false;
-    if sc.gzip_static && req.accepts_gzip {
-        m.full.truncate(name_len);
-        if m.full.push(b".gz").is_ok() {
-            match open_path(m, sc, ctx) {
-                Ok(gz) if gz.is_file => {
-                    opened = gz;
-                    gzipped = true;
-                }
-                _ => {}
-            }
-        }
-    }
+    let gzipped =
+        sc.gzip_static && req.accepts_gzip && gzip_sibling(sc, ctx, m, name_len, &mut opened);
     let Opened {
         file,
         size,
@@ -433,15 +422,7 @@ fn send_file(
         ..
     } = opened;
     let mut etag_buf = [0u8; 40];
-    let etag_len = {
-        let mut e = HeadWriter::new(&mut etag_buf);
-        e.put(b"\"")
-            .hex(mtime as u64)
-            .put(b"-")
-            .hex(size)
-            .put(b"\"");
-        e.len()
-    };
+    let etag_len = write_etag(&mut etag_buf, mtime, size);
     let mut last_modified = [0u8; 29];
     format_http_date(mtime, &mut last_modified);
     let meta = Meta {
@@ -492,6 +473,38 @@ fn send_file(
         },
         RangeSpec::Ignore => whole(sc, req, ctx, w, &meta, file),
     })
+}
+
+/// Replaces `opened` by `NAME.gz` when that exists as a regular file; `true` when it did.
+fn gzip_sibling(
+    sc: &StaticConf,
+    ctx: &ReplyCtx<'_>,
+    m: &mut Mapping<'_>,
+    name_len: usize,
+    opened: &mut Opened,
+) -> bool {
+    m.full.truncate(name_len);
+    if m.full.push(b".gz").is_err() {
+        return false;
+    }
+    match open_path(m, sc, ctx) {
+        Ok(gz) if gz.is_file => {
+            *opened = gz;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// nginx's ETag, `"MTIME-SIZE"` in hex, into `out`; returns its length.
+fn write_etag(out: &mut [u8], mtime: i64, size: u64) -> usize {
+    let mut e = HeadWriter::new(out);
+    e.put(b"\"")
+        .hex(mtime as u64)
+        .put(b"-")
+        .hex(size)
+        .put(b"\"");
+    e.len()
 }
 
 /// If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).

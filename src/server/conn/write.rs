@@ -75,19 +75,14 @@ impl<S: ClientSocket> Connection<S> {
             if self.out_pos < self.out_end {
                 // MSG_MORE only while body bytes follow at once: a corked last segment would
                 // wait for the kernel's 200 ms timer.
-                let more = !head_only
-                    && match &*body {
-                        Body::None | Body::Inline(_) => false,
-                        Body::File { pos, end, .. } => pos < end,
-                        Body::Multipart(mp) => mp.with(|m| !m.is_finished()).unwrap_or(false),
-                    };
+                let more = !head_only && body_follows(body);
                 let chunk = buf.get(self.out_pos..self.out_end).unwrap_or(&[]);
                 match self.sock.send(chunk, more) {
                     Ok(n) => {
                         self.out_pos += n;
                         budget = budget.saturating_sub(n);
                     }
-                    Err(e) if crate::sys::interrupted(&e) => continue,
+                    Err(e) if crate::sys::interrupted(&e) => {}
                     Err(e) if crate::sys::would_block(&e) => {
                         self.writable = false;
                         return Ok(false);
@@ -103,53 +98,65 @@ impl<S: ClientSocket> Connection<S> {
             if budget == 0 {
                 return Ok(false);
             }
-            match body {
-                Body::None | Body::Inline(_) => return Ok(true),
-                Body::File { file, pos, end } => {
-                    if *pos >= *end {
-                        *body = Body::None;
-                        continue;
-                    }
-                    match send_range(&mut self.sock, file.get(), pos, *end, &mut budget)? {
-                        Some(n) => self.exchange.body_sent += n as u64,
-                        None => {
-                            self.writable = false;
-                            return Ok(false);
-                        }
-                    }
+            match body_step(&mut self.sock, body, buf, out_base, &mut budget)? {
+                Part::Sent(Some(n)) => self.exchange.body_sent += n as u64,
+                Part::Sent(None) => {
+                    self.writable = false;
+                    return Ok(false);
                 }
-                Body::Multipart(mp) => {
-                    let sock = &mut self.sock;
-                    let step = mp.with(|m| {
-                        let (file, pos, end) = m.range_mut();
-                        if *pos < end {
-                            return send_range(sock, file, pos, end, &mut budget).map(Part::Sent);
-                        }
-                        if m.is_finished() {
-                            return Ok(Part::Finished);
-                        }
-                        // The next part head (or the closing boundary) into the output region.
-                        let out = buf.get_mut(out_base..).unwrap_or(&mut []);
-                        let mut w = HeadWriter::new(out);
-                        m.advance(&mut w);
-                        Ok(Part::Framed(w.len()))
-                    });
-                    match step.unwrap_or(Ok(Part::Finished))? {
-                        Part::Sent(Some(n)) => self.exchange.body_sent += n as u64,
-                        Part::Sent(None) => {
-                            self.writable = false;
-                            return Ok(false);
-                        }
-                        Part::Finished => *body = Body::None,
-                        Part::Framed(len) => {
-                            self.out_pos = out_base;
-                            self.out_end = out_base + len;
-                            self.exchange.body_sent += len as u64;
-                        }
-                    }
+                Part::Framed(len) => {
+                    self.out_pos = out_base;
+                    self.out_end = out_base + len;
+                    self.exchange.body_sent += len as u64;
+                }
+                Part::Finished => {
+                    *body = Body::None;
+                    return Ok(true);
                 }
             }
         }
+    }
+}
+
+/// Body bytes still follow the output region.
+fn body_follows(body: &Body) -> bool {
+    match body {
+        Body::None | Body::Inline(_) => false,
+        Body::File { pos, end, .. } => pos < end,
+        Body::Multipart(mp) => mp.with(|m| !m.is_finished()).unwrap_or(false),
+    }
+}
+
+/// One step of a body after the output region: a file range by sendfile, or a multipart's
+/// next range or part head (formatted into the output region at `out_base`).
+fn body_step<S: ClientSocket>(
+    sock: &mut S,
+    body: &mut Body,
+    buf: &mut [u8],
+    out_base: usize,
+    budget: &mut usize,
+) -> io::Result<Part> {
+    match body {
+        Body::None | Body::Inline(_) => Ok(Part::Finished),
+        Body::File { pos, end, .. } if *pos >= *end => Ok(Part::Finished),
+        Body::File { file, pos, end } => {
+            send_range(sock, file.get(), pos, *end, budget).map(Part::Sent)
+        }
+        Body::Multipart(mp) => mp
+            .with(|m| {
+                let (file, pos, end) = m.range_mut();
+                if *pos < end {
+                    return send_range(sock, file, pos, end, budget).map(Part::Sent);
+                }
+                if m.is_finished() {
+                    return Ok(Part::Finished);
+                }
+                // The next part head (or the closing boundary) into the output region.
+                let mut w = HeadWriter::new(buf.get_mut(out_base..).unwrap_or(&mut []));
+                m.advance(&mut w);
+                Ok(Part::Framed(w.len()))
+            })
+            .unwrap_or(Ok(Part::Finished)),
     }
 }
 

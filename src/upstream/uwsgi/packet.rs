@@ -97,7 +97,6 @@ pub fn encode(
             .push(field)
             .map_err(|_| Status::RequestHeaderFieldsTooLarge)?;
     }
-
     let mut w = Writer {
         out,
         len: HEADER_LEN,
@@ -105,8 +104,36 @@ pub fn encode(
     if w.out.len() < HEADER_LEN {
         return Err(Status::RequestHeaderFieldsTooLarge);
     }
-
     // 1. nginx's uwsgi_params, in its file's order; a uwsgi_param of the same name replaces one.
+    builtin_vars(&mut w, info, params)?;
+    // 2. Every header, in order of first appearance, merged per name as nginx 1.23+ does.
+    header_vars(&mut w, &headers, params)?;
+    // 3. The uwsgi_param lines that did not replace a built-in: last occurrence of each name.
+    for (i, (k, v)) in params.iter().enumerate() {
+        let later = params.get(i + 1..).unwrap_or(&[]);
+        if BUILTIN.contains(&k.as_str()) || later.iter().any(|(l, _)| l == k) {
+            continue;
+        }
+        w.var(k.as_bytes(), v.as_bytes())?;
+    }
+    // 4. The header, now that the size is known.
+    let datasize = w.len - HEADER_LEN;
+    let size = u16::try_from(datasize).map_err(|_| Status::RequestHeaderFieldsTooLarge)?;
+    let [lo, hi] = size.to_le_bytes();
+    let len = w.len;
+    match w.out.get_mut(..HEADER_LEN) {
+        Some(h) => h.copy_from_slice(&[0, lo, hi, 0]),
+        None => return Err(Status::RequestHeaderFieldsTooLarge),
+    }
+    Ok(len)
+}
+
+/// The built-in vars (nginx's uwsgi_params), each replaced by a `uwsgi_param` of its name.
+fn builtin_vars(
+    w: &mut Writer<'_>,
+    info: &RequestInfo<'_>,
+    params: &[(String, String)],
+) -> Result<(), Status> {
     let (script_name, path_info) = split_script_name(info.script_name, info.path_info);
     let mut num = Scratch::new();
     for &name in BUILTIN {
@@ -114,43 +141,48 @@ pub fn encode(
             w.var(name.as_bytes(), value.as_bytes())?;
             continue;
         }
-        match name {
-            "QUERY_STRING" => w.var(b"QUERY_STRING", info.query)?,
-            "REQUEST_METHOD" => w.var(b"REQUEST_METHOD", info.method)?,
-            "CONTENT_TYPE" => w.var(b"CONTENT_TYPE", info.content_type)?,
+        let value: &[u8] = match name {
+            "QUERY_STRING" => info.query,
+            "REQUEST_METHOD" => info.method,
+            "CONTENT_TYPE" => info.content_type,
             "CONTENT_LENGTH" => match info.content_length {
-                Some(n) => w.var(b"CONTENT_LENGTH", num.display(n))?,
-                None => w.var(b"CONTENT_LENGTH", b"")?,
+                Some(n) => num.display(n),
+                None => b"",
             },
-            "REQUEST_URI" => w.var(b"REQUEST_URI", info.request_uri)?,
-            "PATH_INFO" => w.var(b"PATH_INFO", path_info)?,
-            "DOCUMENT_ROOT" => w.var(b"DOCUMENT_ROOT", info.document_root)?,
-            "SERVER_PROTOCOL" => w.var(b"SERVER_PROTOCOL", info.protocol)?,
-            "REQUEST_SCHEME" => {
-                let scheme: &[u8] = if info.https { b"https" } else { b"http" };
-                w.var(b"REQUEST_SCHEME", scheme)?
-            }
+            "REQUEST_URI" => info.request_uri,
+            "PATH_INFO" => path_info,
+            "DOCUMENT_ROOT" => info.document_root,
+            "SERVER_PROTOCOL" => info.protocol,
+            "REQUEST_SCHEME" if info.https => b"https",
+            "REQUEST_SCHEME" => b"http",
             // nginx: `uwsgi_param HTTPS $https if_not_empty`.
-            "HTTPS" if info.https => w.var(b"HTTPS", b"on")?,
-            "REMOTE_ADDR" => w.var(b"REMOTE_ADDR", num.display(info.remote_addr.to_canonical()))?,
+            "HTTPS" if info.https => b"on",
+            "REMOTE_ADDR" => num.display(info.remote_addr.to_canonical()),
             // nginx's $remote_port is empty when realip took an address without a port.
-            "REMOTE_PORT" if info.remote_port == 0 => w.var(b"REMOTE_PORT", b"")?,
-            "REMOTE_PORT" => w.var(b"REMOTE_PORT", num.display(info.remote_port))?,
-            "SERVER_ADDR" => w.var(b"SERVER_ADDR", num.display(info.server_addr.to_canonical()))?,
-            "SERVER_PORT" => w.var(b"SERVER_PORT", num.display(info.server_port))?,
-            "SERVER_NAME" => w.var(b"SERVER_NAME", info.server_name)?,
-            "SCRIPT_NAME" => {
-                if let Some(s) = script_name {
-                    w.var(b"SCRIPT_NAME", s)?
-                }
-            }
-            _ => {}
-        }
+            "REMOTE_PORT" if info.remote_port == 0 => b"",
+            "REMOTE_PORT" => num.display(info.remote_port),
+            "SERVER_ADDR" => num.display(info.server_addr.to_canonical()),
+            "SERVER_PORT" => num.display(info.server_port),
+            "SERVER_NAME" => info.server_name,
+            "SCRIPT_NAME" => match script_name {
+                Some(s) => s,
+                None => continue,
+            },
+            _ => continue,
+        };
+        w.var(name.as_bytes(), value)?;
     }
+    Ok(())
+}
 
-    // 2. Every header, in order of first appearance, merged per name as nginx 1.23+ does.
-    for (i, h) in headers.iter().enumerate() {
-        let name = h.0;
+/// Every header as `HTTP_*`, in order of first appearance, repeated fields merged into the
+/// first (`; ` for Cookie, `, ` otherwise); a `uwsgi_param HTTP_<NAME>` replaces the header.
+fn header_vars(
+    w: &mut Writer<'_>,
+    headers: &[(&[u8], &[u8])],
+    params: &[(String, String)],
+) -> Result<(), Status> {
+    for (i, &(name, value)) in headers.iter().enumerate() {
         if !passable_header(name) {
             continue;
         }
@@ -171,44 +203,22 @@ pub fn encode(
         };
         let later = headers.get(i + 1..).unwrap_or(&[]);
         let same = || later.iter().filter(move |l| l.0.eq_ignore_ascii_case(name));
-        let mut value_len = h.1.len();
-        for l in same() {
-            value_len = value_len
-                .saturating_add(sep.len())
-                .saturating_add(l.1.len());
-        }
+        let value_len = same().fold(value.len(), |len, l| {
+            len.saturating_add(sep.len()).saturating_add(l.1.len())
+        });
         w.key_len(HTTP_PREFIX.len().saturating_add(name.len()))?;
         w.put(HTTP_PREFIX)?;
         for &b in name {
             w.put(&[header_var_byte(b)])?;
         }
         w.key_len(value_len)?;
-        w.put(h.1)?;
+        w.put(value)?;
         for l in same() {
             w.put(sep)?;
             w.put(l.1)?;
         }
     }
-
-    // 3. The uwsgi_param lines that did not replace a built-in: last occurrence of each name.
-    for (i, (k, v)) in params.iter().enumerate() {
-        let later = params.get(i + 1..).unwrap_or(&[]);
-        if BUILTIN.contains(&k.as_str()) || later.iter().any(|(l, _)| l == k) {
-            continue;
-        }
-        w.var(k.as_bytes(), v.as_bytes())?;
-    }
-
-    // 4. The header, now that the size is known.
-    let datasize = w.len - HEADER_LEN;
-    let size = u16::try_from(datasize).map_err(|_| Status::RequestHeaderFieldsTooLarge)?;
-    let [lo, hi] = size.to_le_bytes();
-    let len = w.len;
-    match w.out.get_mut(..HEADER_LEN) {
-        Some(h) => h.copy_from_slice(&[0, lo, hi, 0]),
-        None => return Err(Status::RequestHeaderFieldsTooLarge),
-    }
-    Ok(len)
+    Ok(())
 }
 
 /// True when uWSGI with `buffer-size = buffer_size` accepts a packet of `packet_len` bytes (as
