@@ -105,7 +105,7 @@ test: build static
 # replays it and fuzz/regressions (tests/fuzz_corpus.rs).
 FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 10
-FUZZ_TARGETS ?= request_head chunked range path config upstream_response packet proxy_protocol
+FUZZ_TARGETS ?= request_head chunked range path config upstream_response packet proxy_protocol realip
 FUZZ_HOST    := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 FUZZ_BIN     := fuzz/target/$(FUZZ_HOST)/release
 FUZZ_RUSTFLAGS := --cfg fuzzing -Cpasses=sancov-module \
