@@ -10,7 +10,8 @@ RUNDIR  := $(OUT)/run
 VENV    := $(OUT)/venv
 PYTHON  ?= python3
 
-.PHONY: all build toolchain run static test unit lint venv clean size fuzz fuzz-build fuzz-merge
+.PHONY: all build toolchain run static test unit lint venv clean size fuzz fuzz-build fuzz-merge \
+	scale-test haproxy
 
 all: build
 
@@ -104,7 +105,7 @@ test: build static
 # replays it and fuzz/regressions (tests/fuzz_corpus.rs).
 FUZZ_SECONDS ?= 60
 FUZZ_TIMEOUT ?= 10
-FUZZ_TARGETS ?= request_head chunked range path config upstream_response packet
+FUZZ_TARGETS ?= request_head chunked range path config upstream_response packet proxy_protocol realip
 FUZZ_HOST    := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 FUZZ_BIN     := fuzz/target/$(FUZZ_HOST)/release
 FUZZ_RUSTFLAGS := --cfg fuzzing -Cpasses=sancov-module \
@@ -140,6 +141,21 @@ fuzz-merge: fuzz-build
 	  rm -f fuzz/corpus/$$t/* && cp $(OUT)/fuzz/merged-$$t/* fuzz/corpus/$$t/; \
 	  echo "fuzz: $$t corpus $$(ls fuzz/corpus/$$t | wc -l) files, $$(cat fuzz/corpus/$$t/* | wc -c) bytes"; \
 	done
+
+# More than one appliance: Debian's HAProxy, configured by docs/haproxy/haproxy.cfg, in front
+# of two uwgate appliances on loopback, each supervising its own uWSGI + Django
+# (tests/scale_out.rs, ignored by `make test`). The measurements go to out/scale-test.log.
+haproxy:
+	@command -v haproxy >/dev/null || { apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }
+	@haproxy -v | head -1
+
+scale-test: build static haproxy
+	@mkdir -p $(OUT)
+	@{ UWGATE_BIN=$(CURDIR)/$(BIN) UWGATE_VENV=$(CURDIR)/$(VENV) \
+	   $(CARGO) test --locked --test scale_out -- --ignored --nocapture 2>&1; \
+	   echo $$? > $(OUT)/scale-test.status; } | tee $(OUT)/scale-test.log
+	@exit $$(cat $(OUT)/scale-test.status)
 
 lint:
 	$(CARGO) fmt --check

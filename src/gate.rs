@@ -8,7 +8,7 @@
 //! connection run unbounded (connections cap their own steps), or decides anything about a
 //! request (that is `server`'s).
 
-use crate::config::{self, Config};
+use crate::config::{self, Cidr, Config};
 use crate::event::per_address::PerAddress;
 use crate::event::pool::{BufferPool, Buffers};
 use crate::event::slab::Slab;
@@ -28,7 +28,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::ffi::CString;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +52,8 @@ const EVICT_AFTER: Duration = Duration::from_millis(500);
 struct Listener {
     sock: TcpListener,
     addr: SocketAddr,
+    /// `listen … proxy_protocol`: connections begin with a PROXY protocol header.
+    proxy_protocol: bool,
 }
 
 /// The request context lent to a connection: the loop's shared, read-only parts. A macro
@@ -66,7 +68,9 @@ macro_rules! ctx {
             unix: $gate.unix,
             stats: $stats,
             head_limit: $gate.head_limit,
-            stopping: $stopping,
+            // Draining before a stop, answers already close their connections.
+            stopping: $stopping || $gate.draining,
+            draining: $gate.draining,
             watchdog: &$gate.watchdog,
             files: &$gate.files,
             uri_buf: &$gate.uri_buf,
@@ -120,6 +124,15 @@ pub struct Gate {
     /// that line may come (at most one a second).
     refused: u64,
     refused_log_at: Instant,
+    /// The address each slot counts against `limit_conn_per_ip` (`None`: a trusted peer, not
+    /// counted, or not yet known — a PROXY protocol header is awaited).
+    counted: Vec<Option<IpAddr>>,
+    /// Every `set_real_ip_from` network: peers not counted at accept (see `server::realip`).
+    trusted: Vec<Cidr>,
+    /// `health` locations answer 503: a graceful stop (or an upgrade) began.
+    draining: bool,
+    /// A graceful stop waiting for `shutdown_delay` to pass: when it proceeds, and the signal.
+    delayed_stop: Option<(Instant, i32)>,
 }
 
 /// Binds every `listen` address of the config (deduplicated).
@@ -156,6 +169,11 @@ fn counter(stats: &mut Stats, activity: Activity) -> &mut u64 {
     }
 }
 
+/// Whether some `[server]` listens on `addr` with `proxy_protocol`.
+fn proxy_protocol_at(cfg: &Config, addr: SocketAddr) -> bool {
+    cfg.servers.iter().any(|s| s.proxy_protocol.contains(&addr))
+}
+
 impl Gate {
     /// Builds the loop around already-bound listeners and a signalfd.
     pub fn new(
@@ -174,7 +192,11 @@ impl Gate {
             let mut sock = TcpListener::from_std(sock);
             poll.registry()
                 .register(&mut sock, Token(LISTENER_BASE + i), Interest::READABLE)?;
-            listeners.push(Listener { sock, addr });
+            listeners.push(Listener {
+                sock,
+                addr,
+                proxy_protocol: proxy_protocol_at(&cfg, addr),
+            });
         }
         let g = &cfg.global;
         let size = crate::server::conn::large_buffer_size(&cfg);
@@ -215,6 +237,10 @@ impl Gate {
             multiparts: crate::static_files::body::Multiparts::new(MULTIPART_STATES),
             refused: 0,
             refused_log_at: now,
+            counted: vec![None; g.worker_connections],
+            trusted: crate::server::realip::trusted_anywhere(&cfg),
+            draining: false,
+            delayed_stop: None,
             cfg,
         };
         gate.tick_clock();
@@ -250,6 +276,7 @@ impl Gate {
                 self.next_sweep = self.now + SWEEP;
             }
             self.notifier.tick(self.now);
+            self.check_delayed_stop();
             if self.stopping.is_some() && self.stop_done() {
                 log::info!("exiting");
                 return Ok(());
@@ -278,6 +305,9 @@ impl Gate {
             timeout = timeout.min(d.saturating_duration_since(self.now));
         }
         if let Some(d) = self.stopping {
+            timeout = timeout.min(d.saturating_duration_since(self.now));
+        }
+        if let Some((d, _)) = self.delayed_stop {
             timeout = timeout.min(d.saturating_duration_since(self.now));
         }
         if let Some(d) = self.notifier.next_deadline() {
@@ -351,14 +381,15 @@ impl Gate {
                 return;
             };
             let listen_addr = listener.addr;
+            let proxy_protocol = listener.proxy_protocol;
             match listener.sock.accept() {
                 Ok((sock, peer)) => {
-                    if !self.per_address.admit(peer.ip()) {
+                    let Some(counted) = self.count_at_accept(peer) else {
                         // One address may not hold every slot: closed at once.
-                        self.refuse(peer);
+                        self.refuse(peer.ip());
                         drop(sock);
                         continue;
-                    }
+                    };
                     if self.conns.is_full() {
                         // A client arrived and every slot is taken: the longest-idle
                         // keep-alive connection makes room (only now, so none is closed
@@ -382,8 +413,20 @@ impl Gate {
                         self.cfg.global.client_header_timeout,
                     );
                     let Ok(i) = self.conns.insert(conn) else {
+                        if let Some(ip) = counted {
+                            self.per_address.release(ip);
+                        }
                         continue;
                     };
+                    if let Some(slot) = self.counted.get_mut(i) {
+                        *slot = counted;
+                    }
+                    if proxy_protocol {
+                        let timeout = self.cfg.global.proxy_protocol_timeout;
+                        if let Some(c) = self.conns.get_mut(i) {
+                            c.expect_proxy_header(self.now, timeout);
+                        }
+                    }
                     let token = Token(CONN_BASE + 2 * i);
                     let registered = self.conns.get_mut(i).map(|c| {
                         self.poll.registry().register(
@@ -396,7 +439,7 @@ impl Gate {
                         let e = crate::sys::ErrorText(&e);
                         log::error!("slot {i}: epoll registration failed: {e}");
                         self.conns.remove(i);
-                        self.per_address.release(peer.ip());
+                        self.release_count(i);
                         continue;
                     }
                     self.stats.handled += 1;
@@ -429,13 +472,58 @@ impl Gate {
         }
     }
 
+    /// Counts a new connection from `peer` against `limit_conn_per_ip`: `Some(Some(ip))` when
+    /// counted, `Some(None)` for a peer in `set_real_ip_from` (a balancer holds many
+    /// connections; its PROXY protocol source addresses are counted instead, see
+    /// `admit_proxied`), `None` when the address is at its limit.
+    fn count_at_accept(&mut self, peer: SocketAddr) -> Option<Option<IpAddr>> {
+        let ip = peer.ip();
+        if self.trusted.iter().any(|c| c.contains(ip)) {
+            return Some(None);
+        }
+        self.per_address.admit(ip).then_some(Some(ip))
+    }
+
+    /// Slot `i`'s connection read its PROXY protocol header: when its peer is trusted, the
+    /// source address the header names is counted now. `false` when that address is at its
+    /// limit: the connection is closed (and the refusal logged like one at accept).
+    fn admit_proxied(&mut self, i: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(i) else {
+            return true;
+        };
+        let Some(source) = conn.take_proxy_source() else {
+            return true;
+        };
+        let peer = conn.peer().ip();
+        if !self.trusted.iter().any(|c| c.contains(peer)) {
+            return true;
+        }
+        let ip = source.ip();
+        if !self.per_address.admit(ip) {
+            self.refuse(ip);
+            self.close(i);
+            return false;
+        }
+        if let Some(slot) = self.counted.get_mut(i) {
+            *slot = Some(ip);
+        }
+        true
+    }
+
+    /// Gives back slot `i`'s count against `limit_conn_per_ip`.
+    fn release_count(&mut self, i: usize) {
+        if let Some(ip) = self.counted.get_mut(i).and_then(Option::take) {
+            self.per_address.release(ip);
+        }
+    }
+
     /// A connection refused by `limit_conn_per_ip`: counted, and logged at most once a second.
-    fn refuse(&mut self, peer: SocketAddr) {
+    fn refuse(&mut self, ip: IpAddr) {
         self.refused += 1;
         if self.now >= self.refused_log_at {
             log::warn!(
                 "limiting connections by address {}: {} refused (limit_conn_per_ip = {})",
-                peer.ip(),
+                ip,
                 self.refused,
                 self.cfg.global.limit_conn_per_ip
             );
@@ -493,6 +581,10 @@ impl Gate {
         let idle_keepalive = conn.is_idle_keepalive();
         self.stats.requests += u64::from(served);
         self.recount(before, after);
+        if !self.admit_proxied(i) {
+            self.wake_buffer_waiters();
+            return;
+        }
         match step {
             Step::Wait if self.stopping.is_some() && after == Activity::Waiting => self.close(i),
             Step::Wait => {
@@ -589,7 +681,7 @@ impl Gate {
             return;
         };
         let activity = conn.activity();
-        self.per_address.release(conn.peer().ip());
+        self.release_count(i);
         conn.release(&mut self.bufs, &mut self.proxies, self.poll.registry());
         // Out of the epoll set before the close: a child forked a moment ago may still hold a
         // copy of the descriptor, and a close alone would leave that copy registered.
@@ -682,10 +774,52 @@ impl Gate {
         self.after_step(i, before, requests_before, step);
     }
 
+    /// `health` locations answer 503 from now on (`true`), so balancers stop sending this box
+    /// new requests, or again 200 (`false`). A graceful stop sets it; an in-place upgrade sets
+    /// it before it begins and clears it if it is abandoned.
+    pub fn set_draining(&mut self, on: bool) {
+        if self.draining != on {
+            log::info!(
+                "{} draining: health locations answer {}",
+                if on { "begin" } else { "end" },
+                if on { 503 } else { 200 }
+            );
+        }
+        self.draining = on;
+    }
+
+    /// SIGTERM/SIGINT/SIGQUIT: a graceful stop, after `shutdown_delay` of draining when one is
+    /// set (health locations answer 503 at once, everything else is served as before, answers
+    /// close their connections). A second stop signal during the delay stops at once.
     fn begin_stop(&mut self, sig: i32) {
         if self.stopping.is_some() {
             return;
         }
+        self.set_draining(true);
+        let delay = self.cfg.global.shutdown_delay;
+        if self.delayed_stop.take().is_none() && !delay.is_zero() {
+            log::info!(
+                "signal {sig} received: draining for {delay:?} (shutdown_delay), then a graceful stop"
+            );
+            self.notifier.stopping();
+            self.delayed_stop = Some((self.now + delay, sig));
+            return;
+        }
+        self.stop_now(sig);
+    }
+
+    /// The `shutdown_delay` of a graceful stop has passed: stop.
+    fn check_delayed_stop(&mut self) {
+        if let Some((at, sig)) = self.delayed_stop {
+            if self.now >= at {
+                self.delayed_stop = None;
+                self.stop_now(sig);
+            }
+        }
+    }
+
+    /// The graceful stop itself: stop accepting, close what is quiet, stop the programs.
+    fn stop_now(&mut self, sig: i32) {
         log::info!(
             "signal {sig} received: graceful stop (in-flight responses get {:?})",
             self.cfg.global.shutdown_timeout
@@ -757,6 +891,10 @@ impl Gate {
         self.groups = Groups::new(&new);
         self.temp_dir = temp_dir(&new);
         self.per_address.set_limit(new.global.limit_conn_per_ip);
+        self.trusted = crate::server::realip::trusted_anywhere(&new);
+        for l in &mut self.listeners {
+            l.proxy_protocol = proxy_protocol_at(&new, l.addr);
+        }
         self.cfg = new;
         log::info!("configuration reloaded from {}", path.display());
     }
@@ -786,7 +924,11 @@ impl Gate {
         }
         self.listeners.retain(|l| wanted.contains(&l.addr));
         for (sock, addr) in added {
-            self.listeners.push(Listener { sock, addr });
+            self.listeners.push(Listener {
+                sock,
+                addr,
+                proxy_protocol: proxy_protocol_at(new, addr),
+            });
         }
         if self.listeners.len() > MAX_LISTENERS {
             return Err(io::Error::other("too many listen addresses"));

@@ -82,6 +82,16 @@ fn packet_corpus_replays_clean() {
 }
 
 #[test]
+fn proxy_protocol_corpus_replays_clean() {
+    replay("proxy_protocol");
+}
+
+#[test]
+fn realip_corpus_replays_clean() {
+    replay("realip");
+}
+
+#[test]
 fn every_target_has_a_corpus_and_every_corpus_a_target() {
     let mut dirs: Vec<String> = std::fs::read_dir(corpus())
         .expect("fuzz/corpus")

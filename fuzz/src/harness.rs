@@ -15,7 +15,9 @@ use std::path::Path;
 use uwgate::http::chunked::ChunkedDecoder;
 use uwgate::http::date::{format_http_date, parse_http_date};
 use uwgate::http::path::canonicalize;
+use uwgate::http::proxy_protocol::{self as pp, Parsed};
 use uwgate::http::range::{if_range_matches, parse_range, RangeSpec, MAX_RANGES};
+use uwgate::http::realip::{forwarded_addr, parse_addr_port};
 use uwgate::http::request::{
     fields as head_fields, head_overflow_status, parse_head, Head, Method, Span, TargetForm,
 };
@@ -36,6 +38,8 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("config", config),
     ("upstream_response", upstream_response),
     ("packet", packet),
+    ("proxy_protocol", proxy_protocol),
+    ("realip", realip),
 ];
 
 // -------------------------------------------------------------------------------------------
@@ -931,7 +935,15 @@ pub fn config(data: &[u8]) {
             }
             for server in &c.servers {
                 assert!(!server.listen.is_empty());
+                for addr in &server.proxy_protocol {
+                    assert!(
+                        server.listen.contains(addr),
+                        "proxy_protocol on {addr}, not listened on"
+                    );
+                }
+                check_realip(&server.realip);
                 for location in &server.locations {
+                    check_realip(&location.realip);
                     assert!(location.prefix.starts_with('/'), "{:?}", location.prefix);
                     match &location.handler {
                         uwgate::config::Handler::Static(s) => {
@@ -945,7 +957,7 @@ pub fn config(data: &[u8]) {
                                 assert!(s.starts_with('/') && !s.ends_with('/'), "{s:?}");
                             }
                         }
-                        uwgate::config::Handler::StubStatus => {}
+                        uwgate::config::Handler::StubStatus | uwgate::config::Handler::Health => {}
                     }
                 }
             }
@@ -971,6 +983,17 @@ pub fn config(data: &[u8]) {
     }
     let again = uwgate::config::parse_bytes(data, Path::new(FILE), &env, &resolve);
     assert_eq!(parsed, again, "two readings differ");
+}
+
+/// A section's realip settings: networks with their host bits cleared, within their family's
+/// prefix length, none twice.
+fn check_realip(r: &uwgate::config::RealIp) {
+    for (i, c) in r.from.iter().enumerate() {
+        let max = if c.net.is_ipv4() { 32 } else { 128 };
+        assert!(c.bits <= max, "{c:?}");
+        assert!(c.contains(c.net), "{c:?} does not contain its own network");
+        assert!(!r.from[..i].contains(c), "{c:?} twice");
+    }
 }
 
 // -------------------------------------------------------------------------------------------
@@ -1518,4 +1541,209 @@ fn fnv(data: &[u8]) -> u64 {
     data.iter().fold(0xcbf29ce484222325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
     })
+}
+
+// -------------------------------------------------------------------------------------------
+// The PROXY protocol header.
+
+/// `http::proxy_protocol::parse` on the input as the first bytes of a connection; the first byte
+/// picks the most the caller can hold (as small as 16 bytes, as large as a head buffer). A
+/// complete header lies within the input and the limit, every shorter prefix of it is
+/// "partial", the bytes after it change nothing, and its addresses written back in the
+/// header's own format give the header's bytes (a reference encoder for v1 TCP4 and for v2).
+pub fn proxy_protocol(data: &[u8]) {
+    let Some((&size, input)) = data.split_first() else {
+        return;
+    };
+    let max_len = 16 + usize::from(size) * 8;
+    let h = match pp::parse(input, max_len) {
+        Ok(Parsed::Complete(h)) => h,
+        Ok(Parsed::Partial) => {
+            // Partial means a valid beginning: never longer than a header may be.
+            assert!(
+                input.len() < max_len,
+                "partial at {} of {max_len}",
+                input.len()
+            );
+            return;
+        }
+        Err(_) => return,
+    };
+    assert!(
+        h.len <= input.len() && h.len <= max_len,
+        "{h:?} of {}",
+        input.len()
+    );
+    let head = &input[..h.len];
+    assert_eq!(
+        pp::parse(head, max_len),
+        Ok(Parsed::Complete(h)),
+        "the header alone"
+    );
+    for cut in 0..h.len {
+        assert_eq!(
+            pp::parse(&head[..cut], max_len),
+            Ok(Parsed::Partial),
+            "prefix {cut} of {h:?}"
+        );
+    }
+    match h.version {
+        1 => {
+            assert!(head.starts_with(b"PROXY ") && head.ends_with(b"\r\n") && h.len <= pp::V1_MAX);
+            let line = &head[6..h.len - 2];
+            assert!(!line.contains(&b'\r') && !line.contains(&b'\n'), "one line");
+            match h.addresses {
+                None => assert!(
+                    line.starts_with(b"UNKNOWN"),
+                    "{:?}",
+                    String::from_utf8_lossy(line)
+                ),
+                Some((src, dst)) if src.is_ipv4() => {
+                    let want = format!(
+                        "TCP4 {} {} {} {}",
+                        src.ip(),
+                        dst.ip(),
+                        src.port(),
+                        dst.port()
+                    );
+                    assert_eq!(line, want.as_bytes(), "TCP4 is canonical text");
+                }
+                Some((src, dst)) => {
+                    assert!(line.starts_with(b"TCP6 ") && dst.is_ipv6(), "{src} {dst}");
+                    let words: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+                    assert_eq!(words.len(), 5);
+                    assert_eq!(words[3], src.port().to_string().as_bytes());
+                    assert_eq!(words[4], dst.port().to_string().as_bytes());
+                }
+            }
+        }
+        _ => {
+            assert!(head.starts_with(&pp::V2_SIGNATURE) && h.len >= 16);
+            assert_eq!(
+                h.len,
+                16 + usize::from(u16::from_be_bytes([head[14], head[15]]))
+            );
+            assert_eq!(head[12] >> 4, 2);
+            let block = &head[16..];
+            match (head[12] & 0x0f, h.addresses) {
+                (0, addresses) => assert_eq!(addresses, None, "LOCAL names no address"),
+                (_, None) => assert!(matches!(head[13], 0x00 | 0x31 | 0x32), "{:#x}", head[13]),
+                (_, Some((src, dst))) => {
+                    let mut want = Vec::new();
+                    match (src.ip(), dst.ip()) {
+                        (IpAddr::V4(s), IpAddr::V4(d)) => {
+                            assert!(matches!(head[13], 0x11 | 0x12));
+                            want.extend_from_slice(&s.octets());
+                            want.extend_from_slice(&d.octets());
+                        }
+                        (IpAddr::V6(s), IpAddr::V6(d)) => {
+                            assert!(matches!(head[13], 0x21 | 0x22));
+                            want.extend_from_slice(&s.octets());
+                            want.extend_from_slice(&d.octets());
+                        }
+                        _ => panic!("mixed families {src} {dst}"),
+                    }
+                    want.extend_from_slice(&src.port().to_be_bytes());
+                    want.extend_from_slice(&dst.port().to_be_bytes());
+                    assert!(block.starts_with(&want), "the address block re-encodes");
+                }
+            }
+        }
+    }
+    let mut longer = input.to_vec();
+    longer.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(
+        pp::parse(&longer, max_len),
+        Ok(Parsed::Complete(h)),
+        "bytes after it"
+    );
+}
+
+// -------------------------------------------------------------------------------------------
+// realip: the client address a trusted peer names.
+
+/// `http::realip::forwarded_addr` on header values from the input (lines after the first
+/// byte, which picks `recursive` and whom the peer trusts), checked against a reference walk
+/// written here from nginx's rules: the rightmost element while the current address is
+/// trusted, one step unless recursive, fields walked last to first.
+pub fn realip(data: &[u8]) {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let recursive = flags & 1 == 1;
+    let trust_v6 = flags & 2 == 2;
+    let trusted = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => v4.octets()[0] == 10 || v4.is_loopback(),
+        IpAddr::V6(v6) => trust_v6 && (v6.is_loopback() || v6.segments()[0] == 0xfd00),
+    };
+    let values: Vec<&[u8]> = rest.split(|&b| b == b'\n').take(40).collect();
+    let peer = if flags & 4 == 4 {
+        SocketAddr::from(([192, 0, 2, 1], 1))
+    } else {
+        SocketAddr::from(([10, 0, 0, 1], 1))
+    };
+    let got = forwarded_addr(peer, &values, &trusted, recursive);
+    assert_eq!(
+        got,
+        reference_realip(peer, &values, &trusted, recursive),
+        "{values:?}"
+    );
+    if let Some(addr) = got {
+        // Every answer is an element of some value, as written.
+        let text = addr.ip().to_string();
+        assert!(
+            values.iter().any(|v| v
+                .split(|&b| b == b',' || b == b' ')
+                .any(|e| parse_addr_port(e) == Some(addr) || e == text.as_bytes())),
+            "{addr} is not an element"
+        );
+    }
+}
+
+/// nginx's walk, written over lists: each field split at ',' and ' ' (empty pieces between
+/// elements skipped, as nginx skips runs of separators), elements taken from the right while
+/// the current address is trusted; a field that begins with a separator ends the walk once its
+/// elements are taken (nginx then reads the separator as an element and stops there).
+fn reference_realip(
+    peer: SocketAddr,
+    values: &[&[u8]],
+    trusted: &dyn Fn(IpAddr) -> bool,
+    recursive: bool,
+) -> Option<SocketAddr> {
+    if !trusted(peer.ip()) {
+        return None;
+    }
+    let is_sep = |b: &u8| *b == b',' || *b == b' ';
+    let walked: &[&[u8]] = if recursive {
+        values
+    } else {
+        values.last().map(std::slice::from_ref).unwrap_or(&[])
+    };
+    let mut current = peer;
+    let mut found = false;
+    for value in walked.iter().rev() {
+        let pieces: Vec<&[u8]> = value.split(is_sep).filter(|p| !p.is_empty()).collect();
+        if pieces.is_empty() {
+            return found.then_some(current);
+        }
+        for piece in pieces.iter().rev() {
+            if !trusted(current.ip()) {
+                return found.then_some(current);
+            }
+            match parse_addr_port(piece) {
+                Some(a) => {
+                    current = a;
+                    found = true;
+                }
+                None => return found.then_some(current),
+            }
+            if !recursive {
+                return Some(current);
+            }
+        }
+        if value.first().is_some_and(is_sep) {
+            return Some(current);
+        }
+    }
+    found.then_some(current)
 }

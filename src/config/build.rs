@@ -15,8 +15,9 @@ use super::global::build_global;
 use super::limits::LimitKeys;
 use super::location::{build_location, build_server, default_listen};
 use super::program::{build_program, check_programs, BuiltProgram};
+use super::realip::RealIpKeys;
 use super::syntax::{Section, SectionKind};
-use super::{at, ConfigError, Global, Limits, Program, Server};
+use super::{at, ConfigError, Global, Limits, Program, RealIp, Server};
 
 /// A validated file, before its warnings get the file name.
 pub(crate) struct Built {
@@ -27,6 +28,10 @@ pub(crate) struct Built {
     pub warnings: Vec<(usize, String)>,
 }
 
+/// What one `[server]` or `[location:*]` sets of the keys it may inherit: the limit keys and
+/// the realip keys.
+pub(crate) type Keys = (LimitKeys, RealIpKeys);
+
 /// Builds and cross-checks every section.
 pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, ConfigError> {
     let mut global: Option<(Global, usize)> = None;
@@ -34,8 +39,8 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
     let mut implicit: Option<Server> = None;
     // The limit keys each server, and each of its locations, sets (parallel to `servers`, the
     // implicit server last): resolved once `[uwgate]` is known, wherever it is in the file.
-    let mut server_limits: Vec<(LimitKeys, Vec<LimitKeys>)> = Vec::new();
-    let mut implicit_limits: Vec<LimitKeys> = Vec::new();
+    let mut server_limits: Vec<(Keys, Vec<Keys>)> = Vec::new();
+    let mut implicit_limits: Vec<Keys> = Vec::new();
     let mut programs: Vec<BuiltProgram> = Vec::new();
     // Header line of each program, and of each prefix in the current server, by name.
     let mut program_lines: HashMap<&str, usize> = HashMap::new();
@@ -51,7 +56,7 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
                         format!("[uwgate] given twice (lines {first} and {})", section.line),
                     ));
                 }
-                global = Some((build_global(section, vars)?, section.line));
+                global = Some((build_global(section, vars, &mut warnings)?, section.line));
             }
             SectionKind::Server => {
                 if let Some(location) = implicit.as_ref().and_then(|s| s.locations.first()) {
@@ -63,7 +68,7 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
                         ),
                     ));
                 }
-                let (server, keys) = build_server(section, vars)?;
+                let (server, keys) = build_server(section, vars, &mut warnings)?;
                 servers.push(server);
                 server_limits.push((keys, Vec::new()));
                 prefix_lines.clear();
@@ -80,6 +85,8 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
                             server_name: Vec::new(),
                             locations: Vec::new(),
                             limits: Limits::default(),
+                            proxy_protocol: Vec::new(),
+                            realip: RealIp::default(),
                         }),
                         &mut implicit_limits,
                     ),
@@ -114,7 +121,7 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
     // is empty here.
     if let Some(server) = implicit {
         servers.push(server);
-        server_limits.push((LimitKeys::default(), implicit_limits));
+        server_limits.push((Keys::default(), implicit_limits));
     }
     let global = global.map(|(g, _)| g).unwrap_or_default();
     inherit_limits(&global, &mut servers, &server_limits);
@@ -129,13 +136,16 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
     })
 }
 
-/// Resolves every server's and location's limits: `[uwgate]` → `[server]` → `[location]`, each
-/// level's own keys winning (nginx's http/server/location merge).
-fn inherit_limits(global: &Global, servers: &mut [Server], keys: &[(LimitKeys, Vec<LimitKeys>)]) {
-    for (server, (server_keys, location_keys)) in servers.iter_mut().zip(keys) {
-        server.limits = server_keys.apply(global.limits);
-        for (location, own) in server.locations.iter_mut().zip(location_keys) {
-            location.limits = own.apply(server.limits);
+/// Resolves every server's and location's limits and realip settings: `[uwgate]` →
+/// `[server]` → `[location]`, each level's own keys winning (nginx's http/server/location
+/// merge).
+fn inherit_limits(global: &Global, servers: &mut [Server], keys: &[(Keys, Vec<Keys>)]) {
+    for (server, ((limits, realip), location_keys)) in servers.iter_mut().zip(keys) {
+        server.limits = limits.apply(global.limits);
+        server.realip = realip.apply(&global.realip);
+        for (location, (limits, realip)) in server.locations.iter_mut().zip(location_keys) {
+            location.limits = limits.apply(server.limits);
+            location.realip = realip.apply(&server.realip);
         }
     }
 }

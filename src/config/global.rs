@@ -6,6 +6,7 @@
 
 use super::expand::Vars;
 use super::limits::{LimitKeys, LIMIT_KEYS};
+use super::realip::{RealIpKeys, REALIP_KEYS, REALIP_REPEATABLE};
 use super::syntax::{Entry, Section, Seen};
 use super::values;
 use super::{ConfigError, Global};
@@ -34,28 +35,42 @@ const KEYS: &[&str] = &[
     "open_file_cache",
     "open_file_cache_valid",
     "limit_conn_per_ip",
+    "proxy_protocol_timeout",
+    "shutdown_delay",
 ];
 
 /// Largest `worker_connections`.
 const MAX_CONNECTIONS: u64 = 1_000_000;
 
-/// Builds [`Global`] from the `[uwgate]` section.
-pub(crate) fn build_global(section: &Section, vars: &Vars<'_>) -> Result<Global, ConfigError> {
+/// Builds [`Global`] from the `[uwgate]` section; `warnings` receives `(line, message)` for
+/// values accepted but probably meant otherwise.
+pub(crate) fn build_global(
+    section: &Section,
+    vars: &Vars<'_>,
+    warnings: &mut Vec<(usize, String)>,
+) -> Result<Global, ConfigError> {
     let mut global = Global::default();
     let mut seen = Seen::default();
     // buffer_pool is checked once worker_connections is known, wherever it is in the section.
     let mut pool: Option<(u64, &Entry, String)> = None;
     let mut limits = LimitKeys::default();
+    let mut realip = RealIpKeys::default();
     for entry in &section.entries {
         let key = entry.key.as_str();
-        if !KEYS.contains(&key) && !LIMIT_KEYS.contains(&key) {
+        if !KEYS.contains(&key) && !LIMIT_KEYS.contains(&key) && !REALIP_KEYS.contains(&key) {
             return Err(section.unknown(entry));
         }
-        seen.once(section, entry, &[])?;
+        seen.once(section, entry, &[REALIP_REPEATABLE])?;
         let value = vars.expand(section, entry)?;
         let bad = |why: String| section.invalid(entry, &value, &why);
         if let Some(read) = limits.read(key, &value) {
             read.map_err(bad)?;
+            continue;
+        }
+        if let Some(read) = realip.read(key, &value) {
+            if let Some(warning) = read.map_err(bad)? {
+                warnings.push((entry.line, format!("{warning} in [{}]", section.title)));
+            }
             continue;
         }
         let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
@@ -119,10 +134,17 @@ pub(crate) fn build_global(section: &Section, vars: &Vars<'_>) -> Result<Global,
                 };
                 global.limit_conn_per_ip = u32::try_from(n).unwrap_or(u32::MAX);
             }
+            "proxy_protocol_timeout" => {
+                global.proxy_protocol_timeout = values::duration(&value, false).map_err(bad)?;
+            }
+            "shutdown_delay" => {
+                global.shutdown_delay = values::duration(&value, true).map_err(bad)?;
+            }
             _ => return Err(section.unknown(entry)),
         }
     }
     global.limits = limits.apply(global.limits);
+    global.realip = realip.apply(&global.realip);
     let most = global.worker_connections.saturating_mul(2);
     global.buffer_pool = match pool {
         None => global.worker_connections.min(256),
@@ -232,6 +254,38 @@ mod tests {
         assert!(!g.access_log);
         assert_eq!(g.access_log_tag, "web-access");
         assert_eq!(g.error_log_level, log::LevelFilter::Warn);
+    }
+
+    #[test]
+    fn proxy_protocol_timeout_and_shutdown_delay_are_read() {
+        let d = Global::default();
+        assert_eq!(d.proxy_protocol_timeout, Duration::from_secs(30));
+        assert_eq!(d.shutdown_delay, Duration::ZERO);
+        let g = global(
+            "proxy_protocol_timeout = 5s
+shutdown_delay = 3s
+",
+        );
+        assert_eq!(g.proxy_protocol_timeout, Duration::from_secs(5));
+        assert_eq!(g.shutdown_delay, Duration::from_secs(3));
+        assert_eq!(
+            global(
+                "shutdown_delay = 0
+"
+            )
+            .shutdown_delay,
+            Duration::ZERO
+        );
+        assert!(error(
+            "proxy_protocol_timeout = 0
+"
+        )
+        .contains("'proxy_protocol_timeout'"));
+        assert!(error(
+            "shutdown_delay = soon
+"
+        )
+        .contains("'shutdown_delay'"));
     }
 
     #[test]

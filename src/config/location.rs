@@ -8,17 +8,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::at;
+use super::build::Keys;
 use super::expand::Vars;
 use super::limits::{LimitKeys, LIMIT_KEYS};
+use super::realip::{RealIpKeys, REALIP_KEYS};
 use super::syntax::{Entry, Section, Seen};
 use super::values;
-use super::{ConfigError, Handler, Limits, Location, Server, StaticBase, StaticConf, UwsgiConf};
+use super::{
+    ConfigError, Handler, Limits, Location, RealIp, Server, StaticBase, StaticConf, UwsgiConf,
+};
 
-/// Keys of `[server]` besides the limit keys ([`LIMIT_KEYS`]); these two repeat.
-const SERVER_KEYS: &[&str] = &["listen", "server_name"];
+/// Keys of `[server]` that accumulate (besides the limit keys ([`LIMIT_KEYS`]) and the realip
+/// keys ([`REALIP_KEYS`]), a server takes only `listen` and `server_name`).
+const SERVER_REPEATABLE: &[&str] = &["listen", "server_name", "set_real_ip_from"];
 
 /// Keys that choose a location's handler.
-const HANDLER_KEYS: &[&str] = &["alias", "root", "uwsgi_pass", "stub_status"];
+const HANDLER_KEYS: &[&str] = &["alias", "root", "uwsgi_pass", "stub_status", "health"];
 /// Keys of any location, besides the limit keys ([`LIMIT_KEYS`]).
 const COMMON_KEYS: &[&str] = &["internal", "allow", "deny"];
 /// Keys of alias/root locations only.
@@ -40,23 +45,33 @@ const UWSGI_KEYS: &[&str] = &[
     "uwsgi_ignore_client_abort",
 ];
 /// Location keys that accumulate.
-const LOCATION_REPEATABLE: &[&str] = &["uwsgi_pass", "allow", "deny", "uwsgi_param"];
+const LOCATION_REPEATABLE: &[&str] = &[
+    "uwsgi_pass",
+    "allow",
+    "deny",
+    "uwsgi_param",
+    "set_real_ip_from",
+];
 
 /// Longest uwsgi variable name or value: the packet stores each length in 16 bits.
 const UWSGI_VAR_MAX: usize = 65_535;
 
-/// Builds a [`Server`] (without locations, limits not yet inherited) from a `[server]`
-/// section, and the limit keys it sets.
+/// Builds a [`Server`] (without locations, limits and realip not yet inherited) from a
+/// `[server]` section, and the inheritable keys it sets; `warnings` receives `(line, message)`
+/// for values accepted but probably meant otherwise.
 pub(crate) fn build_server(
     section: &Section,
     vars: &Vars<'_>,
-) -> Result<(Server, LimitKeys), ConfigError> {
+    warnings: &mut Vec<(usize, String)>,
+) -> Result<(Server, Keys), ConfigError> {
     let mut listen: Vec<(SocketAddr, usize)> = Vec::new();
+    let mut proxy_protocol: Vec<SocketAddr> = Vec::new();
     let mut server_name: Vec<String> = Vec::new();
     let mut limits = LimitKeys::default();
+    let mut realip = RealIpKeys::default();
     let mut seen = Seen::default();
     for entry in &section.entries {
-        seen.once(section, entry, SERVER_KEYS)?;
+        seen.once(section, entry, SERVER_REPEATABLE)?;
         if LIMIT_KEYS.contains(&entry.key.as_str()) {
             let value = vars.expand(section, entry)?;
             if let Some(read) = limits.read(&entry.key, &value) {
@@ -64,11 +79,18 @@ pub(crate) fn build_server(
             }
             continue;
         }
+        if REALIP_KEYS.contains(&entry.key.as_str()) {
+            read_realip(&mut realip, section, entry, vars, warnings)?;
+            continue;
+        }
         match entry.key.as_str() {
             "listen" => {
                 let value = vars.expand(section, entry)?;
-                let addr =
-                    values::listen(&value).map_err(|why| section.invalid(entry, &value, &why))?;
+                let (addr, proxied) =
+                    listen_line(&value).map_err(|why| section.invalid(entry, &value, &why))?;
+                if proxied {
+                    proxy_protocol.push(addr);
+                }
                 if let Some((_, first)) = listen.iter().find(|(a, _)| *a == addr) {
                     return Err(at(
                         entry.line,
@@ -113,12 +135,49 @@ pub(crate) fn build_server(
         Server {
             line: section.line,
             listen,
+            proxy_protocol,
             server_name,
             locations: Vec::new(),
             limits: Limits::default(),
+            realip: RealIp::default(),
         },
-        limits,
+        (limits, realip),
     ))
+}
+
+/// `listen`: an address, then optionally `proxy_protocol` (nginx's listen parameter);
+/// `(address, proxy_protocol given)`.
+fn listen_line(value: &str) -> Result<(SocketAddr, bool), String> {
+    let mut words = value.split_whitespace();
+    let addr = values::listen(words.next().unwrap_or(""))?;
+    let mut proxied = false;
+    for word in words {
+        if word != "proxy_protocol" || proxied {
+            return Err(format!(
+                "unexpected '{word}' after the address: the one listen parameter uwgate takes is proxy_protocol"
+            ));
+        }
+        proxied = true;
+    }
+    Ok((addr, proxied))
+}
+
+/// Reads one realip key of `section` into `keys`, with its warning.
+fn read_realip(
+    keys: &mut RealIpKeys,
+    section: &Section,
+    entry: &Entry,
+    vars: &Vars<'_>,
+    warnings: &mut Vec<(usize, String)>,
+) -> Result<(), ConfigError> {
+    let value = vars.expand(section, entry)?;
+    if let Some(read) = keys.read(&entry.key, &value) {
+        let warning = read.map_err(|why| section.invalid(entry, &value, &why))?;
+        if let Some(warning) = warning {
+            warnings.push((entry.line, format!("{warning} in [{}]", section.title)));
+        }
+    }
+    Ok(())
 }
 
 /// One `server_name`: a host name, `*.example.com`, `.example.com` or `www.example.*` (nginx's
@@ -159,19 +218,22 @@ struct Handlers {
     pass: Option<usize>,
     /// Line of `stub_status = on`.
     stub: Option<usize>,
+    /// Line of `health = on`.
+    health: Option<usize>,
 }
 
-/// Builds a [`Location`] (limits not yet inherited) from a `[location:PREFIX]` section, and the
-/// limit keys it sets; `warnings` receives `(line, message)` for things accepted but probably
-/// wrong.
+/// Builds a [`Location`] (limits and realip not yet inherited) from a `[location:PREFIX]`
+/// section, and the inheritable keys it sets; `warnings` receives `(line, message)` for things
+/// accepted but probably wrong.
 pub(crate) fn build_location(
     section: &Section,
     prefix: &str,
     vars: &Vars<'_>,
     warnings: &mut Vec<(usize, String)>,
-) -> Result<(Location, LimitKeys), ConfigError> {
+) -> Result<(Location, Keys), ConfigError> {
     let mut handlers = Handlers::default();
     let mut limits = LimitKeys::default();
+    let mut realip = RealIpKeys::default();
     let mut upstreams = Vec::new();
     let mut internal = false;
     let mut access = Vec::new();
@@ -190,11 +252,16 @@ pub(crate) fn build_location(
             || is_uwsgi
             || HANDLER_KEYS.contains(&key)
             || COMMON_KEYS.contains(&key)
-            || LIMIT_KEYS.contains(&key))
+            || LIMIT_KEYS.contains(&key)
+            || REALIP_KEYS.contains(&key))
         {
             return Err(section.unknown(entry));
         }
         seen.once(section, entry, LOCATION_REPEATABLE)?;
+        if REALIP_KEYS.contains(&key) {
+            read_realip(&mut realip, section, entry, vars, warnings)?;
+            continue;
+        }
         if is_static && first_static.is_none() {
             first_static = Some(entry);
         }
@@ -223,6 +290,11 @@ pub(crate) fn build_location(
             "stub_status" => {
                 if values::boolean(&value).map_err(bad)? {
                     handlers.stub = Some(entry.line);
+                }
+            }
+            "health" => {
+                if values::boolean(&value).map_err(bad)? {
+                    handlers.health = Some(entry.line);
                 }
             }
             "internal" => internal = values::boolean(&value).map_err(bad)?,
@@ -275,7 +347,7 @@ pub(crate) fn build_location(
     let refused = match handler {
         Chosen::Alias | Chosen::Root => first_uwsgi.map(|e| (e, "uwsgi_pass")),
         Chosen::Uwsgi => first_static.map(|e| (e, "alias/root")),
-        Chosen::Stub => first_static.or(first_uwsgi).map(|e| {
+        Chosen::Stub | Chosen::Health => first_static.or(first_uwsgi).map(|e| {
             let owner = if STATIC_KEYS.contains(&e.key.as_str()) {
                 "alias/root"
             } else {
@@ -322,6 +394,7 @@ pub(crate) fn build_location(
             Handler::Uwsgi(uwsgi)
         }
         Chosen::Stub => Handler::StubStatus,
+        Chosen::Health => Handler::Health,
     };
     Ok((
         Location {
@@ -331,8 +404,9 @@ pub(crate) fn build_location(
             internal,
             access,
             limits: Limits::default(),
+            realip: RealIp::default(),
         },
-        limits,
+        (limits, realip),
     ))
 }
 
@@ -343,6 +417,7 @@ enum Chosen {
     Root,
     Uwsgi,
     Stub,
+    Health,
 }
 
 impl Chosen {
@@ -352,6 +427,7 @@ impl Chosen {
             Chosen::Root => "root",
             Chosen::Uwsgi => "uwsgi_pass",
             Chosen::Stub => "stub_status",
+            Chosen::Health => "health",
         }
     }
 }
@@ -378,6 +454,7 @@ fn choose_handler(section: &Section, handlers: &Handlers) -> Result<Chosen, Conf
             .map(|(_, line)| (*line, Chosen::Root)),
         handlers.pass.map(|line| (line, Chosen::Uwsgi)),
         handlers.stub.map(|line| (line, Chosen::Stub)),
+        handlers.health.map(|line| (line, Chosen::Health)),
     ]
     .into_iter()
     .flatten()
@@ -387,7 +464,7 @@ fn choose_handler(section: &Section, handlers: &Handlers) -> Result<Chosen, Conf
         [] => Err(at(
             section.line,
             format!(
-                "[{}] needs one of alias, root, uwsgi_pass or stub_status = on",
+                "[{}] needs one of alias, root, uwsgi_pass, stub_status = on or health = on",
                 section.title
             ),
         )),
@@ -395,7 +472,7 @@ fn choose_handler(section: &Section, handlers: &Handlers) -> Result<Chosen, Conf
         [(first_line, first), (second_line, second), ..] => Err(at(
             *second_line,
             format!(
-                "'{}' conflicts with '{}' (line {first_line}) in [{}]: a location has exactly one of alias, root, uwsgi_pass or stub_status = on",
+                "'{}' conflicts with '{}' (line {first_line}) in [{}]: a location has exactly one of alias, root, uwsgi_pass, stub_status = on or health = on",
                 second.key(),
                 first.key(),
                 section.title
@@ -735,6 +812,43 @@ mod tests {
     }
 
     #[test]
+    fn listen_takes_proxy_protocol_after_the_address() {
+        let c = config(
+            "[server]\nlisten = 127.0.0.1:8080\nlisten = 0.0.0.0:81 proxy_protocol\nlisten = [::]:82  proxy_protocol\n",
+        );
+        let s = &c.servers[0];
+        let all: Vec<SocketAddr> = ["127.0.0.1:8080", "0.0.0.0:81", "[::]:82"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(s.listen, all);
+        assert_eq!(s.proxy_protocol, all[1..].to_vec());
+        assert_eq!(
+            error("[server]\nlisten = 80 ssl\n"),
+            "uwgate.ini:2: invalid value '80 ssl' for 'listen' in [server]: unexpected 'ssl' after the address: the one listen parameter uwgate takes is proxy_protocol"
+        );
+        assert!(
+            error("[server]\nlisten = 80 proxy_protocol proxy_protocol\n")
+                .contains("unexpected 'proxy_protocol'")
+        );
+    }
+
+    #[test]
+    fn health_location_takes_access_rules_and_no_handler_keys() {
+        let l = location("health = on\nallow = 10.0.0.0/8\ndeny = all\n");
+        assert_eq!(l.handler, Handler::Health);
+        assert_eq!(l.access.len(), 2);
+        assert_eq!(
+            location_error("health = on\nroot = /x\n"),
+            "uwgate.ini:4: 'root' conflicts with 'health' (line 3) in [location:/static/]: a location has exactly one of alias, root, uwsgi_pass, stub_status = on or health = on"
+        );
+        assert!(location_error("health = on\nexpires = 1d\n").contains(
+            "'expires' applies only to alias/root locations, and [location:/static/] uses health"
+        ));
+        assert!(location_error("health = off\n").contains("needs one of"));
+    }
+
+    #[test]
     fn stub_status_location() {
         let l = location("stub_status = on\nallow = 127.0.0.1\ndeny = all\n");
         assert_eq!(l.handler, Handler::StubStatus);
@@ -776,11 +890,11 @@ mod tests {
     fn location_without_handler_is_an_error_at_its_header() {
         assert_eq!(
             location_error("index = a.html\n"),
-            "uwgate.ini:2: [location:/static/] needs one of alias, root, uwsgi_pass or stub_status = on"
+            "uwgate.ini:2: [location:/static/] needs one of alias, root, uwsgi_pass, stub_status = on or health = on"
         );
         assert_eq!(
             location_error("stub_status = off\n"),
-            "uwgate.ini:2: [location:/static/] needs one of alias, root, uwsgi_pass or stub_status = on"
+            "uwgate.ini:2: [location:/static/] needs one of alias, root, uwsgi_pass, stub_status = on or health = on"
         );
     }
 
@@ -796,7 +910,7 @@ mod tests {
     fn two_handlers_is_an_error_at_the_second() {
         assert_eq!(
             location_error("uwsgi_pass = 127.0.0.1:8000\n; x\nalias = /a/\n"),
-            "uwgate.ini:5: 'alias' conflicts with 'uwsgi_pass' (line 3) in [location:/static/]: a location has exactly one of alias, root, uwsgi_pass or stub_status = on"
+            "uwgate.ini:5: 'alias' conflicts with 'uwsgi_pass' (line 3) in [location:/static/]: a location has exactly one of alias, root, uwsgi_pass, stub_status = on or health = on"
         );
         assert!(location_error("stub_status = on\nroot = /x\n")
             .starts_with("uwgate.ini:4: 'root' conflicts with 'stub_status' (line 3)"));

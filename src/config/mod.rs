@@ -16,6 +16,7 @@ mod global;
 mod limits;
 mod location;
 mod program;
+mod realip;
 mod syntax;
 mod values;
 
@@ -98,6 +99,75 @@ pub struct Global {
     /// Most connections one client address may hold at once (more are closed at accept);
     /// 0 or `off` = no limit (the default; the appliance's ini sets one).
     pub limit_conn_per_ip: u32,
+    /// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive` as `[uwgate]` sets them: what
+    /// servers and locations inherit.
+    pub realip: RealIp,
+    /// `proxy_protocol_timeout`: time allowed for the PROXY protocol header on a
+    /// `listen … proxy_protocol` address; default 30s (nginx's stream module).
+    pub proxy_protocol_timeout: Duration,
+    /// `shutdown_delay`: on a graceful stop, keep serving this long with `health` locations
+    /// answering 503 (so a balancer takes the box out first), then stop; default 0 (off).
+    pub shutdown_delay: Duration,
+}
+
+/// nginx's realip module (`set_real_ip_from`, `real_ip_header`, `real_ip_recursive`), as
+/// `[uwgate]`, `[server]` and `[location:*]` each may set it; a section that lists no
+/// `set_real_ip_from` inherits its parent's whole list, and the other two keys are inherited
+/// one by one (nginx's merge). `Default`: nobody trusted, `X-Real-IP`, not recursive.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RealIp {
+    /// Peers whose `real_ip_header` is believed; empty = realip is off.
+    pub from: Vec<Cidr>,
+    /// Where the client address comes from.
+    pub header: RealIpHeader,
+    /// `real_ip_recursive`: skip trusted addresses from the right of the header's list.
+    pub recursive: bool,
+}
+
+/// `real_ip_header`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RealIpHeader {
+    /// `X-Real-IP` (nginx's default).
+    #[default]
+    XRealIp,
+    /// `X-Forwarded-For`: every such field, the last one first.
+    XForwardedFor,
+    /// The PROXY protocol header of a `listen … proxy_protocol` address.
+    ProxyProtocol,
+    /// Any other field name (e.g. `CF-Connecting-IP`), as written.
+    Field(String),
+}
+
+/// An address or network (`10.0.0.0/8`, `::1`); host bits cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    /// The network address.
+    pub net: IpAddr,
+    /// Prefix length: up to 32 for IPv4, 128 for IPv6.
+    pub bits: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is inside this network; an IPv4-mapped IPv6 address counts as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        match (ip, self.net) {
+            (IpAddr::V4(a), IpAddr::V4(n)) => {
+                let shift = 32u32.saturating_sub(u32::from(self.bits));
+                let mask = u32::MAX.checked_shl(shift).unwrap_or(0);
+                u32::from(a) & mask == u32::from(n) & mask
+            }
+            (IpAddr::V6(a), IpAddr::V6(n)) => {
+                let shift = 128u32.saturating_sub(u32::from(self.bits));
+                let mask = u128::MAX.checked_shl(shift).unwrap_or(0);
+                u128::from(a) & mask == u128::from(n) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The limits nginx lets `http` (`[uwgate]`), `server` and `location` each set; a section's own
@@ -141,6 +211,9 @@ pub struct Server {
     pub line: usize,
     /// Addresses to listen on; default `[0.0.0.0:80]`. No address twice.
     pub listen: Vec<SocketAddr>,
+    /// Those of `listen` given with `proxy_protocol`: every connection must begin with a PROXY
+    /// protocol header (v1 or v2). The flag belongs to the address, whichever server sets it.
+    pub proxy_protocol: Vec<SocketAddr>,
     /// Host names, lowercased, no duplicates; empty matches nothing by name. Besides exact
     /// names: `*.example.com` (any subdomain), `.example.com` (example.com and any subdomain)
     /// and `www.example.*` (any last labels), as nginx.
@@ -149,6 +222,8 @@ pub struct Server {
     pub locations: Vec<Location>,
     /// Effective limits: the server's own keys over `[uwgate]`'s.
     pub limits: Limits,
+    /// Effective realip settings: the server's own keys over `[uwgate]`'s.
+    pub realip: RealIp,
 }
 
 /// `[location:PREFIX]`: what serves the URIs under one prefix.
@@ -166,6 +241,8 @@ pub struct Location {
     pub access: Vec<AccessRule>,
     /// Effective limits: the location's own keys over its server's.
     pub limits: Limits,
+    /// Effective realip settings: the location's own keys over its server's.
+    pub realip: RealIp,
 }
 
 /// The handler of a location.
@@ -177,6 +254,9 @@ pub enum Handler {
     Uwsgi(UwsgiConf),
     /// `stub_status = on`: nginx's stub_status text.
     StubStatus,
+    /// `health = on`: 200 while every `required_for_health` program is RUNNING and uwgate is
+    /// not draining, else 503 — the page a balancer's health check reads.
+    Health,
 }
 
 /// A static-file location.
@@ -366,6 +446,9 @@ pub struct Program {
     pub ready: Option<ReadyCheck>,
     /// Longest wait for `ready`; default 60s.
     pub ready_timeout: Duration,
+    /// `required_for_health`: `health` locations answer 503 unless every process of this
+    /// program is RUNNING; default false.
+    pub required_for_health: bool,
 }
 
 /// `autorestart`.
@@ -555,6 +638,9 @@ impl Default for Global {
             open_file_cache: 1000,
             open_file_cache_valid: Duration::from_secs(1),
             limit_conn_per_ip: 0,
+            realip: RealIp::default(),
+            proxy_protocol_timeout: Duration::from_secs(30),
+            shutdown_delay: Duration::ZERO,
             listen_backlog: 511,
             server_tokens: true,
             syslog: SyslogTarget::Unix(PathBuf::from("/dev/log")),

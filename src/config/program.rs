@@ -35,6 +35,7 @@ const KEYS: &[&str] = &[
     "depends_on",
     "ready",
     "ready_timeout",
+    "required_for_health",
 ];
 
 /// Supervisor keys accepted and ignored, each with a warning saying why.
@@ -157,6 +158,7 @@ pub(crate) fn build_program(
             }
             "ready" => program.ready = Some(values::ready(&value, vars.resolve).map_err(bad)?),
             "ready_timeout" => program.ready_timeout = duration(false)?,
+            "required_for_health" => program.required_for_health = boolean()?,
             _ => return Err(section.unknown(entry)),
         }
     }
@@ -379,6 +381,7 @@ impl Program {
             depends_on: Vec::new(),
             ready: None,
             ready_timeout: std::time::Duration::from_secs(60),
+            required_for_health: false,
         }
     }
 
@@ -617,6 +620,18 @@ mod tests {
 
     fn words(line: &str) -> Vec<String> {
         split_command(line).unwrap()
+    }
+
+    #[test]
+    fn required_for_health_defaults_off_and_is_read() {
+        assert!(!Program::new("x", "/bin/true").required_for_health);
+        let c = super::super::parse(
+            "[program:django]\ncommand = /bin/true\nrequired_for_health = true\n",
+            std::path::Path::new("/etc/uwgate.ini"),
+            &|_| None,
+        )
+        .unwrap();
+        assert!(c.programs[0].required_for_health);
     }
 
     #[test]

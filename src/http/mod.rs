@@ -6,7 +6,9 @@
 pub mod chunked;
 pub mod date;
 pub mod path;
+pub mod proxy_protocol;
 pub mod range;
+pub mod realip;
 pub mod request;
 pub mod response;
 pub mod response_body;

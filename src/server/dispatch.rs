@@ -14,6 +14,7 @@ use crate::http::response::{error_page, error_page_len, start, HeadWriter};
 use crate::http::Status;
 use crate::static_files::body::Body;
 use crate::static_files::{self, connection_header, ReplyCtx, StaticRequest};
+use std::cell::Cell;
 use std::net::{IpAddr, SocketAddr};
 
 /// Extra header an error response carries.
@@ -61,6 +62,12 @@ pub enum Outcome {
 pub struct Request<'a> {
     pub head: &'a Head,
     pub peer: SocketAddr,
+    /// The source address of the PROXY protocol header the connection began with.
+    pub proxied: Option<SocketAddr>,
+    /// Set by [`answer`] once the request is routed: the client address realip finds (the
+    /// peer's unless a trusted peer names another). The connection keeps it for the access log
+    /// and REMOTE_ADDR.
+    pub client: Cell<SocketAddr>,
     pub local: SocketAddr,
     /// The client asks for keep-alive and uwgate is not stopping; the route's
     /// `keepalive_timeout` and `keepalive_requests` decide the rest.
@@ -202,17 +209,26 @@ pub fn answer(req: &Request<'_>, input: &[u8], out: &mut [u8], ctx: &Ctx<'_>) ->
         return fail(Status::NotFound, Extra::None, route, out);
     };
     route.0 = si as u16;
+    let sources = super::realip::Sources {
+        head: input.get(..head.head_len as usize).unwrap_or(&[]),
+        peer: req.peer,
+        proxied: req.proxied,
+    };
     let Some((li, loc)) = ctx.router.location(ctx.cfg, si, path, false) else {
+        req.client
+            .set(super::realip::client_addr(ctx.cfg, si, None, sources));
         return fail(Status::NotFound, Extra::None, route, out);
     };
     route.1 = li as u16;
+    let client = super::realip::client_addr(ctx.cfg, si, Some(li), sources);
+    req.client.set(client);
     if head
         .content_length
         .is_some_and(|n| loc.limits.body_too_large(n))
     {
         return fail(Status::ContentTooLarge, Extra::None, route, out);
     }
-    if !access_allowed(&loc.access, req.peer.ip()) {
+    if !access_allowed(&loc.access, client.ip()) {
         return fail(Status::Forbidden, Extra::None, route, out);
     }
     let keep_alive = req.keep_alive(ctx, route);
@@ -237,6 +253,9 @@ pub fn answer(req: &Request<'_>, input: &[u8], out: &mut [u8], ctx: &Ctx<'_>) ->
         Handler::StubStatus => {
             let json = query_has_param(head.query(input), b"format", b"json");
             status_page(keep_alive, req.head_only, out, ctx, json).map_or(Outcome::TooBig, routed)
+        }
+        Handler::Health => {
+            super::health::page(keep_alive, req.head_only, out, ctx).map_or(Outcome::TooBig, routed)
         }
         Handler::Uwsgi(_) => match out.get_mut(..path_len) {
             Some(dst) => {

@@ -10,6 +10,8 @@
 pub mod access_log;
 pub mod conn;
 pub mod dispatch;
+pub mod health;
+pub mod realip;
 pub mod router;
 pub mod status;
 
@@ -51,7 +53,11 @@ pub struct Ctx<'a> {
     pub stats: Stats,
     /// Input may fill `buf[..head_limit]`; the output region is `buf[head_limit..]`.
     pub head_limit: usize,
+    /// Answers close their connection (a graceful stop, or draining before one).
     pub stopping: bool,
+    /// `health` locations answer 503: a graceful stop or an upgrade began, and balancers
+    /// should take this box out (see `Gate::set_draining`).
+    pub draining: bool,
     /// The supervised programs, for the JSON status page.
     pub watchdog: &'a crate::watchdog::Watchdog,
     /// The open-file cache.

@@ -58,10 +58,12 @@ struct ProgramDef {
 }
 
 impl ProgramDef {
-    /// Same settings, wherever the section sits in the file.
+    /// Same settings, wherever the section sits in the file (`required_for_health` is the
+    /// health page's, not the process's: changing it restarts nothing).
     fn same_settings(&self, other: &config::Program) -> bool {
         config::Program {
             line: other.line,
+            required_for_health: other.required_for_health,
             ..self.config.clone()
         } == *other
     }

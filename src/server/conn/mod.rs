@@ -2,6 +2,7 @@
 //! forwarding it), write the answer, then wait for the next request, linger, or close.
 //!
 //! ```text
+//! (ReadingProxy ──PROXY header──▶) Idle | ReadingHead     on a `listen … proxy_protocol` address
 //! Idle ──readable──▶ ReadingHead ──head──▶ Writing ──done──▶ ReadingHead (pipelined) | Idle
 //!                      │   │                  ▲   ╰─────────▶ Lingering | closed
 //!                      │   ╰──body to drop──▶ Discarding
@@ -13,7 +14,7 @@
 //! parsed head and what the answer promised), and one deadline tagged with what it is for, so a
 //! timeout never has to guess. The loop (`gate`) only delivers readiness and deadlines and
 //! applies the [`Step`] a transition returns. Writing bodies is `write`, request bodies `body`,
-//! forwarding `proxy`.
+//! forwarding `proxy`, the PROXY protocol header `proxy_header`.
 //!
 //! Never: touches another connection, blocks (every socket call is non-blocking and every loop
 //! here is bounded), allocates per request, or answers a request whose framing is lost with
@@ -21,6 +22,7 @@
 
 mod body;
 mod proxy;
+mod proxy_header;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -126,6 +128,8 @@ pub enum Step {
 /// What a deadline is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Timer {
+    /// The PROXY protocol header must arrive (proxy_protocol_timeout).
+    ProxyHeader,
     /// The whole request head must arrive (client_header_timeout).
     Head,
     /// The next read of a request body (client_body_timeout, minimum rate).
@@ -155,6 +159,9 @@ pub struct Deadline {
 
 /// Where a connection is.
 enum State {
+    /// On a `listen … proxy_protocol` address, before anything else: reading the PROXY
+    /// protocol header (what follows it is the first request).
+    ReadingProxy,
     /// Between requests: nothing read, no buffer.
     Idle,
     /// Reading a request head into the buffer.
@@ -201,6 +208,9 @@ struct Exchange {
     /// (server, location) the request is routed to (`NO_ROUTE` until known): whose limits
     /// apply (`Config::limits`).
     route: (u16, u16),
+    /// The client address realip found once the request was routed (`None`: the peer's):
+    /// what the access log and uWSGI's REMOTE_ADDR carry.
+    client: Option<SocketAddr>,
 }
 
 impl Exchange {
@@ -213,6 +223,7 @@ impl Exchange {
         req_len: 0,
         status: 0,
         body_sent: 0,
+        client: None,
     };
 }
 
@@ -256,6 +267,11 @@ pub struct Connection<S> {
     corked: bool,
     /// When a byte last moved between the client and us (the eviction order).
     progress: Instant,
+    /// The source address of the PROXY protocol header this connection began with, when it
+    /// named one (realip's `real_ip_header = proxy_protocol` uses it).
+    proxied: Option<SocketAddr>,
+    /// `proxied` was just read and the loop has not taken it yet (`take_proxy_source`).
+    proxied_new: bool,
 }
 
 impl<S: ClientSocket> Connection<S> {
@@ -288,7 +304,30 @@ impl<S: ClientSocket> Connection<S> {
             read_closed: false,
             corked: false,
             progress: now,
+            proxied: None,
+            proxied_new: false,
         }
+    }
+
+    /// This connection arrived on a `listen … proxy_protocol` address: before its first
+    /// request it must send a PROXY protocol header, within `timeout`.
+    pub fn expect_proxy_header(&mut self, now: Instant, timeout: Duration) {
+        self.state = State::ReadingProxy;
+        self.set_deadline(now + timeout, Timer::ProxyHeader);
+    }
+
+    /// The source address of a PROXY protocol header read since the last call (once), so the
+    /// loop can count it against `limit_conn_per_ip`.
+    pub fn take_proxy_source(&mut self) -> Option<SocketAddr> {
+        if !std::mem::take(&mut self.proxied_new) {
+            return None;
+        }
+        self.proxied
+    }
+
+    /// The current request's client address: realip's, else the peer's.
+    fn client(&self) -> SocketAddr {
+        self.exchange.client.unwrap_or(self.peer)
     }
 
     pub fn socket(&mut self) -> &mut S {
@@ -325,7 +364,7 @@ impl<S: ClientSocket> Connection<S> {
     pub fn is_quiet(&self) -> bool {
         match self.state {
             State::Idle => true,
-            State::ReadingHead => self.in_len == 0,
+            State::ReadingHead | State::ReadingProxy => self.in_len == 0,
             _ => false,
         }
     }
@@ -334,7 +373,9 @@ impl<S: ClientSocket> Connection<S> {
     pub fn activity(&self) -> Activity {
         match self.state {
             State::Idle => Activity::Waiting,
-            State::ReadingHead | State::Discarding { .. } => Activity::Reading,
+            State::ReadingProxy | State::ReadingHead | State::Discarding { .. } => {
+                Activity::Reading
+            }
             State::AwaitingRoom
             | State::AwaitingProxy(_)
             | State::Writing(_)
@@ -462,7 +503,10 @@ impl<S: ClientSocket> Connection<S> {
     pub fn stalled_since(&self, proxies: &Slab<Proxy>) -> Option<Instant> {
         let holds_large = matches!(self.buf, Some(Buf::Large(_)));
         let waits_on_client = match &self.state {
-            State::ReadingHead | State::Discarding { .. } | State::Lingering => true,
+            State::ReadingProxy
+            | State::ReadingHead
+            | State::Discarding { .. }
+            | State::Lingering => true,
             State::Writing(_) => !self.writable,
             State::Proxying(f) => match proxies.get(f.slot()).map(Proxy::stage) {
                 Some(crate::upstream::Stage::Body) => !f.body_complete(),
@@ -478,7 +522,7 @@ impl<S: ClientSocket> Connection<S> {
     /// its request gets a best-effort 408 (one non-blocking send); then the loop closes it.
     pub fn evict(&mut self, ctx: &Ctx<'_>, slot: usize) {
         let sending = match &self.state {
-            State::ReadingHead | State::Discarding { .. } => true,
+            State::ReadingProxy | State::ReadingHead | State::Discarding { .. } => true,
             State::Proxying(_) => self.exchange.status == 0,
             _ => false,
         };
@@ -515,6 +559,7 @@ impl<S: ClientSocket> Connection<S> {
                 return Step::Close;
             }
             let stop = match self.state {
+                State::ReadingProxy => self.read_proxy_header(env),
                 State::Idle => self.start_reading(env.bufs),
                 State::ReadingHead => self.read_head(env),
                 State::AwaitingRoom => self.answer_in_room(env),
@@ -698,12 +743,16 @@ impl<S: ClientSocket> Connection<S> {
         let req = Request {
             head: &head,
             peer: self.peer,
+            proxied: self.proxied,
+            client: std::cell::Cell::new(self.peer),
             local: self.local,
             wants_keep_alive: head.keep_alive && !ctx.stopping,
             requests: self.requests,
             head_only: self.exchange.head_only,
         };
-        match dispatch::answer(&req, input, out, ctx) {
+        let outcome = dispatch::answer(&req, input, out, ctx);
+        self.exchange.client = Some(req.client.get());
+        match outcome {
             Outcome::TooBig if matches!(self.buf, Some(Buf::Head(_))) => {
                 // Rare (the status page, a redirect to a very long path): answer again in a
                 // large buffer, once one is free.
@@ -917,7 +966,7 @@ impl<S: ClientSocket> Connection<S> {
         if g.access_log && ex.status != 0 {
             let input = env.bufs.get_mut(b).get(..self.in_len).unwrap_or(&[]);
             let entry = access_log::Entry {
-                peer: self.peer.ip(),
+                peer: self.client().ip(),
                 unix: ctx.unix,
                 head: ex.head.as_ref(),
                 input,
@@ -977,6 +1026,14 @@ impl<S: ClientSocket> Connection<S> {
     pub fn on_timeout(&mut self, env: &mut Env<'_, '_>) -> Option<Step> {
         let deadline = self.deadline.take()?;
         match deadline.timer {
+            Timer::ProxyHeader if matches!(self.state, State::ReadingProxy) => {
+                log::info!(
+                    "slot {}: client {} sent no complete PROXY protocol header in time; closed",
+                    env.slot,
+                    self.peer
+                );
+                Some(Step::Close)
+            }
             Timer::Head if matches!(self.state, State::ReadingHead) && self.in_len > 0 => {
                 // Answer 408 once, best effort, then close whatever happens.
                 log::info!(
@@ -1006,7 +1063,8 @@ impl<S: ClientSocket> Connection<S> {
             {
                 self.proxy_timeout(deadline.timer, env)
             }
-            Timer::Head
+            Timer::ProxyHeader
+            | Timer::Head
             | Timer::Body
             | Timer::KeepAlive
             | Timer::Send
@@ -1030,7 +1088,7 @@ mod size_tests {
         let slot = std::mem::size_of::<Option<Connection<mio::net::TcpStream>>>()
             + crate::event::slab::PER_SLOT_OVERHEAD;
         assert_eq!(
-            slot, 504,
+            slot, 576,
             "a connection slot changed size; update README's Design"
         );
     }

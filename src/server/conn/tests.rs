@@ -179,6 +179,7 @@ impl Rig {
             stats: Stats::default(),
             head_limit: self.cfg.global.client_header_buffer_size,
             stopping: false,
+            draining: false,
             watchdog: &self.watchdog,
             files: &self.files,
             uri_buf: &self.uri_buf,

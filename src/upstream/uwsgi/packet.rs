@@ -61,7 +61,7 @@ pub struct RequestInfo<'a> {
     pub content_length: Option<u64>,
     /// The client's address.
     pub remote_addr: IpAddr,
-    /// The client's port.
+    /// The client's port; 0 (realip took an address without one) sends an empty REMOTE_PORT.
     pub remote_port: u16,
     /// The local address the request arrived on.
     pub server_addr: IpAddr,
@@ -158,6 +158,8 @@ fn builtin_vars(
             // nginx: `uwsgi_param HTTPS $https if_not_empty`.
             "HTTPS" if info.https => b"on",
             "REMOTE_ADDR" => num.display(info.remote_addr.to_canonical()),
+            // nginx's $remote_port is empty when realip took an address without a port.
+            "REMOTE_PORT" if info.remote_port == 0 => b"",
             "REMOTE_PORT" => num.display(info.remote_port),
             "SERVER_ADDR" => num.display(info.server_addr.to_canonical()),
             "SERVER_PORT" => num.display(info.server_port),
@@ -646,6 +648,15 @@ mod tests {
         assert_eq!(get(&v, "REMOTE_ADDR"), Some("192.0.2.1"));
         assert_eq!(get(&v, "SERVER_ADDR"), Some("2001:db8::1"));
         assert_eq!(get(&v, "SERVER_PORT"), Some("443"));
+    }
+
+    #[test]
+    fn a_client_port_of_zero_is_an_empty_remote_port() {
+        let head = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n";
+        let mut i = info();
+        i.remote_port = 0;
+        let v = encode_vec(&i, head, &[]).unwrap();
+        assert_eq!(get(&v, "REMOTE_PORT"), Some(""));
     }
 
     #[test]

@@ -118,7 +118,7 @@ macro_rules! up_env {
             registry: $env.registry,
             token: $env.token,
             now: $env.ctx.now,
-            client: $conn.peer,
+            client: $conn.exchange.client.unwrap_or($conn.peer),
             slot: $env.slot,
         }
     };
@@ -281,7 +281,7 @@ impl<S: ClientSocket> Connection<S> {
                 input,
                 path,
                 p.body_len(),
-                (self.peer, self.local),
+                (self.client(), self.local),
                 server_name,
                 conf,
             )
@@ -711,7 +711,9 @@ impl<S: ClientSocket> Connection<S> {
                 );
                 Some(Step::Close)
             }
-            Timer::Head | Timer::KeepAlive | Timer::Linger => Some(Step::Close),
+            Timer::ProxyHeader | Timer::Head | Timer::KeepAlive | Timer::Linger => {
+                Some(Step::Close)
+            }
         }
     }
 }
