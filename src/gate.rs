@@ -32,6 +32,8 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod upgrade;
+
 /// The signalfd's token.
 const SIGNAL: Token = Token(0);
 /// Listener `i` is `Token(LISTENER_BASE + i)`.
@@ -115,10 +117,24 @@ pub struct Gate {
     /// that line may come (at most one a second).
     refused: u64,
     refused_log_at: Instant,
+    /// An in-place upgrade under way (`upgrade.rs`).
+    upgrade: Option<upgrade::Upgrade>,
+    /// This image took its programs over from the previous one (`adopt`): the loop resumes the
+    /// watchdog instead of starting it.
+    adopted: bool,
 }
 
 /// Binds every `listen` address of the config (deduplicated).
 pub fn bind_all(cfg: &Config) -> io::Result<Vec<(std::net::TcpListener, SocketAddr)>> {
+    bind_all_inheriting(cfg, |_| Ok(None))
+}
+
+/// [`bind_all`], taking each address's socket from `inherited` when it has one (an in-place
+/// upgrade hands its listeners over) and binding only the others.
+pub fn bind_all_inheriting(
+    cfg: &Config,
+    mut inherited: impl FnMut(SocketAddr) -> io::Result<Option<std::net::TcpListener>>,
+) -> io::Result<Vec<(std::net::TcpListener, SocketAddr)>> {
     let mut out: Vec<(std::net::TcpListener, SocketAddr)> = Vec::new();
     for server in &cfg.servers {
         for &addr in &server.listen {
@@ -127,6 +143,10 @@ pub fn bind_all(cfg: &Config) -> io::Result<Vec<(std::net::TcpListener, SocketAd
             }
             if out.len() >= MAX_LISTENERS {
                 return Err(io::Error::other("too many listen addresses"));
+            }
+            if let Some(sock) = inherited(addr)? {
+                out.push((sock, addr));
+                continue;
             }
             let sock = sys::listen_tcp(addr, cfg.global.listen_backlog)
                 .map_err(|e| io::Error::new(e.kind(), format!("bind() to {addr} failed: {e}")))?;
@@ -215,17 +235,28 @@ impl Gate {
             per_address: PerAddress::new(g.worker_connections, g.limit_conn_per_ip),
             refused: 0,
             refused_log_at: now,
+            upgrade: None,
+            adopted: false,
             cfg,
         };
         gate.tick_clock();
         Ok(gate)
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     /// Runs until a stop signal has been handled and everything has drained.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         self.notifier.ready(self.now);
-        self.watchdog.start(self.poll.registry(), self.now);
+        if self.adopted {
+            self.watchdog.resume(self.poll.registry(), self.now);
+        } else {
+            self.watchdog.start(self.poll.registry(), self.now);
+        }
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -250,7 +281,10 @@ impl Gate {
                 self.next_sweep = self.now + SWEEP;
             }
             self.notifier.tick(self.now);
-            if self.stopping.is_some() && self.stop_done() {
+            if self.upgrade.is_some() {
+                self.upgrade_tick();
+            }
+            if self.stopping.is_some() && self.upgrade.is_none() && self.stop_done() {
                 log::info!("exiting");
                 return Ok(());
             }
@@ -281,6 +315,9 @@ impl Gate {
             timeout = timeout.min(d.saturating_duration_since(self.now));
         }
         if let Some(d) = self.notifier.next_deadline() {
+            timeout = timeout.min(d.saturating_duration_since(self.now));
+        }
+        if let Some(d) = self.upgrade_deadline() {
             timeout = timeout.min(d.saturating_duration_since(self.now));
         }
         timeout
@@ -318,12 +355,19 @@ impl Gate {
         loop {
             match sys::read_signal(self.signals.as_raw_fd()) {
                 Ok(Some(sig)) => match sig {
-                    libc::SIGCHLD => self.watchdog.on_sigchld(self.poll.registry(), self.now),
+                    libc::SIGCHLD => {
+                        self.watchdog.on_sigchld(self.poll.registry(), self.now);
+                        self.upgrade_on_sigchld();
+                    }
                     libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => self.begin_stop(sig),
                     libc::SIGHUP => self.reload(),
                     libc::SIGUSR1 => {
                         log::info!("SIGUSR1: reopening the syslog socket");
                         crate::logging::reconnect();
+                    }
+                    libc::SIGUSR2 => {
+                        // Refusals are logged by `upgrade` itself.
+                        let _ = self.upgrade();
                     }
                     _ => {}
                 },
@@ -677,9 +721,10 @@ impl Gate {
     }
 
     fn begin_stop(&mut self, sig: i32) {
-        if self.stopping.is_some() {
+        if self.stopping.is_some() && self.upgrade.is_none() {
             return;
         }
+        self.cancel_upgrade();
         log::info!(
             "signal {sig} received: graceful stop (in-flight responses get {:?})",
             self.cfg.global.shutdown_timeout
@@ -690,6 +735,12 @@ impl Gate {
             let _ = self.poll.registry().deregister(&mut l.sock);
         }
         self.listeners.clear();
+        self.close_quiet();
+        self.watchdog.stop_all(self.poll.registry(), self.now);
+    }
+
+    /// Closes the connections with nothing in flight (idle keep-alive, no request begun).
+    fn close_quiet(&mut self) {
         let quiet: Vec<usize> = self
             .conns
             .occupied()
@@ -698,7 +749,6 @@ impl Gate {
         for i in quiet {
             self.close(i);
         }
-        self.watchdog.stop_all(self.poll.registry(), self.now);
     }
 
     fn stop_done(&self) -> bool {
@@ -707,6 +757,10 @@ impl Gate {
 
     /// SIGHUP: re-read the config; a bad one is logged and the running one kept.
     fn reload(&mut self) {
+        if self.upgrade.is_some() {
+            log::warn!("SIGHUP ignored: an upgrade is in progress (the new image reads the file)");
+            return;
+        }
         self.notifier.reloading();
         self.reload_config();
         self.notifier.reloaded();

@@ -26,6 +26,7 @@ macro_rules! syscall {
     }};
 }
 
+pub mod exec;
 pub mod stderr;
 
 /// True for the error a non-blocking call returns when it would have to wait.
@@ -39,13 +40,14 @@ pub fn interrupted(err: &io::Error) -> bool {
 }
 
 /// The signals the event loop takes through its signalfd.
-pub const LOOP_SIGNALS: [libc::c_int; 7] = [
+pub const LOOP_SIGNALS: [libc::c_int; 8] = [
     libc::SIGCHLD,
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGQUIT,
     libc::SIGHUP,
     libc::SIGUSR1,
+    libc::SIGUSR2,
     libc::SIGPIPE,
 ];
 
