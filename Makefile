@@ -10,7 +10,7 @@ RUNDIR  := $(OUT)/run
 VENV    := $(OUT)/venv
 PYTHON  ?= python3
 
-.PHONY: all build toolchain run static test unit lint venv clean size
+.PHONY: all build toolchain run static test unit lint venv clean size upgrade-test-bin
 
 all: build
 
@@ -75,9 +75,10 @@ venv: $(VENV)/.stamp
 # The target fails when a test failed, cargo failed, or no test ran.
 TEST_LOG := $(OUT)/test.log
 
-test: build static
+test: build static upgrade-test-bin
 	@mkdir -p $(OUT)
 	@{ UWGATE_BIN=$(CURDIR)/$(BIN) UWGATE_VENV=$(CURDIR)/$(VENV) \
+	   UWGATE_UPGRADE_BIN=$(CURDIR)/$(UPGRADE_BIN) \
 	   $(CARGO) test --locked --no-fail-fast -- --test-threads=4 2>&1; \
 	   echo $$? > $(TEST_LOG).status; } | tee $(TEST_LOG)
 	@awk -v status="$$(cat $(TEST_LOG).status)" -v logfile="$(TEST_LOG)" \
@@ -93,6 +94,16 @@ test: build static
 	           if (status != 0) printf "; cargo exit status %s, see %s", status, logfile; \
 	           print ")"; \
 	           exit (failed > 0 || status != 0) }' $(TEST_LOG)
+
+# The in-place upgrade's "next version" (tests/upgrade.rs, the image test's upgrade, make bench):
+# the same build with --features upgrade-test (it reports VERSION+upgrade-test), in a target
+# directory of its own so the shipped binary is untouched.
+UPGRADE_TARGET_DIR := $(OUT)/upgrade-test
+UPGRADE_BIN := $(UPGRADE_TARGET_DIR)/$(TARGET)/release/uwgate
+
+upgrade-test-bin: toolchain
+	RUSTFLAGS="$(BOARD_RUSTFLAGS)" CARGO_TARGET_DIR=$(UPGRADE_TARGET_DIR) \
+	    $(CARGO) build --release --locked --target $(TARGET) --features upgrade-test
 
 lint:
 	$(CARGO) fmt --check

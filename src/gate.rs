@@ -532,7 +532,13 @@ impl Gate {
         self.stats.requests += u64::from(served);
         self.recount(before, after);
         match step {
-            Step::Wait if self.stopping.is_some() && after == Activity::Waiting => self.close(i),
+            Step::Wait
+                if self.stopping.is_some()
+                    && after == Activity::Waiting
+                    && !self.spared_by_upgrade(i) =>
+            {
+                self.close(i)
+            }
             Step::Wait => {
                 if idle_keepalive {
                     self.conns.idle_push(i);
@@ -735,16 +741,21 @@ impl Gate {
             let _ = self.poll.registry().deregister(&mut l.sock);
         }
         self.listeners.clear();
-        self.close_quiet();
+        self.close_quiet(true);
         self.watchdog.stop_all(self.poll.registry(), self.now);
     }
 
-    /// Closes the connections with nothing in flight (idle keep-alive, no request begun).
-    fn close_quiet(&mut self) {
+    /// Closes the connections with nothing in flight: idle keep-alive ones, and with
+    /// `fresh_too` those that have not sent their first request yet.
+    fn close_quiet(&mut self, fresh_too: bool) {
         let quiet: Vec<usize> = self
             .conns
             .occupied()
-            .filter(|&i| self.conns.get(i).is_some_and(|c| c.is_quiet()))
+            .filter(|&i| {
+                self.conns
+                    .get(i)
+                    .is_some_and(|c| c.is_quiet() && (fresh_too || c.requests() > 0))
+            })
             .collect();
         for i in quiet {
             self.close(i);

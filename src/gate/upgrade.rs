@@ -15,6 +15,8 @@
 //! 3. Drain, as for a stop but without stopping a program: the listeners leave the epoll set and
 //!    stay open (new connections wait in their accept queue), idle keep-alive connections
 //!    close, in-flight responses finish with `Connection: close`, up to `shutdown_timeout`.
+//!    A connection accepted just before, whose first request is on its way, gets `FRESH_GRACE`
+//!    to send it and is answered: it is not closed unanswered as a stop would.
 //! 4. Once no connection is left: the handoff record (`handoff::record`) into an anonymous file,
 //!    FD_CLOEXEC cleared on it, on `/proc/self/exe` (the previous binary, for a rollback), the
 //!    listeners, the output pipes and pending exec reports; execve. Should execve fail, the
@@ -42,6 +44,11 @@ use crate::sys::process::{self as process, ExecOutcome, ExecReport, SpawnError};
 /// Bound on the new binary's `-t` run.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the drain waits for the first request of a connection accepted just before it
+/// began (its client is about to send it): served, not closed unanswered. Idle keep-alive
+/// connections close at once, as at a stop (their clients retry, as HTTP lets them).
+const FRESH_GRACE: Duration = Duration::from_millis(500);
+
 /// Most bytes of the check's output kept for the log.
 const CHECK_OUTPUT_MAX: usize = 4096;
 
@@ -55,8 +62,13 @@ pub(super) enum Upgrade {
         output: OwnedFd,
         deadline: Instant,
     },
-    /// In-flight requests finish; the exec follows once none is left.
-    Draining { binary: PathBuf, since: Instant },
+    /// In-flight requests finish; the exec follows once none is left. Until `grace_ends`,
+    /// connections without a first request are left to send it.
+    Draining {
+        binary: PathBuf,
+        since: Instant,
+        grace_ends: Option<Instant>,
+    },
 }
 
 impl Gate {
@@ -171,20 +183,48 @@ impl Gate {
                     CHECK_TIMEOUT.as_secs()
                 ));
             }
-            Some(Upgrade::Draining { .. }) if self.conns.is_empty() => {
-                if let Some(Upgrade::Draining { binary, since }) = self.upgrade.take() {
-                    self.exec_new_image(&binary, since);
+            Some(Upgrade::Draining { grace_ends, .. }) => {
+                if grace_ends.is_some_and(|t| self.now >= t) {
+                    if let Some(Upgrade::Draining { grace_ends, .. }) = &mut self.upgrade {
+                        *grace_ends = None;
+                    }
+                    self.close_quiet(true);
+                }
+                if self.conns.is_empty() {
+                    if let Some(Upgrade::Draining { binary, since, .. }) = self.upgrade.take() {
+                        self.exec_new_image(&binary, since);
+                    }
                 }
             }
             _ => {}
         }
     }
 
+    /// A quiet connection without a first request (before `Draining` exists).
+    fn spared_by_upgrade_now(&self, i: usize) -> bool {
+        self.conns
+            .get(i)
+            .is_some_and(|c| c.is_quiet() && c.requests() == 0)
+    }
+
+    /// Whether connection `i`, quiet during a drain, is left open: it has not sent its first
+    /// request and the drain's grace for that has not ended.
+    pub(super) fn spared_by_upgrade(&self, i: usize) -> bool {
+        matches!(
+            self.upgrade,
+            Some(Upgrade::Draining {
+                grace_ends: Some(_),
+                ..
+            })
+        ) && self.conns.get(i).is_some_and(|c| c.requests() == 0)
+    }
+
     /// When `upgrade_tick` has timed work next.
     pub(super) fn upgrade_deadline(&self) -> Option<Instant> {
         match self.upgrade {
             Some(Upgrade::Checking { deadline, .. }) => Some(deadline),
-            _ => None,
+            Some(Upgrade::Draining { grace_ends, .. }) => grace_ends,
+            None => None,
         }
     }
 
@@ -219,10 +259,12 @@ impl Gate {
         for l in &mut self.listeners {
             let _ = self.poll.registry().deregister(&mut l.sock);
         }
-        self.close_quiet();
+        self.close_quiet(false);
+        let fresh = self.conns.occupied().any(|i| self.spared_by_upgrade_now(i));
         self.upgrade = Some(Upgrade::Draining {
             binary,
             since: self.now,
+            grace_ends: fresh.then(|| self.now + FRESH_GRACE),
         });
     }
 
