@@ -351,7 +351,11 @@ fn client_loop(port: u16, reuse: bool, n: usize, stop: &AtomicBool) -> Tally {
     let mut k = n;
     while !stop.load(Ordering::SeqCst) {
         k += 1;
-        let path = if k % 2 == 0 { "/static/ok.txt" } else { "/pid" };
+        let path = if k.is_multiple_of(2) {
+            "/static/ok.txt"
+        } else {
+            "/pid"
+        };
         if !reuse {
             let began = Instant::now();
             let Some(mut c) = connect(port, &mut t) else {
