@@ -143,6 +143,9 @@ impl Appliance {
     fn install(&self, new: &Path) {
         let tmp = self.installed.with_extension("new");
         std::fs::copy(new, &tmp).expect("copy the new binary");
+        // A child forked by another test thread while the copy was open for writing holds
+        // that descriptor until it execs; executing the file meanwhile fails with ETXTBSY.
+        std::thread::sleep(Duration::from_millis(100));
         std::fs::rename(&tmp, &self.installed).expect("rename over the installed binary");
     }
 

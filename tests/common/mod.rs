@@ -306,10 +306,16 @@ impl Server {
     /// upgrade tests run a copy they can replace, as a package would).
     pub fn start_binary_in(tree: &TempTree, binary: &Path, ini_template: &str) -> Server {
         let mut last = String::new();
-        for _ in 0..3 {
+        for _ in 0..5 {
             match Server::spawn_binary(tree, binary, ini_template, free_port(), &[], None) {
                 Ok(s) => return s,
                 Err(e) if e.contains("in use") => last = e,
+                // A copy just written: a child another test thread forked meanwhile may hold
+                // its write descriptor until that child execs (ETXTBSY for that instant).
+                Err(e) if e.contains("Text file busy") => {
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 Err(e) => panic!("uwgate did not start: {}", e),
             }
         }
