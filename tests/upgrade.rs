@@ -571,6 +571,9 @@ fn a_new_image_that_exits_before_serving_is_rolled_back_with_its_children_untouc
         !lines_with(&log, "upgrade-test: exiting before serving").is_empty(),
         "{log}"
     );
+    // Exec'd back through /proc/self/fd/N, it is named after its binary again (ps, pidof).
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    assert_eq!(comm.trim(), "uwgate");
     app.assert_serving_unchanged(master, pid);
     assert_eq!(spawned_pids(&log, "django").len(), 1, "log:\n{log}");
     // The rolled-back image serves and upgrades again: to itself (its copy is installed

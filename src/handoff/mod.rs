@@ -112,6 +112,9 @@ impl Inherited {
             .map_err(|e| format!("handoff record (fd {record_fd}): {e}"))
             .and_then(|bytes| Record::decode(&bytes).map_err(|e| format!("handoff record: {e}")));
         Some(record.map(|record| {
+            if failed.is_some() {
+                name_after(&record.binary);
+            }
             let _ = INSTALLED.set(record.binary.clone());
             Inherited {
                 taken: vec![false; record.listeners.len()],
@@ -172,6 +175,18 @@ impl Inherited {
         sys::close(self.record_fd);
         sys::close(self.previous_fd);
         Ok(())
+    }
+}
+
+/// A rollback was exec'd through `/proc/self/fd/N`, which named the process `N`: it takes the
+/// installed binary's name again (`ps`, `pidof` and the init script read it).
+fn name_after(binary: &Path) {
+    let name = binary
+        .file_name()
+        .map(|n| n.as_encoded_bytes().to_vec())
+        .unwrap_or_else(|| b"uwgate".to_vec());
+    if let Ok(name) = std::ffi::CString::new(name) {
+        sys::set_process_name(&name);
     }
 }
 

@@ -108,6 +108,21 @@ pub fn monotonic_ns() -> u64 {
     secs.saturating_mul(1_000_000_000).saturating_add(nanos)
 }
 
+/// Sets the process name (`/proc/PID/comm`, what `ps` and `pidof` show): an exec through
+/// `/proc/self/fd/N` (a rollback) would otherwise leave it named `N`.
+pub fn set_process_name(name: &CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes (longer is cut).
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_NAME,
+            name.as_ptr() as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+}
+
 /// Whether the calling process may execute `path` (access(2) with X_OK).
 pub fn may_execute(path: &Path) -> io::Result<()> {
     let c = cstring(path.as_os_str())?;
