@@ -274,13 +274,18 @@ impl Gate {
         let drained = self.now.saturating_duration_since(drain_began);
         let err = match self.prepare_handoff(binary) {
             Ok(handoff) => {
+                let count = |kind: &str| {
+                    let entries = handoff.record.programs.iter();
+                    entries.filter(|e| e.kind == kind).count()
+                };
                 log::info!(
-                    "upgrade: drained in {} ms; executing {} in place (pid {}, {} listener(s), {} program line(s))",
+                    "upgrade: drained in {} ms; executing {} in place (pid {}; handing over {} listener(s), {} process(es), {} output pipe(s))",
                     drained.as_millis(),
                     binary.display(),
                     sys::getpid(),
                     handoff.record.listeners.len(),
-                    handoff.record.programs.len()
+                    count("proc"),
+                    count("pipe")
                 );
                 handoff.exec()
             }

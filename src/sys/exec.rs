@@ -47,10 +47,10 @@ pub fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// Closes an inherited descriptor number (the originals, once the new image serves).
+/// Closes an inherited descriptor number (the originals, once the new image serves); EBADF
+/// (already closed) is harmless.
 pub fn close(fd: RawFd) {
-    // SAFETY: closing a number the caller owns; EBADF is harmless and ignored.
-    unsafe { libc::close(fd) };
+    let _ = syscall!(close(fd));
 }
 
 /// The file type of `fd` (`libc::S_IFIFO`, `S_IFSOCK`, …), to check what an inherited number is.
@@ -111,16 +111,14 @@ pub fn monotonic_ns() -> u64 {
 /// Sets the process name (`/proc/PID/comm`, what `ps` and `pidof` show): an exec through
 /// `/proc/self/fd/N` (a rollback) would otherwise leave it named `N`.
 pub fn set_process_name(name: &CStr) {
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes (longer is cut).
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_NAME,
-            name.as_ptr() as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
-        )
-    };
+    // PR_SET_NAME reads a NUL-terminated string and keeps at most 15 bytes of it.
+    let _ = syscall!(prctl(
+        libc::PR_SET_NAME,
+        name.as_ptr() as libc::c_ulong,
+        0 as libc::c_ulong,
+        0 as libc::c_ulong,
+        0 as libc::c_ulong,
+    ));
 }
 
 /// Whether the calling process may execute `path` (access(2) with X_OK).
@@ -170,10 +168,12 @@ impl Reexec {
             .map(|e| e.as_ptr())
             .chain(std::iter::once(std::ptr::null()))
             .collect();
-        // SAFETY: path is NUL-terminated; argv and envp are NULL-terminated arrays of pointers
-        // into CStrings owned by `self`, alive for the call.
-        unsafe { libc::execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        io::Error::last_os_error()
+        // path is NUL-terminated; argv and envp are NULL-terminated arrays of pointers into
+        // CStrings owned by `self`, alive for the call.
+        match syscall!(execve(self.path.as_ptr(), argv.as_ptr(), envp.as_ptr())) {
+            Err(e) => e,
+            Ok(_) => io::Error::other("execve returned"),
+        }
     }
 }
 

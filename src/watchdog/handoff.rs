@@ -426,7 +426,163 @@ fn exit_status(text: &str) -> Result<ExitStatus, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys::exec::monotonic_ns;
     use std::time::Duration;
+
+    fn discard(_: &str, _: u32, _: &[u8], _: bool) {}
+
+    fn now_clock() -> Clock {
+        Clock::new(Instant::now(), monotonic_ns())
+    }
+
+    /// Machines equal but for the instants, which cross to within the moment between reading
+    /// `Instant` and the monotonic clock (microseconds).
+    fn same_machine(a: &Machine, b: &Machine) {
+        let close =
+            |x: Instant, y: Instant| x.max(y).duration_since(x.min(y)) < Duration::from_millis(1);
+        match (a.state, b.state) {
+            (
+                State::Starting { pid, since, phase },
+                State::Starting {
+                    pid: p2,
+                    since: s2,
+                    phase: ph2,
+                },
+            ) => assert!(
+                pid == p2 && close(since, s2) && phase == ph2,
+                "{a:?} / {b:?}"
+            ),
+            (State::Running { pid, since }, State::Running { pid: p2, since: s2 }) => {
+                assert!(pid == p2 && close(since, s2), "{a:?} / {b:?}")
+            }
+            (x, y) => assert_eq!(x, y),
+        }
+        assert_eq!(
+            (a.backoff, a.spawns, a.last_exit, a.wanted),
+            (b.backoff, b.spawns, b.last_exit, b.wanted)
+        );
+        assert_eq!(a.last_spawn.is_some(), b.last_spawn.is_some());
+    }
+
+    /// One turn of the old watchdog's loop: its events, its children, its pipes.
+    fn turn(wd: &mut Watchdog, poll: &mut mio::Poll, events: &mut mio::Events) {
+        poll.poll(events, Some(Duration::from_millis(10))).unwrap();
+        for ev in events.iter() {
+            wd.on_event(poll.registry(), ev, Instant::now());
+        }
+        wd.on_sigchld(poll.registry(), Instant::now());
+    }
+
+    #[test]
+    fn a_child_is_adopted_before_and_after_its_exec_with_its_pid_spawn_time_and_unfinished_line() {
+        let _lock = sys::fork_lock();
+        let program = config::Program {
+            line: 1,
+            startsecs: Duration::ZERO,
+            ..config::Program::new("talker", "/bin/sh -c 'printf half-a-line; exec sleep 30'")
+        };
+        let programs = [program];
+        let mut poll = mio::Poll::new().unwrap();
+        let mut events = mio::Events::with_capacity(16);
+        let mut old = Watchdog::new(&programs).unwrap();
+        old.set_output_sink(discard);
+        old.start(poll.registry(), Instant::now());
+
+        // 1. Forked, its exec report pending: the report crosses with the machine.
+        let entries = old.export(&now_clock());
+        assert!(entries.iter().any(|e| e.kind == "exec"), "{entries:?}");
+        let poll_mid = mio::Poll::new().unwrap();
+        let mut mid = Watchdog::new(&programs).unwrap();
+        assert_eq!(
+            mid.adopt(poll_mid.registry(), &entries, &now_clock())
+                .unwrap(),
+            1
+        );
+        let (a, b) = (
+            old.procs[0].as_ref().unwrap(),
+            mid.procs[0].as_ref().unwrap(),
+        );
+        same_machine(&a.machine, &b.machine);
+        assert_eq!(b.machine.state_name(), "STARTING");
+        assert_eq!(b.exec_report.as_ref().map(|e| e.pid), a.machine.pid());
+
+        // 2. Running, its half line in the pipe's line buffer.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            turn(&mut old, &mut poll, &mut events);
+            let partial = old
+                .pipes
+                .iter()
+                .flatten()
+                .any(|p| p.unfinished() == b"half-a-line");
+            if partial && old.status().all(|s| s.state == "RUNNING") {
+                break;
+            }
+        }
+        let entries = old.export(&now_clock());
+        let poll_new = mio::Poll::new().unwrap();
+        let mut new = Watchdog::new(&programs).unwrap();
+        new.set_output_sink(discard);
+        assert_eq!(
+            new.adopt(poll_new.registry(), &entries, &now_clock())
+                .unwrap(),
+            1
+        );
+        let (a, b) = (
+            old.procs[0].as_ref().unwrap(),
+            new.procs[0].as_ref().unwrap(),
+        );
+        assert_eq!(b.machine.state_name(), "RUNNING");
+        same_machine(&a.machine, &b.machine);
+        assert_eq!(b.group, a.group);
+        let pipe = new.pipes.iter().flatten().find(|p| !p.is_stderr).unwrap();
+        assert_eq!(pipe.unfinished(), b"half-a-line");
+        assert_eq!(pipe.owner, b.id);
+        assert_eq!(pipe.pid, a.machine.pid().unwrap());
+
+        // Done: the child goes, reaped here (waitpid is process-wide).
+        let pid = a.machine.pid().unwrap();
+        sys::send_signal(pid, libc::SIGKILL, true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !matches!(sys::reap_one(), Some((p, _)) if p == pid) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_process_the_file_no_longer_has_is_not_adopted_and_a_new_one_is_wanted() {
+        let entries = [Entry::new("proc")
+            .put_bytes("program", b"gone")
+            .put_bytes("name", b"gone")
+            .put("backoff", 0)
+            .put_opt("last_spawn", None::<u64>)
+            .put("spawns", 0)
+            .put_opt("exit", None::<String>)
+            .put("wanted", 0)
+            .put_opt("pgid", None::<u32>)
+            .put_opt("pgstart", None::<u64>)
+            .put("state", "stopped")
+            .put_opt("pid", None::<u32>)
+            .put_opt("since", None::<u64>)
+            .put_opt("phase", None::<&str>)
+            .put_opt("at", None::<u64>)];
+        let programs = [config::Program {
+            line: 1,
+            ..config::Program::new("fresh", "sleep 1")
+        }];
+        let poll = mio::Poll::new().unwrap();
+        let mut wd = Watchdog::new(&programs).unwrap();
+        assert_eq!(
+            wd.adopt(poll.registry(), &entries, &now_clock()).unwrap(),
+            0
+        );
+        assert!(
+            wd.procs[0].as_ref().unwrap().machine.wanted,
+            "autostart, as if added"
+        );
+        let bad = [Entry::new("mystery")];
+        assert!(wd.adopt(poll.registry(), &bad, &now_clock()).is_err());
+    }
 
     fn clock() -> Clock {
         Clock::new(Instant::now(), 500_000_000_000)
