@@ -35,12 +35,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args: Args = argh::from_env();
-    if args.version {
-        println!("uwgate version {}", uwgate::VERSION);
-        return ExitCode::SUCCESS;
-    }
-    // Exec'd by the running image for an in-place upgrade (or a rollback): same process.
+    // Exec'd by the running image for an in-place upgrade (or a rollback): same process. First
+    // of all, so that even a command line this version rejects (argh exits) rolls back.
     let inherited = match Inherited::from_env() {
         None => {
             handoff::remember_own_binary();
@@ -52,6 +48,11 @@ fn main() -> ExitCode {
             return handoff::roll_back(&e);
         }
     };
+    let args: Args = argh::from_env();
+    if args.version {
+        println!("uwgate version {}", uwgate::VERSION);
+        return ExitCode::SUCCESS;
+    }
     let path = args.config.display().to_string();
     let mut cfg = match load(&args.config) {
         Ok(c) => c,
@@ -285,6 +286,8 @@ fn log_start(cfg: &config::Config, listeners: usize, inherited: Option<&Inherite
 
 /// The new image of an in-place upgrade: adopts the programs, and serves (commit) — or returns
 /// why not, and the caller rolls back.
+#[cold]
+#[inline(never)]
 fn take_over(gate: &mut gate::Gate, h: &Inherited) -> Result<(), String> {
     let adopted = gate.adopt(h)?;
     #[cfg(feature = "upgrade-test")]

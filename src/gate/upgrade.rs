@@ -76,6 +76,8 @@ impl Gate {
     /// installed when uwgate started): SIGUSR2 (`uwgate -s upgrade`) and the control socket call
     /// this. `Ok`: the check runs, and the outcome is logged; `Err`: refused at once, with why
     /// (logged too). The running image keeps serving in both cases until the drain.
+    #[cold]
+    #[inline(never)]
     pub fn upgrade(&mut self) -> Result<(), String> {
         let started = self.start_upgrade();
         if let Err(why) = &started {
@@ -129,10 +131,16 @@ impl Gate {
 
     /// After the watchdog reaped on SIGCHLD: the check's exit, if it was among them.
     pub(super) fn upgrade_on_sigchld(&mut self) {
-        let Some(Upgrade::Checking { pid, .. }) = &self.upgrade else {
-            return;
-        };
-        let pid = *pid;
+        if let Some(Upgrade::Checking { pid, .. }) = &self.upgrade {
+            let pid = *pid;
+            self.check_finished(pid);
+        }
+    }
+
+    /// The check `pid` may have exited: its verdict, then the drain or the refusal.
+    #[cold]
+    #[inline(never)]
+    fn check_finished(&mut self, pid: u32) {
         let Some(status) = self.watchdog.take_other_exit(pid) else {
             return;
         };
@@ -170,6 +178,8 @@ impl Gate {
     }
 
     /// Once per loop turn: the check's time bound, and the drain's end (then the exec).
+    #[cold]
+    #[inline(never)]
     pub(super) fn upgrade_tick(&mut self) {
         match &self.upgrade {
             Some(Upgrade::Checking { pid, deadline, .. }) if self.now >= *deadline => {
@@ -230,6 +240,8 @@ impl Gate {
 
     /// A stop signal while upgrading: the upgrade is abandoned (a running check is killed) and
     /// the stop goes on as usual.
+    #[cold]
+    #[inline(never)]
     pub(super) fn cancel_upgrade(&mut self) {
         match self.upgrade.take() {
             Some(Upgrade::Checking { pid, .. }) => {
@@ -248,6 +260,8 @@ impl Gate {
 
     /// Step 3: serving stops taking new connections (they wait in the accept queue) and the
     /// connections drain, as at a stop; the programs are left alone.
+    #[cold]
+    #[inline(never)]
     fn begin_drain(&mut self, binary: PathBuf) {
         log::info!(
             "upgrade: {} passed -t; finishing {} connection(s) (up to {:?}), new ones wait in the accept queue",
@@ -270,6 +284,8 @@ impl Gate {
 
     /// Step 4: the record, the flags, execve. Returns only when the exec failed (serving
     /// then resumes).
+    #[cold]
+    #[inline(never)]
     fn exec_new_image(&mut self, binary: &Path, drain_began: Instant) {
         let drained = self.now.saturating_duration_since(drain_began);
         let err = match self.prepare_handoff(binary) {
@@ -352,6 +368,8 @@ impl Gate {
     /// The new image, after `Gate::new`: takes the program table and the counters over from
     /// the record (see `watchdog::handoff`); the loop then resumes the watchdog instead of
     /// starting it. `Err`: the caller rolls back.
+    #[cold]
+    #[inline(never)]
     pub fn adopt(&mut self, inherited: &handoff::Inherited) -> Result<usize, String> {
         let clock = Clock::new(std::time::Instant::now(), sys::exec::monotonic_ns());
         let record = &inherited.record;
@@ -402,12 +420,13 @@ fn check_binary(binary: &Path) -> Result<(), String> {
 
 /// Forks `BINARY -t -c FILE` with its output into a pipe: (pid, exec report, read end).
 fn spawn_check(binary: &Path, file: &Path) -> Result<(u32, ExecReport, OwnedFd), String> {
-    let argv = [
-        binary.as_os_str().to_os_string(),
-        "-t".into(),
-        "-c".into(),
-        file.as_os_str().to_os_string(),
-    ];
+    // Strings, as the watchdog's commands are (a path that is not UTF-8 is refused here).
+    let text = |p: &Path| {
+        p.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("{}: not a UTF-8 path", p.display()))
+    };
+    let argv = vec![text(binary)?, "-t".into(), "-c".into(), text(file)?];
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| k != "NOTIFY_SOCKET" && k != handoff::ENV)
         .collect();

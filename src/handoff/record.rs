@@ -20,11 +20,9 @@
 //! Owns the format and its checks. Never touches a descriptor or the clock itself: `gate`
 //! writes the record, `handoff` reads it, `watchdog::handoff` fills and reads its own entries.
 
-use std::fmt::Display;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 /// The format this build writes.
@@ -105,18 +103,20 @@ impl Entry {
         }
     }
 
-    /// Adds `key=value` (a number, an address: anything displayed).
-    pub fn put(mut self, key: &str, value: impl Display) -> Entry {
-        self.fields
-            .push((key.to_string(), value.to_string().into_bytes()));
-        self
+    /// Adds `key=N` (any integer that fits an i64: pids, descriptors, nanoseconds).
+    pub fn put(self, key: &str, value: impl TryInto<i64>) -> Entry {
+        self.put_int(key, Some(value.try_into().unwrap_or(i64::MAX)))
     }
 
-    /// Adds `key=value`, or `key=-` for `None`.
-    pub fn put_opt(self, key: &str, value: Option<impl Display>) -> Entry {
+    /// Adds `key=N`, or `key=-` for `None`.
+    pub fn put_opt(self, key: &str, value: Option<impl TryInto<i64>>) -> Entry {
+        self.put_int(key, value.map(|v| v.try_into().unwrap_or(i64::MAX)))
+    }
+
+    fn put_int(self, key: &str, value: Option<i64>) -> Entry {
         match value {
-            Some(v) => self.put(key, v),
-            None => self.put(key, "-"),
+            Some(n) => self.put_bytes(key, n.to_string().as_bytes()),
+            None => self.put_bytes(key, b"-"),
         }
     }
 
@@ -141,19 +141,32 @@ impl Entry {
             .map_err(|_| format!("{}: {key} is not text", self.kind))
     }
 
-    /// The value of `key` parsed (`u32`, `SocketAddr`, …).
-    pub fn get<T: FromStr>(&self, key: &str) -> Result<T, String> {
-        let text = self.text(key)?;
-        text.parse()
-            .map_err(|_| format!("{}: bad {key} '{text}'", self.kind))
+    /// The integer `key`, in the caller's type (`u32`, `RawFd`, `u64`…).
+    pub fn get<T: TryFrom<i64>>(&self, key: &str) -> Result<T, String> {
+        let n = self
+            .int(key)?
+            .ok_or_else(|| format!("{}: no value for {key}", self.kind))?;
+        T::try_from(n).map_err(|_| format!("{}: {key} out of range", self.kind))
     }
 
-    /// The value of `key` parsed, `None` for `-`.
-    pub fn get_opt<T: FromStr>(&self, key: &str) -> Result<Option<T>, String> {
-        if self.bytes(key)? == b"-" {
+    /// The integer `key`, `None` for `-`.
+    pub fn get_opt<T: TryFrom<i64>>(&self, key: &str) -> Result<Option<T>, String> {
+        match self.int(key)? {
+            Some(n) => T::try_from(n)
+                .map(Some)
+                .map_err(|_| format!("{}: {key} out of range", self.kind)),
+            None => Ok(None),
+        }
+    }
+
+    fn int(&self, key: &str) -> Result<Option<i64>, String> {
+        let text = self.text(key)?;
+        if text == "-" {
             return Ok(None);
         }
-        self.get(key).map(Some)
+        text.parse()
+            .map(Some)
+            .map_err(|_| format!("{}: bad {key} '{text}'", self.kind))
     }
 
     /// A `0`/`1` flag.
@@ -276,8 +289,8 @@ impl Record {
         }
         for (fd, addr) in &self.listeners {
             Entry::new("listener")
-                .put("fd", fd)
-                .put("addr", addr)
+                .put("fd", *fd)
+                .put_bytes("addr", addr.to_string().as_bytes())
                 .write(&mut body);
         }
         for e in &self.programs {
@@ -332,7 +345,13 @@ impl Record {
                 "counters" => {
                     record.counters = [e.get("accepts")?, e.get("handled")?, e.get("requests")?]
                 }
-                "listener" => record.listeners.push((e.get("fd")?, e.get("addr")?)),
+                "listener" => {
+                    let addr = e.text("addr")?;
+                    let addr = addr
+                        .parse()
+                        .map_err(|_| format!("listener: bad addr '{addr}'"))?;
+                    record.listeners.push((e.get("fd")?, addr));
+                }
                 "end" => return Err("an end line before the end".into()),
                 _ => record.programs.push(e),
             }

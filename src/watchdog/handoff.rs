@@ -62,6 +62,8 @@ impl Watchdog {
 
     /// The table as handoff entries. The descriptors stay open and registered here: the caller
     /// clears their FD_CLOEXEC just before the exec.
+    #[cold]
+    #[inline(never)]
     pub fn export(&self, clock: &Clock) -> Vec<Entry> {
         let mut out = Vec::new();
         for p in self.procs.iter().flatten() {
@@ -72,7 +74,7 @@ impl Watchdog {
                 .put("backoff", m.backoff)
                 .put_opt("last_spawn", m.last_spawn.map(|t| clock.encode(t)))
                 .put("spawns", m.spawns)
-                .put_opt("exit", m.last_exit.map(exit_text))
+                .put_bytes("exit", m.last_exit.map_or("-".into(), exit_text).as_bytes())
                 .put("wanted", u8::from(m.wanted))
                 .put_opt("pgid", p.group.as_ref().map(|g| g.pgid))
                 .put_opt("pgstart", p.group.as_ref().map(|g| g.start));
@@ -88,12 +90,11 @@ impl Watchdog {
                 );
             }
         }
-        let mut pipes: Vec<&OutputPipe> = self.pipes.iter().flatten().collect();
-        pipes.sort_by_key(|p| p.serial);
-        for pipe in pipes {
+        for pipe in self.pipes.iter().flatten() {
             out.push(
                 Entry::new("pipe")
                     .put("fd", pipe.rx.as_raw_fd())
+                    .put("serial", pipe.serial)
                     .put_bytes("name", pipe.tag.as_bytes())
                     .put("pid", pipe.pid)
                     .put("stderr", u8::from(pipe.is_stderr))
@@ -115,6 +116,8 @@ impl Watchdog {
     /// pipes (registered), pending exec reports (registered). A process of the file that the
     /// record lacks is treated as added by a reload. Spawns, signals and reaps nothing (see the
     /// module header); `resume` does, once the new image serves. Returns the processes adopted.
+    #[cold]
+    #[inline(never)]
     pub fn adopt(
         &mut self,
         registry: &mio::Registry,
@@ -198,11 +201,10 @@ impl Watchdog {
             backoff: e.get("backoff")?,
             last_spawn: e.get_opt("last_spawn")?.map(|ns| clock.decode(ns)),
             spawns: e.get("spawns")?,
-            last_exit: e
-                .get_opt::<String>("exit")?
-                .as_deref()
-                .map(exit_status)
-                .transpose()?,
+            last_exit: match e.text("exit")? {
+                "-" => None,
+                text => Some(exit_status(text)?),
+            },
             wanted: e.flag("wanted")?,
         };
         if let (Some(Some(p)), Some(mark)) = (self.procs.get_mut(idx), adopted.get_mut(idx)) {
@@ -277,7 +279,10 @@ impl Watchdog {
             Some(p) => (Rc::clone(&p.name), p.id),
             None => (Rc::from(name), self.fresh_id()),
         };
-        let serial = self.fresh_id();
+        // Spawn order among the pipes (the oldest lingering ones close first): kept, and later
+        // spawns numbered after it.
+        let serial: u64 = e.get("serial")?;
+        self.next_id = self.next_id.max(serial.saturating_add(1));
         let mut pipe = OutputPipe::new(
             mio::unix::pipe::Receiver::from(owned),
             tag,
@@ -339,10 +344,10 @@ fn state_fields(e: Entry, state: &State, clock: &Clock) -> Entry {
         State::Exited { restart_at } => ("exited", None, None, None, restart_at.map(enc)),
         State::Fatal => ("fatal", None, None, None, None),
     };
-    e.put("state", name)
+    e.put_bytes("state", name.as_bytes())
         .put_opt("pid", pid)
         .put_opt("since", since)
-        .put_opt("phase", phase)
+        .put_bytes("phase", phase.unwrap_or("-").as_bytes())
         .put_opt("at", at)
 }
 
@@ -557,14 +562,14 @@ mod tests {
             .put("backoff", 0)
             .put_opt("last_spawn", None::<u64>)
             .put("spawns", 0)
-            .put_opt("exit", None::<String>)
+            .put_bytes("exit", b"-")
             .put("wanted", 0)
             .put_opt("pgid", None::<u32>)
             .put_opt("pgstart", None::<u64>)
-            .put("state", "stopped")
+            .put_bytes("state", b"stopped")
             .put_opt("pid", None::<u32>)
             .put_opt("since", None::<u64>)
-            .put_opt("phase", None::<&str>)
+            .put_bytes("phase", b"-")
             .put_opt("at", None::<u64>)];
         let programs = [config::Program {
             line: 1,
@@ -660,15 +665,15 @@ mod tests {
     fn a_state_without_what_it_needs_is_an_error() {
         let c = clock();
         let e = Entry::new("proc")
-            .put("state", "running")
+            .put_bytes("state", b"running")
             .put_opt("pid", None::<u32>);
         assert!(decode_state(&e, &c).is_err());
         let e = Entry::new("proc")
-            .put("state", "backoff")
+            .put_bytes("state", b"backoff")
             .put_opt("at", None::<u64>);
         assert!(decode_state(&e, &c).is_err());
         let e = Entry::new("proc")
-            .put("state", "dancing")
+            .put_bytes("state", b"dancing")
             .put_opt("at", None::<u64>);
         assert!(decode_state(&e, &c).is_err());
     }
