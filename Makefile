@@ -11,7 +11,7 @@ VENV    := $(OUT)/venv
 PYTHON  ?= python3
 
 .PHONY: all build toolchain run static test unit lint venv clean size fuzz fuzz-build fuzz-merge \
-	scale-test haproxy
+	scale-test haproxy upgrade-test-bin
 
 all: build
 
@@ -76,9 +76,10 @@ venv: $(VENV)/.stamp
 # The target fails when a test failed, cargo failed, or no test ran.
 TEST_LOG := $(OUT)/test.log
 
-test: build static
+test: build static upgrade-test-bin
 	@mkdir -p $(OUT)
 	@{ UWGATE_BIN=$(CURDIR)/$(BIN) UWGATE_VENV=$(CURDIR)/$(VENV) \
+	   UWGATE_UPGRADE_BIN=$(CURDIR)/$(UPGRADE_BIN) \
 	   $(CARGO) test --locked --no-fail-fast -- --test-threads=4 2>&1; \
 	   echo $$? > $(TEST_LOG).status; } | tee $(TEST_LOG)
 	@awk -v status="$$(cat $(TEST_LOG).status)" -v logfile="$(TEST_LOG)" \
@@ -156,6 +157,16 @@ scale-test: build static haproxy
 	   $(CARGO) test --locked --test scale_out -- --ignored --nocapture 2>&1; \
 	   echo $$? > $(OUT)/scale-test.status; } | tee $(OUT)/scale-test.log
 	@exit $$(cat $(OUT)/scale-test.status)
+
+# The in-place upgrade's "next version" (tests/upgrade.rs, the image test's upgrade, make bench):
+# the same build with --features upgrade-test (it reports VERSION+upgrade-test), in a target
+# directory of its own so the shipped binary is untouched.
+UPGRADE_TARGET_DIR := $(OUT)/upgrade-test
+UPGRADE_BIN := $(UPGRADE_TARGET_DIR)/$(TARGET)/release/uwgate
+
+upgrade-test-bin: toolchain
+	RUSTFLAGS="$(BOARD_RUSTFLAGS)" CARGO_TARGET_DIR=$(UPGRADE_TARGET_DIR) \
+	    $(CARGO) build --release --locked --target $(TARGET) --features upgrade-test
 
 lint:
 	$(CARGO) fmt --check

@@ -3,7 +3,8 @@
 # Installs what it needs (quick when present), then runs bench/bench.py, which prints the
 # table and writes it to bench/RESULTS.md. BENCH_ARGS passes options (e.g. --rounds 5; for
 # scenario 10, slow peers: --slow-peers-conns 3000 --slow-peers-duration 30 --slow-peers-rounds 1;
-# `--only 10` runs it alone).
+# `--only 10` runs it alone; scenario 11, in-place upgrade, uses the upgrade-test build:
+# `--only 11 --upgrade-rounds 10`).
 
 BENCH_VENV  := $(OUT)/bench-venv
 BENCH_SUPERVISOR := supervisor==4.3.0
@@ -42,9 +43,10 @@ LOADGEN := target/release/examples/loadgen
 bench-loadgen: toolchain
 	$(CARGO) build --release --locked --example loadgen
 
-bench: build venv bench-deps bench-alloc-bin bench-loadgen
+bench: build venv bench-deps bench-alloc-bin bench-loadgen upgrade-test-bin
 	$(PYTHON) bench/bench.py --bin $(CURDIR)/$(BIN) --venv $(CURDIR)/$(VENV) \
 	    --alloc-bin $(CURDIR)/$(ALLOC_BIN) --loadgen $(CURDIR)/$(LOADGEN) \
+	    --upgrade-bin $(CURDIR)/$(UPGRADE_BIN) \
 	    --supervisord $(CURDIR)/$(BENCH_VENV)/bin/supervisord \
 	    --nginx $$(command -v nginx || echo /usr/sbin/nginx) \
 	    --results bench/RESULTS.md $(BENCH_ARGS)

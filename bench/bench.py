@@ -22,12 +22,18 @@ median of each figure per side and the ratio uwgate/nginx:
      readers, --slow-peers-conns connections each (3,000), against fresh servers with the Django
      backend, while a probe fetches a static file and a Django page every 0.5 s: probe success,
      p50/p99, server RSS against uwgate's fixed budget
+ 11. in-place upgrade (issue 14, uwgate only): `uwgate -s upgrade` to the other of two builds
+     (--upgrade-bin, the `upgrade-test` build, reports another version) under keep-alive and
+     new-connection load on a static file and Django: time from the signal to the new version's
+     first answer, the longest wait a new connection saw (connect to first byte) around it, and
+     refused connections / failed requests over the whole run
 
 Python 3 standard library only. Usage: see `--help`; `make bench` passes the paths.
 """
 
 import argparse
 import datetime
+import errno
 import json
 import math
 import os
@@ -1233,6 +1239,146 @@ def slow_peers_scenario(env, results, rounds, duration):
 # ---------------------------------------------------------------------------------------------
 
 
+UPGRADE_CLIENTS_NEW = 4  # threads opening a new connection per request
+UPGRADE_CLIENTS_KEEP = 2  # threads on keep-alive connections
+
+
+def upgrade_request(port, path, sock=None):
+    """One GET: on `sock` (keep-alive) or a new connection. Returns (outcome, t_start, t_first,
+    server, sock): outcome "ok", "refused", "retry" (a reused connection closed before any byte
+    of the answer: sent again, as HTTP lets a client) or "failed: why"; t_first is the first
+    byte's time (perf_counter); sock is the connection to reuse (None when closed)."""
+    t0 = time.perf_counter()
+    reused = sock is not None
+    try:
+        if sock is None:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        close = "" if reused or path != "/static/1k.bin" else "Connection: close\r\n"
+        keep = reused or close == ""
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{close}\r\n".encode())
+        data, t_first = b"", None
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            if t_first is None:
+                t_first = time.perf_counter()
+            data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            m = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            if sep and m and len(body) >= int(m.group(1)):
+                break
+        head = data.partition(b"\r\n\r\n")[0]
+        server = re.search(rb"(?im)^server:\s*(\S+)", head)
+        server = server.group(1).decode() if server else ""
+        if not data and reused:
+            sock.close()
+            return "retry", t0, None, "", None
+        if not re.match(rb"HTTP/1\.1 200 ", head):
+            sock.close()
+            return f"failed: {path} {head[:40]!r}", t0, t_first, server, None
+        if not keep or re.search(rb"(?im)^connection:\s*close", head):
+            sock.close()
+            sock = None
+        return "ok", t0, t_first, server, sock
+    except ConnectionRefusedError:
+        return "refused", t0, None, "", None
+    except OSError as e:
+        if sock is not None:
+            sock.close()
+        if reused and e.errno in (errno.ECONNRESET, errno.EPIPE):
+            return "retry", t0, None, "", None
+        return f"failed: {path} {e}", t0, None, "", None
+
+
+def upgrade_load(port, stop, keep_alive, out):
+    """A load thread: appends (outcome, t_start, t_first, server, new_connection) to `out`."""
+    sock, k = None, 0
+    while not stop.is_set():
+        k += 1
+        path = "/" if keep_alive and k % 2 else "/static/1k.bin"
+        outcome, t0, t1, server, sock = upgrade_request(port, path, sock if keep_alive else None)
+        out.append((outcome, t0, t1, server, not keep_alive or t1 is None))
+        if outcome == "retry":
+            k -= 1
+
+
+def upgrade_scenario(env, results, rounds):
+    """Scenario 11: `uwgate -s upgrade` under load, alternating between the shipped build and
+    the upgrade-test build (another version string), `rounds` times. uwgate runs from a copy it
+    can have replaced (as /usr/sbin/uwgate by a package), supervises a `sleep` (adopted, never
+    respawned) and forwards `/` to the shared uWSGI."""
+    builds = [env.args.bin, env.args.upgrade_bin]
+    versions = [version_of([b, "--version"]) for b in builds]
+    status = "\n[location:/uwgate_status]\nstub_status = on\n"
+    sleeper = "\n[program:sleeper]\ncommand = sleep 3600\nstartsecs = 0\n"
+    d = os.path.join(env.work, "upgrade-sbin")
+    os.makedirs(d, exist_ok=True)
+    installed = os.path.join(d, "uwgate")
+    shutil.copyfile(builds[0], installed)
+    os.chmod(installed, 0o755)
+    srv = Server(env, "uwgate", "upgrade", programs=status + sleeper, binary=installed)
+    wait_http_200(srv.port, "/", 60, srv.proc)
+    child = sole_child(srv.proc.pid)
+    stop_evt, out, threads = threading.Event(), [], []
+    for i in range(UPGRADE_CLIENTS_NEW + UPGRADE_CLIENTS_KEEP):
+        t = threading.Thread(target=upgrade_load, args=(srv.port, stop_evt, i < UPGRADE_CLIENTS_KEEP, out))
+        t.start()
+        threads.append(t)
+    r = {"first": [], "delay": [], "before": [], "versions": versions}
+    try:
+        for i in range(rounds):
+            new = (i + 1) % 2
+            time.sleep(1.0)
+            tmp = installed + ".new"
+            shutil.copyfile(builds[new], tmp)
+            os.chmod(tmp, 0o755)
+            time.sleep(0.1)
+            os.rename(tmp, installed)
+            t_sig = time.perf_counter()
+            subprocess.run([installed, "-c", os.path.join(srv.dir, "uwgate.ini"), "-s", "upgrade"],
+                           check=True, capture_output=True, timeout=10)  # fmt: skip
+            tag = f"uwgate/{versions[new]}"
+            deadline = t_sig + 30
+            while time.perf_counter() < deadline:
+                firsts = [t1 for (o, t0, t1, sv, _) in list(out) if sv == tag and t1 and t1 > t_sig]
+                if firsts:
+                    break
+                time.sleep(0.005)
+            else:
+                raise RuntimeError(f"s11: {tag} never answered after -s upgrade\n{srv.stderr()}")
+            time.sleep(0.5)
+            t_first = min(t1 for (o, t0, t1, sv, _) in list(out) if sv == tag and t1 and t1 > t_sig)
+            window = [x for x in list(out) if x[4] and x[2] and x[1] <= t_first and x[2] >= t_sig]
+            before = [x for x in list(out) if x[4] and x[2] and t_sig - 1.0 <= x[1] < t_sig]
+            r["first"].append((t_first - t_sig) * 1e3)
+            r["delay"].append(max((x[2] - x[1] for x in window), default=0) * 1e3)
+            r["before"].append(max((x[2] - x[1] for x in before), default=0) * 1e3)
+            log(f"s11 round {i + 1}: {versions[1 - new]} -> {versions[new]}: first answer after "
+                f"{r['first'][-1]:.1f} ms, longest new-connection wait {r['delay'][-1]:.1f} ms "
+                f"({r['before'][-1]:.1f} ms in the second before)")  # fmt: skip
+    finally:
+        stop_evt.set()
+        for t in threads:
+            t.join(timeout=15)
+        try:
+            kept = sole_child(srv.proc.pid, timeout=2) if srv.proc.poll() is None else None
+        except RuntimeError:
+            kept = None
+        srv.stop()
+    outcomes = [x[0] for x in out]
+    r.update(
+        requests=sum(o == "ok" for o in outcomes),
+        refused=outcomes.count("refused"),
+        failed=[o for o in outcomes if o.startswith("failed")],
+        retried=outcomes.count("retry"),
+        child_kept=kept == child,
+    )
+    results["s11"] = r
+    log(f"s11: {r['requests']:,} answers, {r['refused']} refused, {len(r['failed'])} failed, "
+        f"{r['retried']} retried; supervised child kept: {r['child_kept']}")  # fmt: skip
+
+
 def fmt(x, nd=1):
     if x is None:
         return "—"
@@ -1346,6 +1492,21 @@ def build_rows(env, res):
                      f"≤ {budget / 1024:.1f} (budget)", "pass" if ok_rss else "**FAIL**"])  # fmt: skip
         rows.append(["", "attack connections established (min)", fmt(fig["held_min"]["uwgate"], 0),
                      fmt(fig["held_min"]["nginx"], 0), "", "", ""])  # fmt: skip
+    if "s11" in res:
+        r = res["s11"]
+        n = len(r["first"])
+        clean = r["refused"] == 0 and not r["failed"] and r["child_kept"]
+        rows.append(["11. in-place upgrade under load", f"-s upgrade → new version's first answer, ms (median of {n})",
+                     fmt(median(r["first"]), 1), "—", "", "", ""])  # fmt: skip
+        rows.append(["", "max, ms", fmt(max(r["first"]), 1), "—", "", "", ""])
+        rows.append(["", "longest new-connection wait around it, ms (max)", fmt(max(r["delay"]), 1),
+                     "—", "", "", ""])  # fmt: skip
+        rows.append(["", "longest new-connection wait, the second before, ms (max)",
+                     fmt(max(r["before"]), 1), "—", "", "", ""])  # fmt: skip
+        rows.append(["", "refused / failed / keep-alive retried; child kept",
+                     f"{r['refused']} / {len(r['failed'])} / {r['retried']}; "
+                     + ("yes" if r["child_kept"] else "NO"), "—", "", "0 / 0; yes",
+                     "pass" if clean else "**FAIL**"])  # fmt: skip
     if "s9" in res:
         for i, (label, n, reqs) in enumerate(res["s9"]["loads"]):
             rows.append(["9. heap allocations (count-alloc build)" if i == 0 else "",
@@ -1510,11 +1671,13 @@ def main():
                     help="scenario 10: new attack connections per second (slowhttptest -r)")
     ap.add_argument("--slow-peers-probe-interval", type=float, default=0.5)
     ap.add_argument("--slow-peers-probe-timeout", type=float, default=2.0)
-    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10",
+    ap.add_argument("--upgrade-bin", help="the upgrade-test build (scenario 11: the other version)")
+    ap.add_argument("--upgrade-rounds", type=int, default=6, help="scenario 11: upgrades (A→B→A…)")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11",
                     help="scenarios to run: digits (`--only 145`) or a comma-separated list "
                          "(`--only 1,10`); `--only 10` is scenario 10 alone (default all)")
     args = ap.parse_args()
-    if "," in args.only or args.only == "10":
+    if "," in args.only or args.only in ("10", "11"):
         args.only = {x.strip() for x in args.only.split(",") if x.strip()}
     else:
         args.only = set(args.only)
@@ -1525,6 +1688,8 @@ def main():
         args.alloc_bin = os.path.abspath(args.alloc_bin)
     if args.loadgen:
         args.loadgen = os.path.abspath(args.loadgen)
+    if args.upgrade_bin:
+        args.upgrade_bin = os.path.abspath(args.upgrade_bin)
     # What the selected scenarios use (all of it for a whole `make bench`).
     tools = {"wrk": "123489", "strace": "8", "slowhttptest": ["10"]}
     for tool, scenarios in tools.items():
@@ -1616,6 +1781,11 @@ def main():
             binary_scenario(env, res, args.cold_starts)
         if "10" in args.only:
             slow_peers_scenario(env, res, args.slow_peers_rounds, args.slow_peers_duration)
+        if "11" in args.only:
+            if args.upgrade_bin:
+                upgrade_scenario(env, res, args.upgrade_rounds)
+            else:
+                log("s11 skipped: no --upgrade-bin")
 
         if "s7" in res:
             r = res["s7"]
@@ -1643,6 +1813,24 @@ def main():
                 f"connection, over {args.syscall_requests:,} sequential keep-alive GETs of the 1 KiB "
                 "file (so every request also waits in epoll), over 3 s of wrk -c50, and over "
                 f"{args.syscall_requests // 10:,} sequential keep-alive GETs of the Django view."
+            )
+        if "s11" in res:
+            r = res["s11"]
+            notes.append(
+                f"Scenario 11 (issue 14): uwgate runs from a copy of the binary that the scenario "
+                f"replaces (a new file renamed over it, as a package does) with the other of "
+                f"{r['versions'][0]} and {r['versions'][1]} (the `upgrade-test` build) before each of "
+                f"{len(r['first'])} `uwgate -s upgrade`s, while {UPGRADE_CLIENTS_NEW} threads GET "
+                f"/static/1k.bin on a new connection each and {UPGRADE_CLIENTS_KEEP} alternate the "
+                f"Django view and the file on keep-alive connections (Python clients: their own "
+                f"scheduling is in the figures). First answer = the first response whose `Server:` "
+                f"names the new version, after the signal. New-connection wait = connect to the "
+                f"answer's first byte, for requests begun before that first answer and answered "
+                f"after the signal: the accept-queue time during the drain, exec and take-over. "
+                f"A keep-alive connection closed idle by the drain before any byte of an answer is "
+                f"retried on a new one (RFC 9112 §9.3.1) and counted apart. Child kept = the "
+                f"supervised `sleep` has the same pid at the end. uwgate only: nginx's binary "
+                f"upgrade (USR2, WINCH, QUIT by hand) runs a second master and is not comparable."
             )
         if "s9" in res:
             notes.append(

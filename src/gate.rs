@@ -32,6 +32,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod upgrade;
+
 /// The signalfd's token.
 const SIGNAL: Token = Token(0);
 /// Listener `i` is `Token(LISTENER_BASE + i)`.
@@ -133,10 +135,24 @@ pub struct Gate {
     draining: bool,
     /// A graceful stop waiting for `shutdown_delay` to pass: when it proceeds, and the signal.
     delayed_stop: Option<(Instant, i32)>,
+    /// An in-place upgrade under way (`upgrade.rs`).
+    upgrade: Option<upgrade::Upgrade>,
+    /// This image took its programs over from the previous one (`adopt`): the loop resumes the
+    /// watchdog instead of starting it.
+    adopted: bool,
 }
 
 /// Binds every `listen` address of the config (deduplicated).
 pub fn bind_all(cfg: &Config) -> io::Result<Vec<(std::net::TcpListener, SocketAddr)>> {
+    bind_all_inheriting(cfg, |_| Ok(None))
+}
+
+/// [`bind_all`], taking each address's socket from `inherited` when it has one (an in-place
+/// upgrade hands its listeners over) and binding only the others.
+pub fn bind_all_inheriting(
+    cfg: &Config,
+    mut inherited: impl FnMut(SocketAddr) -> io::Result<Option<std::net::TcpListener>>,
+) -> io::Result<Vec<(std::net::TcpListener, SocketAddr)>> {
     let mut out: Vec<(std::net::TcpListener, SocketAddr)> = Vec::new();
     for server in &cfg.servers {
         for &addr in &server.listen {
@@ -145,6 +161,10 @@ pub fn bind_all(cfg: &Config) -> io::Result<Vec<(std::net::TcpListener, SocketAd
             }
             if out.len() >= MAX_LISTENERS {
                 return Err(io::Error::other("too many listen addresses"));
+            }
+            if let Some(sock) = inherited(addr)? {
+                out.push((sock, addr));
+                continue;
             }
             let sock = sys::listen_tcp(addr, cfg.global.listen_backlog)
                 .map_err(|e| io::Error::new(e.kind(), format!("bind() to {addr} failed: {e}")))?;
@@ -241,17 +261,28 @@ impl Gate {
             trusted: crate::server::realip::trusted_anywhere(&cfg),
             draining: false,
             delayed_stop: None,
+            upgrade: None,
+            adopted: false,
             cfg,
         };
         gate.tick_clock();
         Ok(gate)
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
     /// Runs until a stop signal has been handled and everything has drained.
     pub fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         self.notifier.ready(self.now);
-        self.watchdog.start(self.poll.registry(), self.now);
+        if self.adopted {
+            self.watchdog.resume(self.poll.registry(), self.now);
+        } else {
+            self.watchdog.start(self.poll.registry(), self.now);
+        }
         loop {
             let timeout = self.poll_timeout();
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -277,7 +308,10 @@ impl Gate {
             }
             self.notifier.tick(self.now);
             self.check_delayed_stop();
-            if self.stopping.is_some() && self.stop_done() {
+            if self.upgrade.is_some() {
+                self.upgrade_tick();
+            }
+            if self.stopping.is_some() && self.upgrade.is_none() && self.stop_done() {
                 log::info!("exiting");
                 return Ok(());
             }
@@ -311,6 +345,9 @@ impl Gate {
             timeout = timeout.min(d.saturating_duration_since(self.now));
         }
         if let Some(d) = self.notifier.next_deadline() {
+            timeout = timeout.min(d.saturating_duration_since(self.now));
+        }
+        if let Some(d) = self.upgrade_deadline() {
             timeout = timeout.min(d.saturating_duration_since(self.now));
         }
         timeout
@@ -348,12 +385,19 @@ impl Gate {
         loop {
             match sys::read_signal(self.signals.as_raw_fd()) {
                 Ok(Some(sig)) => match sig {
-                    libc::SIGCHLD => self.watchdog.on_sigchld(self.poll.registry(), self.now),
+                    libc::SIGCHLD => {
+                        self.watchdog.on_sigchld(self.poll.registry(), self.now);
+                        self.upgrade_on_sigchld();
+                    }
                     libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => self.begin_stop(sig),
                     libc::SIGHUP => self.reload(),
                     libc::SIGUSR1 => {
                         log::info!("SIGUSR1: reopening the syslog socket");
                         crate::logging::reconnect();
+                    }
+                    libc::SIGUSR2 => {
+                        // Refusals are logged by `upgrade` itself.
+                        let _ = self.upgrade();
                     }
                     _ => {}
                 },
@@ -586,7 +630,13 @@ impl Gate {
             return;
         }
         match step {
-            Step::Wait if self.stopping.is_some() && after == Activity::Waiting => self.close(i),
+            Step::Wait
+                if self.stopping.is_some()
+                    && after == Activity::Waiting
+                    && !self.spared_by_upgrade(i) =>
+            {
+                self.close(i)
+            }
             Step::Wait => {
                 if idle_keepalive {
                     self.conns.idle_push(i);
@@ -792,9 +842,10 @@ impl Gate {
     /// set (health locations answer 503 at once, everything else is served as before, answers
     /// close their connections). A second stop signal during the delay stops at once.
     fn begin_stop(&mut self, sig: i32) {
-        if self.stopping.is_some() {
+        if self.stopping.is_some() && self.upgrade.is_none() {
             return;
         }
+        self.cancel_upgrade();
         self.set_draining(true);
         let delay = self.cfg.global.shutdown_delay;
         if self.delayed_stop.take().is_none() && !delay.is_zero() {
@@ -830,15 +881,25 @@ impl Gate {
             let _ = self.poll.registry().deregister(&mut l.sock);
         }
         self.listeners.clear();
+        self.close_quiet(true);
+        self.watchdog.stop_all(self.poll.registry(), self.now);
+    }
+
+    /// Closes the connections with nothing in flight: idle keep-alive ones, and with
+    /// `fresh_too` those that have not sent their first request yet.
+    fn close_quiet(&mut self, fresh_too: bool) {
         let quiet: Vec<usize> = self
             .conns
             .occupied()
-            .filter(|&i| self.conns.get(i).is_some_and(|c| c.is_quiet()))
+            .filter(|&i| {
+                self.conns
+                    .get(i)
+                    .is_some_and(|c| c.is_quiet() && (fresh_too || c.requests() > 0))
+            })
             .collect();
         for i in quiet {
             self.close(i);
         }
-        self.watchdog.stop_all(self.poll.registry(), self.now);
     }
 
     fn stop_done(&self) -> bool {
@@ -847,6 +908,10 @@ impl Gate {
 
     /// SIGHUP: re-read the config; a bad one is logged and the running one kept.
     fn reload(&mut self) {
+        if self.upgrade.is_some() {
+            log::warn!("SIGHUP ignored: an upgrade is in progress (the new image reads the file)");
+            return;
+        }
         self.notifier.reloading();
         self.reload_config();
         self.notifier.reloaded();

@@ -28,6 +28,7 @@
 pub mod config;
 pub mod event;
 pub mod gate;
+pub mod handoff;
 pub mod http;
 pub mod logging;
 pub mod server;
@@ -37,6 +38,29 @@ pub mod upstream;
 pub mod watchdog;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// uwgate's version as a string literal (for `concat!`): Cargo's, with `+upgrade-test` in a
+/// build with the `upgrade-test` feature, the in-place upgrade tests' "next version".
+#[cfg(not(feature = "upgrade-test"))]
+#[macro_export]
+macro_rules! version {
+    () => {
+        env!("CARGO_PKG_VERSION")
+    };
+}
+
+/// uwgate's version as a string literal (for `concat!`): Cargo's, with `+upgrade-test` in a
+/// build with the `upgrade-test` feature, the in-place upgrade tests' "next version".
+#[cfg(feature = "upgrade-test")]
+#[macro_export]
+macro_rules! version {
+    () => {
+        concat!(env!("CARGO_PKG_VERSION"), "+upgrade-test")
+    };
+}
+
+/// uwgate's version: `--version`, `Server:`, the start and upgrade log lines, the status page.
+pub const VERSION: &str = version!();
 
 static STDERR_LOGGING: AtomicBool = AtomicBool::new(false);
 

@@ -1,5 +1,8 @@
 //! `uwgate [-c FILE] [-t] [-f] [-s SIGNAL]`: parses the command line, checks the config,
 //! binds, and hands over to the event loop. Exit codes: 0 ok, 1 config/usage/start-up error.
+//! Started by an in-place upgrade (`UWGATE_HANDOFF`, see `uwgate::handoff`), it takes the
+//! listeners and programs over instead of binding and spawning, and rolls back instead of
+//! exiting when it cannot serve.
 
 #![deny(
     clippy::unwrap_used,
@@ -10,8 +13,9 @@
 )]
 
 use argh::FromArgs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use uwgate::handoff::{self, Inherited};
 use uwgate::{config, gate, sys};
 
 #[cfg(feature = "count-alloc")]
@@ -30,7 +34,7 @@ struct Args {
     /// stay in the foreground and log to stderr as well
     #[argh(switch, short = 'f')]
     foreground: bool,
-    /// signal the running instance through its pidfile: reload, stop, quit, reopen
+    /// signal the running instance through its pidfile: reload, stop, quit, reopen, upgrade
     #[argh(option, short = 's')]
     signal: Option<String>,
     /// print the version and exit
@@ -39,18 +43,34 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Exec'd by the running image for an in-place upgrade (or a rollback): same process. First
+    // of all, so that even a command line this version rejects (argh exits) rolls back.
+    let inherited = match Inherited::from_env() {
+        None => {
+            handoff::remember_own_binary();
+            None
+        }
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            eprintln!("uwgate: {e}");
+            return handoff::roll_back(&e);
+        }
+    };
     let args: Args = argh::from_env();
     if args.version {
-        println!("uwgate version {}", env!("CARGO_PKG_VERSION"));
+        println!("uwgate version {}", uwgate::VERSION);
         return ExitCode::SUCCESS;
     }
     let path = args.config.display().to_string();
-    let mut cfg = match config::load(&args.config) {
+    let mut cfg = match load(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("uwgate: {e}");
             if args.test {
                 eprintln!("uwgate: configuration file {path} test failed");
+            }
+            if inherited.is_some() {
+                return handoff::roll_back(&e);
             }
             return ExitCode::FAILURE;
         }
@@ -69,6 +89,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+        if std::env::var_os(handoff::CHECK_ENV).is_some() {
+            eprintln!("{}", handoff::check_line());
+        }
         eprintln!("uwgate: the configuration file {path} syntax is ok");
         eprintln!("uwgate: configuration file {path} test is successful");
         return ExitCode::SUCCESS;
@@ -76,14 +99,26 @@ fn main() -> ExitCode {
     if let Some(sig) = args.signal {
         return send_signal(&cfg, &sig);
     }
-    match start(cfg, args.foreground) {
+    let upgrading = inherited.is_some();
+    match start(cfg, args.foreground, inherited) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if upgrading && handoff::is_pending() => handoff::roll_back(&e),
         Err(e) => {
             eprintln!("uwgate: {e}");
             log::error!("{e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration file, checked (an `upgrade-test` build also refuses its test value).
+fn load(file: &Path) -> Result<config::Config, String> {
+    let cfg = config::load(file).map_err(|e| e.to_string())?;
+    #[cfg(feature = "upgrade-test")]
+    if let Some(e) = handoff::test_hooks::reject(&cfg) {
+        return Err(e);
+    }
+    Ok(cfg)
 }
 
 fn pidfile(cfg: &config::Config) -> PathBuf {
@@ -93,15 +128,19 @@ fn pidfile(cfg: &config::Config) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/run/uwgate.pid"))
 }
 
-/// `-s reload|stop|quit|reopen`, as `nginx -s`.
+/// `-s reload|stop|quit|reopen|upgrade`, as `nginx -s` (upgrade: SIGUSR2, as nginx's binary
+/// upgrade signal, but the whole upgrade happens in place).
 fn send_signal(cfg: &config::Config, name: &str) -> ExitCode {
     let sig = match name {
         "reload" => libc::SIGHUP,
         "stop" => libc::SIGTERM,
         "quit" => libc::SIGQUIT,
         "reopen" => libc::SIGUSR1,
+        "upgrade" => libc::SIGUSR2,
         other => {
-            eprintln!("uwgate: invalid option: \"-s {other}\" (reload, stop, quit or reopen)");
+            eprintln!(
+                "uwgate: invalid option: \"-s {other}\" (reload, stop, quit, reopen or upgrade)"
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -143,7 +182,11 @@ fn fit_descriptors(
     config::descriptors::fit_to_limit(&mut cfg.global, limit)
 }
 
-fn start(mut cfg: config::Config, foreground: bool) -> Result<(), String> {
+fn start(
+    mut cfg: config::Config,
+    foreground: bool,
+    mut inherited: Option<Inherited>,
+) -> Result<(), String> {
     // Under systemd stderr is the journal, which rsyslog already reads: a second copy of
     // every line would be filed twice.
     let stderr_copy = foreground && std::env::var_os("JOURNAL_STREAM").is_none();
@@ -158,25 +201,49 @@ fn start(mut cfg: config::Config, foreground: bool) -> Result<(), String> {
     }
     let g = &cfg.global;
     let signals = sys::signalfd(&sys::LOOP_SIGNALS).map_err(|e| format!("signalfd: {e}"))?;
-    let bound = gate::bind_all(&cfg).map_err(|e| e.to_string())?;
+    let bound = match inherited.as_mut() {
+        Some(h) => gate::bind_all_inheriting(&cfg, |addr| h.take_listener(addr)),
+        None => gate::bind_all(&cfg),
+    }
+    .map_err(|e| e.to_string())?;
     if let Err(e) = std::fs::create_dir_all(&g.temp_path) {
         log::warn!("temp_path {}: {e}", g.temp_path.display());
     }
-    if !foreground {
-        sys::daemonize().map_err(|e| format!("daemonize: {e}"))?;
-        uwgate::logging::reopen_stderr();
+    let run_state = uwgate::watchdog::run_state::path_for(g.pidfile.as_deref(), &g.temp_path);
+    if inherited.is_some() {
+        // Same process: already detached, the pidfile holds this pid, the run state is ours.
+        uwgate::watchdog::run_state::adopt(run_state);
+    } else {
+        if !foreground {
+            sys::daemonize().map_err(|e| format!("daemonize: {e}"))?;
+            uwgate::logging::reopen_stderr();
+        }
+        if let Some(p) = &g.pidfile {
+            std::fs::write(p, format!("{}\n", sys::getpid()))
+                .map_err(|e| format!("pidfile {}: {e}", p.display()))?;
+        }
+        // What a crashed uwgate's programs left behind is ended before anything is spawned
+        // (and before a privilege drop could make it impossible).
+        uwgate::watchdog::run_state::init(run_state);
     }
-    let pidfile = g.pidfile.clone();
+    drop_privileges(&cfg)?;
+    log_start(&cfg, bound.len(), inherited.as_ref());
+    let pidfile = cfg.global.pidfile.clone();
+    let mut gate = gate::Gate::new(cfg, bound, signals).map_err(|e| e.to_string())?;
+    if let Some(h) = &inherited {
+        take_over(&mut gate, h)?;
+    }
+    let result = gate.run().map_err(|e| format!("event loop: {e}"));
     if let Some(p) = &pidfile {
-        std::fs::write(p, format!("{}\n", sys::getpid()))
-            .map_err(|e| format!("pidfile {}: {e}", p.display()))?;
+        let _ = std::fs::remove_file(p);
     }
-    // What a crashed uwgate's programs left behind is ended before anything is spawned (and
-    // before a privilege drop could make it impossible).
-    uwgate::watchdog::run_state::init(uwgate::watchdog::run_state::path_for(
-        g.pidfile.as_deref(),
-        &g.temp_path,
-    ));
+    result
+}
+
+/// `user`/`group` when started as root, unless `[program:*]` sections need root (already
+/// dropped, or kept, by the image before an in-place upgrade: then nothing changes).
+fn drop_privileges(cfg: &config::Config) -> Result<(), String> {
+    let g = &cfg.global;
     if g.user.is_some() && sys::geteuid() == 0 && !cfg.programs.is_empty() {
         // Like supervisord: spawning programs as their own `user=` and signalling them needs
         // root, so the process keeps it (programs without `user=` run as root, as there).
@@ -196,18 +263,59 @@ fn start(mut cfg: config::Config, foreground: bool) -> Result<(), String> {
         }
         sys::drop_privileges(uid, gid).map_err(|e| format!("dropping to {user}: {e}"))?;
     }
+    Ok(())
+}
+
+fn log_start(cfg: &config::Config, listeners: usize, inherited: Option<&Inherited>) {
+    let g = &cfg.global;
+    let how = match inherited {
+        Some(Inherited {
+            rolled_back_from: Some(_),
+            ..
+        }) => format!(
+            "back in place after a failed upgrade (pid {})",
+            sys::getpid()
+        ),
+        Some(h) => format!(
+            "taking over from {} in place (pid {})",
+            h.record.from_version,
+            sys::getpid()
+        ),
+        None => "started".to_string(),
+    };
     log::info!(
-        "uwgate {} started: {} listener(s), {} connection slots, {} buffers of {} bytes",
-        env!("CARGO_PKG_VERSION"),
-        bound.len(),
+        "uwgate {} {how}: {listeners} listener(s), {} connection slots, {} buffers of {} bytes",
+        uwgate::VERSION,
         g.worker_connections,
         g.buffer_pool,
-        uwgate::server::conn::large_buffer_size(&cfg)
+        uwgate::server::conn::large_buffer_size(cfg)
     );
-    let mut gate = gate::Gate::new(cfg, bound, signals).map_err(|e| e.to_string())?;
-    let result = gate.run().map_err(|e| format!("event loop: {e}"));
-    if let Some(p) = &pidfile {
-        let _ = std::fs::remove_file(p);
+}
+
+/// The new image of an in-place upgrade: adopts the programs, and serves (commit) — or returns
+/// why not, and the caller rolls back.
+#[cold]
+#[inline(never)]
+fn take_over(gate: &mut gate::Gate, h: &Inherited) -> Result<(), String> {
+    let adopted = gate.adopt(h)?;
+    #[cfg(feature = "upgrade-test")]
+    handoff::test_hooks::exit_before_serving(gate.config());
+    h.commit()?;
+    let took = h.elapsed().as_millis();
+    match &h.rolled_back_from {
+        Some(failed) => {
+            let (version, why) = failed.split_once(": ").unwrap_or((failed, "unknown"));
+            log::error!(
+                "upgrade to {version} failed ({why}); rolled back: {} serves again after {took} ms, {adopted} process(es) kept",
+                uwgate::VERSION
+            );
+        }
+        None => log::info!(
+            "upgraded in place from {} to {} in {took} ms: pid {}, {adopted} process(es) kept",
+            h.record.from_version,
+            uwgate::VERSION,
+            sys::getpid()
+        ),
     }
-    result
+    Ok(())
 }

@@ -89,7 +89,11 @@ fn json_status_lists_programs_with_state_pid_and_last_exit() {
         json.contains("\"FATAL\"") && json.contains("\"RUNNING\"")
     });
     assert!(ok, "{json}");
-    assert!(json.starts_with("{\"connections\":{\"active\":"), "{json}");
+    let head = format!(
+        "{{\"version\":\"{}\",\"connections\":{{\"active\":",
+        common::version()
+    );
+    assert!(json.starts_with(&head), "{json}");
     assert!(
         json.contains("\"name\":\"sleeper\",\"group\":\"sleeper\",\"state\":\"RUNNING\",\"pid\":"),
         "{json}"

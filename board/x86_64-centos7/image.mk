@@ -6,7 +6,8 @@
 #                    itself) and out/uwgate-rootfs.tar.gz
 #   make rpm         out/uwgate-VERSION-1.el7.x86_64.rpm (rpmbuild from Debian's `rpm` package)
 #   make image-test  boots the ext4 image under qemu-system-x86_64 (TCG) and tests it from the
-#                    host: tests/image/README.md
+#                    host, with one in-place upgrade to the upgrade-test build inside the guest:
+#                    tests/image/README.md
 #
 # Each target installs the Debian packages it is missing (e2fsprogs, rpm, qemu-system-x86) with
 # apt-get when run as root; otherwise it names the package to install.
@@ -86,8 +87,8 @@ backend: toolchain
 	RUSTFLAGS="$(BOARD_RUSTFLAGS)" $(CARGO) build --release --locked --target $(TARGET) \
 	  --example uwsgi_backend
 
-image-test: image backend
+image-test: image backend upgrade-test-bin
 	@$(call need_tool,qemu-system-x86_64,qemu-system-x86)
 	tests/image/fetch.sh $(IMAGE_TEST_DIR)
-	tests/image/initramfs.sh $(IMAGE_TEST_DIR) $(BACKEND_BIN)
+	tests/image/initramfs.sh $(IMAGE_TEST_DIR) $(BACKEND_BIN) $(UPGRADE_BIN)
 	tests/image/boot_test.sh $(IMAGE_TEST_DIR) $(IMAGE_EXT4)

@@ -37,6 +37,7 @@ const KEYS: &[&str] = &[
     "limit_conn_per_ip",
     "proxy_protocol_timeout",
     "shutdown_delay",
+    "upgrade_binary",
 ];
 
 /// Largest `worker_connections`.
@@ -78,6 +79,9 @@ pub(crate) fn build_global(
             "user" => global.user = Some(values::account(&value).map_err(bad)?),
             "group" => global.group = Some(values::account(&value).map_err(bad)?),
             "pidfile" => global.pidfile = Some(values::absolute_path(&value).map_err(bad)?),
+            "upgrade_binary" => {
+                global.upgrade_binary = Some(values::absolute_path(&value).map_err(bad)?);
+            }
             "worker_connections" => {
                 let n = values::number_in(&value, 1, MAX_CONNECTIONS).map_err(bad)?;
                 global.worker_connections = usize_of(n);
@@ -345,6 +349,11 @@ shutdown_delay = 3s
         assert!(error("error_log_level = loud\n").contains("expected debug, info"));
         assert!(error("temp_path = tmp\n").contains("expected an absolute path"));
         assert!(error("pidfile = uwgate.pid\n").contains("expected an absolute path"));
+        assert!(error("upgrade_binary = uwgate\n").contains("expected an absolute path"));
+        assert_eq!(
+            global("upgrade_binary = /opt/uwgate/bin/uwgate\n").upgrade_binary,
+            Some(PathBuf::from("/opt/uwgate/bin/uwgate"))
+        );
         assert!(error("syslog_tag = a b\n").contains("'syslog_tag'"));
         assert!(error("access_log_tag =\n").contains("'access_log_tag'"));
     }

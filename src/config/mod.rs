@@ -57,6 +57,9 @@ pub struct Global {
     pub group: Option<String>,
     /// Where to write our pid; absolute.
     pub pidfile: Option<PathBuf>,
+    /// The binary `uwgate -s upgrade` executes in place; absolute. `None`: uwgate's own binary
+    /// as it was installed when it started (`/proc/self/exe` resolved at start).
+    pub upgrade_binary: Option<PathBuf>,
     /// Connection slots allocated at start; 1..=1_000_000, default 1024.
     pub worker_connections: usize,
     /// Largest request head; 1k..=1m, default 8k.
@@ -626,6 +629,7 @@ impl Default for Global {
             user: None,
             group: None,
             pidfile: None,
+            upgrade_binary: None,
             worker_connections: 1024,
             client_header_buffer_size: 8 << 10,
             buffer_size: 16 << 10,

@@ -100,7 +100,7 @@ pub fn start(w: &mut HeadWriter<'_>, status: Status, server_tokens: bool, date: 
 /// `uwgate/VERSION`, or `uwgate` with `server_tokens = off`.
 pub fn server_name(server_tokens: bool) -> &'static [u8] {
     if server_tokens {
-        concat!("uwgate/", env!("CARGO_PKG_VERSION")).as_bytes()
+        concat!("uwgate/", crate::version!()).as_bytes()
     } else {
         b"uwgate"
     }

@@ -1,6 +1,6 @@
 //! The status page: nginx's stub_status text, byte for byte, so existing monitors parse it; with
-//! `?format=json`, the same counters plus every supervised program (`supervisorctl status` as
-//! JSON).
+//! `?format=json`, uwgate's version, the same counters and every supervised program
+//! (`supervisorctl status` as JSON).
 //!
 //! Owns the two page formats. Never: allocates (pages are written into fixed buffers) or
 //! changes what it reports.
@@ -36,7 +36,9 @@ pub fn write_page(w: &mut HeadWriter<'_>, ctx: &Ctx<'_>, json: bool) {
 
 fn write_json(w: &mut HeadWriter<'_>, ctx: &Ctx<'_>) {
     let s = ctx.stats;
-    w.put(b"{\"connections\":{\"active\":")
+    w.put(b"{\"version\":\"")
+        .put(crate::VERSION.as_bytes())
+        .put(b"\",\"connections\":{\"active\":")
         .num(s.active)
         .put(b",\"accepts\":")
         .num(s.accepts)

@@ -27,6 +27,7 @@ macro_rules! syscall {
 
 #[cfg(feature = "count-alloc")]
 pub mod alloc_count;
+pub mod exec;
 pub mod process;
 pub mod stream;
 
@@ -71,13 +72,14 @@ pub fn interrupted(err: &io::Error) -> bool {
 }
 
 /// The signals the event loop takes through its signalfd.
-pub const LOOP_SIGNALS: [libc::c_int; 7] = [
+pub const LOOP_SIGNALS: [libc::c_int; 8] = [
     libc::SIGCHLD,
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGQUIT,
     libc::SIGHUP,
     libc::SIGUSR1,
+    libc::SIGUSR2,
     libc::SIGPIPE,
 ];
 

@@ -288,6 +288,22 @@ impl ExecReport {
         ExecOutcome::Failed(SpawnError::Child(step, io::Error::from_raw_os_error(errno)))
     }
 
+    /// What has arrived of the report so far (an in-place upgrade hands it over with the pipe).
+    pub fn received(&self) -> &[u8] {
+        self.buf.get(..self.got).unwrap_or_default()
+    }
+
+    /// A report pipe inherited across an in-place upgrade (`fd`, non-blocking as `spawn` made
+    /// it), with the bytes that had arrived of it (at most 8; more are ignored).
+    pub fn adopt(fd: OwnedFd, received: &[u8]) -> ExecReport {
+        let mut buf = [0u8; 8];
+        let got = received.len().min(buf.len());
+        if let (Some(dst), Some(src)) = (buf.get_mut(..got), received.get(..got)) {
+            dst.copy_from_slice(src);
+        }
+        ExecReport { fd, buf, got }
+    }
+
     /// The child has been reaped: the report is complete (its only writer is gone). Whatever
     /// has not arrived counts as exec'd.
     pub fn finish(&mut self) -> ExecOutcome {

@@ -12,6 +12,7 @@
 //! readiness of its tokens (all ≥ `TOKEN_BASE`), and `next_deadline()`. Programs arrive
 //! validated by `config`; only what needs the running system (users) is checked here.
 
+pub mod handoff;
 pub mod output;
 pub mod ready;
 pub mod run_state;
@@ -144,6 +145,8 @@ pub struct Watchdog {
     ended_groups: Vec<run_state::Group>,
     /// A failed run-state write was logged (once).
     run_state_failed: bool,
+    /// Reaped children that are no program's, for the gate (the upgrade check): see `handoff`.
+    other_exits: Vec<(u32, ExitStatus)>,
 }
 
 impl Watchdog {
@@ -167,6 +170,7 @@ impl Watchdog {
             sink: crate::logging::program_output,
             ended_groups: Vec::new(),
             run_state_failed: false,
+            other_exits: Vec::new(),
         };
         for def in defs {
             wd.add_program(def, false);
@@ -211,7 +215,10 @@ impl Watchdog {
                     self.pump_pipes_of(registry, pid);
                     self.drive(registry, idx, Event::Exited(status), now)
                 }
-                None => log::debug!("reaped pid {pid} ({status}), not a program"),
+                None => {
+                    log::debug!("reaped pid {pid} ({status}), not a program");
+                    self.note_other_exit(pid, status);
+                }
             }
         }
         // Reaped orphans may have emptied an ended group: the file then drops it (and goes

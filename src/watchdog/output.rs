@@ -66,6 +66,20 @@ impl LineBuffer {
         }
     }
 
+    /// The unfinished line held so far (an in-place upgrade hands it to the next image).
+    pub fn unfinished(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or_default()
+    }
+
+    /// Puts back an unfinished line handed over by the previous image (at most the buffer).
+    pub fn restore(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.buf.len().saturating_sub(1));
+        if let (Some(dst), Some(src)) = (self.buf.get_mut(..n), bytes.get(..n)) {
+            dst.copy_from_slice(src);
+            self.len = n;
+        }
+    }
+
     /// At end of stream: emits the unfinished last line, if any.
     pub fn finish(&mut self, emit: &mut impl FnMut(&[u8])) {
         if self.len > 0 {
@@ -131,6 +145,16 @@ impl OutputPipe {
             pending: false,
             lines: LineBuffer::new(),
         }
+    }
+
+    /// The unfinished line this pipe holds (see `LineBuffer::unfinished`).
+    pub fn unfinished(&self) -> &[u8] {
+        self.lines.unfinished()
+    }
+
+    /// Puts back the unfinished line of the previous image (see `LineBuffer::restore`).
+    pub fn restore_unfinished(&mut self, bytes: &[u8]) {
+        self.lines.restore(bytes);
     }
 
     /// Reads until `WouldBlock`, EOF or `budget` bytes, sending complete lines to `sink`.
@@ -217,6 +241,17 @@ mod tests {
         assert_eq!(out[1].len(), LINE_MAX);
         assert_eq!(out[0..3].concat(), long);
         assert_eq!(out[3], b"next");
+    }
+
+    #[test]
+    fn an_unfinished_line_handed_over_is_completed_by_the_next_bytes() {
+        let mut old = LineBuffer::new();
+        let mut out = Vec::new();
+        feed(&mut old, b"done\nhalf a ", &mut out);
+        let mut new = LineBuffer::new();
+        new.restore(old.unfinished());
+        feed(&mut new, b"line\n", &mut out);
+        assert_eq!(out, vec![b"done".to_vec(), b"half a line".to_vec()]);
     }
 
     #[test]

@@ -236,6 +236,19 @@ pub fn init(path: PathBuf) {
     });
 }
 
+/// Start-up of an image exec'd in place by an upgrade: the same process, whose children live
+/// on and are adopted, so the file is this uwgate's own and nothing in it is a leftover. Only
+/// makes `save` write to `path` again.
+pub fn adopt(path: PathBuf) {
+    let owner = std::process::id();
+    let _ = TARGET.set(Target {
+        path,
+        boot_id: boot_id(),
+        owner,
+        owner_start: read_stat(owner).map_or(0, |s| s.start),
+    });
+}
+
 /// What the file at start says about the previous uwgate.
 enum Previous {
     /// No file, an unreadable one, one from another boot: nothing to do.

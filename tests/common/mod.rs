@@ -299,11 +299,43 @@ impl Server {
         env: &[(&str, &str)],
         nofile: Option<(u64, u64)>,
     ) -> Result<Server, String> {
+        Server::spawn_binary(tree, &uwgate_bin(), ini_template, port, env, nofile)
+    }
+
+    /// [`Server::start_in`] running `binary` rather than the binary under test (the in-place
+    /// upgrade tests run a copy they can replace, as a package would).
+    pub fn start_binary_in(tree: &TempTree, binary: &Path, ini_template: &str) -> Server {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Server::spawn_binary(tree, binary, ini_template, free_port(), &[], None) {
+                Ok(s) => return s,
+                Err(e) if e.contains("in use") => last = e,
+                // A copy just written: a child another test thread forked meanwhile may hold
+                // its write descriptor until that child execs (ETXTBSY for that instant).
+                Err(e) if e.contains("Text file busy") => {
+                    last = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("uwgate did not start: {}", e),
+            }
+        }
+        panic!("uwgate did not start: {}", last)
+    }
+
+    /// [`Server::spawn_full`] with the binary to run.
+    fn spawn_binary(
+        tree: &TempTree,
+        binary: &Path,
+        ini_template: &str,
+        port: u16,
+        env: &[(&str, &str)],
+        nofile: Option<(u64, u64)>,
+    ) -> Result<Server, String> {
         let ini = tree.join("uwgate.ini");
         fs::write(&ini, tree.render(ini_template, port)).expect("write ini");
         let stderr_path = tree.join(&format!("uwgate-{}.stderr", port));
         let stderr_file = fs::File::create(&stderr_path).expect("create stderr file");
-        let mut cmd = Command::new(uwgate_bin());
+        let mut cmd = Command::new(binary);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -318,7 +350,7 @@ impl Server {
             .stdout(stderr_file.try_clone().expect("dup stderr file"))
             .stderr(stderr_file)
             .spawn()
-            .map_err(|e| format!("spawn {}: {}", uwgate_bin().display(), e))?;
+            .map_err(|e| format!("spawn {}: {}", binary.display(), e))?;
         let mut s = Server {
             child: Some(child),
             port,

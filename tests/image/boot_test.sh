@@ -18,8 +18,8 @@
 # Checks: a static file (bytes, headers, a range), a forwarded dynamic response, a request body
 # spooled through temp_path after the privilege drop, stub_status (nginx text and JSON with the
 # programs), the backend killed and served again by a new process, the init script's status,
-# reload and stop, and uwgate's syslog lines (its own, the program's output, the access log)
-# read from the console. Measures boot-to-first-byte and kill-to-served times. QEMU is stopped
+# reload, an in-place upgrade to a new binary (same pid, same backend), stop, and uwgate's
+# syslog lines (its own, the program's output, the access log) read from the console. Measures boot-to-first-byte and kill-to-served times. QEMU is stopped
 # by its PID on every exit path. Prints "N passed, N failed" last.
 set -euo pipefail
 
@@ -243,6 +243,27 @@ check "init script: reload reaches uwgate (SIGHUP logged)" console_wait 'uwgate\
 code=$(http '/app/after-reload')
 check "uwsgi: still served after the reload" test "$code" = 200
 
+# --- in-place upgrade: a new binary installed over /usr/sbin/uwgate, taken in the same pid ---
+# (the upgrade-test build, which reports VERSION+upgrade-test, stands for the next firmware's)
+# shellcheck disable=SC2016 # expanded by the guest's shell, not here
+status=$(guest install 'cat /run/uwgate.pid > /tmp/pid.before && cp /test/uwgate.next /usr/sbin/uwgate.new && mv /usr/sbin/uwgate.new /usr/sbin/uwgate')
+check "upgrade: a new binary installed over /usr/sbin/uwgate (exit status $status)" test "$status" = 0
+t_upgrade=$(now_ms)
+status=$(guest upgrade '/etc/init.d/uwgate upgrade')
+upgrade_ms=$(($(now_ms) - t_upgrade))
+check "upgrade: /etc/init.d/uwgate upgrade (exit status $status, $upgrade_ms ms on the console)" test "$status" = 0
+# shellcheck disable=SC2016 # expanded by the guest's shell, not here
+status=$(guest samepid '[ "$(cat /tmp/pid.before)" = "$(cat /run/uwgate.pid)" ] && [ "$(readlink /proc/$(cat /run/uwgate.pid)/exe)" = /usr/sbin/uwgate ]')
+check "upgrade: the same uwgate pid now runs the new /usr/sbin/uwgate" test "$status" = 0
+code=$(http '/uwgate_status?format=json')
+check "upgrade: the JSON status shows the new version and backend pid $pid2 still RUNNING" \
+    json_check "s['version'].endswith('+upgrade-test') and [p for p in s['programs'] if p['name'] == 'backend' and p['state'] == 'RUNNING' and p['pid'] == ${pid2:-0}]"
+code=$(http '/app/after-upgrade')
+check "upgrade: forwarded by the new version to the same backend (pid $(backend_pid), $(header Server))" \
+    test "$code $(backend_pid) $(header Server | grep -c upgrade-test)" = "200 $pid2 1"
+check "syslog: the upgrade logged" \
+    console_wait '^syslog: .* uwgate\[[0-9]+\]: upgraded in place from [0-9.]+ to [0-9.]+\+upgrade-test' 10
+
 # --- uwgate's syslog lines, read from the guest console --------------------------------------
 check "syslog: uwgate's start line" console_wait '^syslog: .* uwgate\[[0-9]+\]: uwgate [0-9.]+ started' 5
 check "syslog: the backend's own output under its program name" \
@@ -278,6 +299,6 @@ qpid=
 check "poweroff: qemu exited by itself (status $qemu_status)" test "$qemu_status" = 0
 total_ms=$(($(now_ms) - t0))
 
-echo "image-test: boot-to-first-byte $boot_ms ms, kill-to-served $restart_ms ms, whole run $total_ms ms (qemu $accel)"
+echo "image-test: boot-to-first-byte $boot_ms ms, kill-to-served $restart_ms ms, upgrade $upgrade_ms ms, whole run $total_ms ms (qemu $accel)"
 echo "image-test: initramfs $(wc -c < "$initrd") bytes, kernel $(basename "$kernel") $(wc -c < "$kernel") bytes, console log $console"
 finish

@@ -1,18 +1,20 @@
 #!/bin/sh
-# tests/image/initramfs.sh DIR BACKEND — the boot test's initramfs, DIR/initramfs.cpio.gz:
+# tests/image/initramfs.sh DIR BACKEND [NEXT] — the boot test's initramfs, DIR/initramfs.cpio.gz:
 # everything the guest needs that is not the appliance image itself (the image is the guest's
 # disk, see boot_test.sh):
 #   /init -> busybox (init), /etc/inittab, /test/rcS, /test/console  (tests/image/guest/)
 #   /lib/modules/*.ko + /etc/modules.load: e1000, virtio_pci, virtio_blk, crc32c, ext4 and
 #       their dependencies, in load order, from the kernel package fetch.sh unpacked
 #   /opt/backend/uwsgi_backend  (BACKEND, the static examples/uwsgi_backend)
+#   /test/uwgate.next  (NEXT, the `upgrade-test` build: the version the test upgrades to in place)
 #   /test/uwgate.ini  the site configuration; /srv/www/static/  the files it serves, plus a
 #       generated big.bin (larger than a buffer) whose copy the host compares against
 # The cpio is written by the fetched busybox, so the host needs no cpio of its own.
 set -eu
 
-dir=$(cd "${1:?usage: initramfs.sh DIR BACKEND}" && pwd)
-backend=${2:?usage: initramfs.sh DIR BACKEND}
+dir=$(cd "${1:?usage: initramfs.sh DIR BACKEND [NEXT]}" && pwd)
+backend=${2:?usage: initramfs.sh DIR BACKEND [NEXT]}
+next=${3:-}
 here=$(cd "$(dirname "$0")" && pwd)
 busybox=$dir/busybox/bin/busybox
 moddir=$(find "$dir/kernel/lib/modules" -mindepth 1 -maxdepth 1 -type d | head -n 1)
@@ -34,6 +36,11 @@ cp "$here/guest/inittab" "$root/etc/inittab"
 install -m 0755 "$here/guest/rcS" "$here/guest/console" "$root/test/"
 cp "$here/guest/uwgate.ini" "$root/test/uwgate.ini"
 install -m 0755 "$backend" "$root/opt/backend/uwsgi_backend"
+if [ -n "$next" ]; then
+    [ -x "$next" ] || { echo "initramfs: no upgrade binary $next" >&2; exit 1; }
+    install -m 0755 "$next" "$root/test/uwgate.next"
+    strip --strip-all "$root/test/uwgate.next" 2>/dev/null || true
+fi
 cp "$here/guest/www/static/index.html" "$root/srv/www/static/"
 head -c 300000 /dev/urandom > "$root/srv/www/static/big.bin"
 if [ "$(id -u)" = 0 ]; then mknod -m 0600 "$root/dev/console" c 5 1; fi

@@ -142,12 +142,29 @@ impl Gate {
     /// Starts uwgate on `gate_ini(sections)` (marked) in a fresh tree named `name`, after
     /// `setup` wrote whatever the programs need into the tree. `/static/ok.txt` exists.
     pub fn start(name: &str, sections: &str, setup: impl FnOnce(&TempTree)) -> Gate {
+        Gate::start_with(name, &gate_ini(sections), |t| {
+            setup(t);
+            None
+        })
+    }
+
+    /// [`Gate::start`] on a whole ini template (marked here), whose `setup` may return a binary
+    /// to run instead of the one under test (the in-place upgrade tests run a copy they replace).
+    pub fn start_with(
+        name: &str,
+        ini: &str,
+        setup: impl FnOnce(&TempTree) -> Option<PathBuf>,
+    ) -> Gate {
         let tree = TempTree::new(name);
         tree.write("static/ok.txt", "ok\n");
-        setup(&tree);
+        let binary = setup(&tree);
         let mark = unique_mark(name);
         let sweeper = Sweeper { mark: mark.clone() };
-        let server = Server::start_in(&tree, &mark_programs(&gate_ini(sections), &mark));
+        let ini = mark_programs(ini, &mark);
+        let server = match binary {
+            Some(bin) => Server::start_binary_in(&tree, &bin, &ini),
+            None => Server::start_in(&tree, &ini),
+        };
         Gate {
             server,
             sweeper,
