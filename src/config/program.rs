@@ -922,7 +922,7 @@ mod tests {
             vec![
                 "/srv/app/uwgate.ini:3: 'stdout_logfile' ignored in [program:web]: output goes to syslog",
                 "/srv/app/uwgate.ini:4: 'stderr_logfile_maxbytes' ignored in [program:web]: output goes to syslog",
-                "/srv/app/uwgate.ini:5: 'serverurl' ignored in [program:web]: uwgate has no supervisorctl interface",
+                "/srv/app/uwgate.ini:5: 'serverurl' ignored in [program:web]: uwgate ctl finds the socket through control_socket (or -s)",
             ]
         );
         for key in IGNORED {
