@@ -4,6 +4,7 @@
 //! Each `unsafe` block carries a `// SAFETY:` line. Nothing here allocates on a hot path
 //! or keeps state; callers own every descriptor.
 
+pub mod peer;
 pub mod process;
 pub mod stream;
 
