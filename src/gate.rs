@@ -9,6 +9,7 @@
 //! request (that is `server`'s).
 
 use crate::config::{self, Config};
+use crate::control::{self, Control};
 use crate::event::per_address::PerAddress;
 use crate::event::pool::{BufferPool, Buffers};
 use crate::event::slab::Slab;
@@ -115,6 +116,8 @@ pub struct Gate {
     /// that line may come (at most one a second).
     refused: u64,
     refused_log_at: Instant,
+    /// The control socket (`uwgate ctl`); off unless `attach_control` gave one.
+    control: Control,
 }
 
 /// Binds every `listen` address of the config (deduplicated).
@@ -215,10 +218,18 @@ impl Gate {
             per_address: PerAddress::new(g.worker_connections, g.limit_conn_per_ip),
             refused: 0,
             refused_log_at: now,
+            control: Control::off(),
             cfg,
         };
         gate.tick_clock();
         Ok(gate)
+    }
+
+    /// Serves the control socket `main` bound (before privileges dropped) in this loop.
+    pub fn attach_control(&mut self, mut control: Control) -> io::Result<()> {
+        control.register(self.poll.registry())?;
+        self.control = control;
+        Ok(())
     }
 
     /// Runs until a stop signal has been handled and everything has drained.
@@ -244,6 +255,9 @@ impl Gate {
             }
             if self.watchdog.next_deadline().is_some_and(|d| d <= self.now) {
                 self.watchdog.on_timer(self.poll.registry(), self.now);
+            }
+            if self.control.is_busy() {
+                self.control_turn();
             }
             if self.now >= self.next_sweep {
                 self.sweep();
@@ -283,6 +297,9 @@ impl Gate {
         if let Some(d) = self.notifier.next_deadline() {
             timeout = timeout.min(d.saturating_duration_since(self.now));
         }
+        if let Some(d) = self.control.next_deadline() {
+            timeout = timeout.min(d.saturating_duration_since(self.now));
+        }
         timeout
     }
 
@@ -292,6 +309,8 @@ impl Gate {
             self.on_signals();
         } else if token >= watchdog::TOKEN_BASE {
             self.watchdog.on_event(self.poll.registry(), ev, self.now);
+        } else if token >= control::TOKEN_BASE {
+            self.on_control(ev.token());
         } else if token >= CONN_BASE {
             let i = (token - CONN_BASE) / 2;
             let upstream_side = (token - CONN_BASE) % 2 == 1;
@@ -705,20 +724,58 @@ impl Gate {
         self.conns.is_empty() && self.watchdog.all_stopped()
     }
 
+    /// Readiness of a control socket token; what the session asks of the loop is done here.
+    fn on_control(&mut self, token: Token) {
+        let mut env = control::Env {
+            watchdog: &mut self.watchdog,
+            registry: self.poll.registry(),
+            now: self.now,
+            config_file: &self.cfg.file,
+        };
+        match self.control.on_event(token, &mut env) {
+            None => {}
+            Some((session, control::Ask::Reload)) => {
+                self.notifier.reloading();
+                let result = self.reload_config();
+                self.notifier.reloaded();
+                let mut env = control::Env {
+                    watchdog: &mut self.watchdog,
+                    registry: self.poll.registry(),
+                    now: self.now,
+                    config_file: &self.cfg.file,
+                };
+                self.control.reloaded(session, result, &mut env);
+            }
+            Some((_, control::Ask::Shutdown)) => self.begin_stop(libc::SIGTERM),
+        }
+    }
+
+    /// Control sessions that wait for programs or stream their output.
+    fn control_turn(&mut self) {
+        let mut env = control::Env {
+            watchdog: &mut self.watchdog,
+            registry: self.poll.registry(),
+            now: self.now,
+            config_file: &self.cfg.file,
+        };
+        self.control.turn(&mut env);
+    }
+
     /// SIGHUP: re-read the config; a bad one is logged and the running one kept.
     fn reload(&mut self) {
         self.notifier.reloading();
-        self.reload_config();
+        let _ = self.reload_config();
         self.notifier.reloaded();
     }
 
-    fn reload_config(&mut self) {
+    /// Reloads; `Err` (also logged) when the running configuration was kept.
+    fn reload_config(&mut self) -> Result<(), String> {
         let path = self.cfg.file.clone();
         let mut new = match config::load(&path) {
             Ok(c) => c,
             Err(e) => {
                 log::error!("reload failed, keeping the running configuration: {e}");
-                return;
+                return Err(e.to_string());
             }
         };
         for w in &new.warnings {
@@ -741,7 +798,7 @@ impl Gate {
         }
         if let Err(e) = self.rebind(&new) {
             log::error!("reload failed, keeping the running configuration: {e}");
-            return;
+            return Err(e.to_string());
         }
         crate::logging::reconfigure(&crate::log_settings(&new, crate::stderr_logging()));
         self.watchdog
@@ -750,8 +807,12 @@ impl Gate {
         self.groups = Groups::new(&new);
         self.temp_dir = temp_dir(&new);
         self.per_address.set_limit(new.global.limit_conn_per_ip);
+        if new.global.control_socket != self.cfg.global.control_socket {
+            log::warn!("reload: control_socket changes only on restart");
+        }
         self.cfg = new;
         log::info!("configuration reloaded from {}", path.display());
+        Ok(())
     }
 
     /// Opens listeners the new config adds and closes those it drops.

@@ -8,6 +8,7 @@
 #[cfg(feature = "count-alloc")]
 pub mod alloc_count;
 pub mod config;
+pub mod control;
 pub mod event;
 pub mod gate;
 pub mod http;

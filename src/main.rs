@@ -1,5 +1,7 @@
 //! `uwgate [-c FILE] [-t] [-f] [-s SIGNAL]`: parses the command line, checks the config,
 //! binds, and hands over to the event loop. Exit codes: 0 ok, 1 config/usage/start-up error.
+//! `uwgate ctl …` is the control socket's client (`control::client`), with supervisorctl's
+//! exit codes.
 
 use argh::FromArgs;
 use std::path::PathBuf;
@@ -28,10 +30,43 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Ctl(CtlArgs),
+}
+
+/// control the running uwgate through its control socket, as supervisorctl: status, start,
+/// stop, restart, signal, reload-program, pid, tail, reread, update, reload, shutdown, version
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ctl")]
+struct CtlArgs {
+    /// configuration file whose control_socket to use (default: uwgate's -c, /etc/uwgate.ini)
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// the control socket itself (instead of the configuration's control_socket)
+    #[argh(option, short = 's')]
+    socket: Option<PathBuf>,
+    /// VERB [ARGS...]
+    #[argh(positional, greedy)]
+    args: Vec<String>,
 }
 
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
+    if let Some(Command::Ctl(ctl)) = args.command {
+        let opts = uwgate::control::client::Options {
+            config: ctl.config.unwrap_or(args.config),
+            socket: ctl.socket,
+            args: ctl.args,
+        };
+        let code = uwgate::control::client::run(&opts);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     if args.version {
         println!("uwgate version {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
@@ -151,6 +186,8 @@ fn start(mut cfg: config::Config, foreground: bool) -> Result<(), String> {
     let g = &cfg.global;
     let signals = sys::signalfd(&sys::LOOP_SIGNALS).map_err(|e| format!("signalfd: {e}"))?;
     let bound = gate::bind_all(&cfg).map_err(|e| e.to_string())?;
+    // Made before privileges drop (it lives in /run); served by the loop.
+    let control = uwgate::control::Control::bind(g)?;
     if let Err(e) = std::fs::create_dir_all(&g.temp_path) {
         log::warn!("temp_path {}: {e}", g.temp_path.display());
     }
@@ -197,6 +234,8 @@ fn start(mut cfg: config::Config, foreground: bool) -> Result<(), String> {
         gate::buffer_size(&cfg)
     );
     let mut gate = gate::Gate::new(cfg, bound, signals).map_err(|e| e.to_string())?;
+    gate.attach_control(control)
+        .map_err(|e| format!("control socket: {e}"))?;
     let result = gate.run().map_err(|e| format!("event loop: {e}"));
     if let Some(p) = &pidfile {
         let _ = std::fs::remove_file(p);

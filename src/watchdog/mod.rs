@@ -155,6 +155,8 @@ pub struct ProcessStatus<'a> {
     pub spawnerr: Option<&'a str>,
     /// When the last child ended, seconds since the epoch.
     pub stopped_unix: Option<i64>,
+    /// A start is asked and still to come (a dependency, the spawn throttle, a restart).
+    pub wanted: bool,
 }
 
 /// The supervisor. One per uwgate, owned and driven by the event loop.
@@ -461,6 +463,7 @@ impl Watchdog {
                 started: p.machine.spawns > 0,
                 spawnerr: p.spawnerr.as_deref(),
                 stopped_unix: p.stopped_unix,
+                wanted: p.machine.wanted || p.restart_pending,
             })
         })
     }
