@@ -118,6 +118,8 @@ pub struct Gate {
     refused_log_at: Instant,
     /// The control socket (`uwgate ctl`); off unless `attach_control` gave one.
     control: Control,
+    /// The watchdog generation requests waiting for a program were last woken at.
+    program_generation: u64,
 }
 
 /// Binds every `listen` address of the config (deduplicated).
@@ -157,6 +159,7 @@ fn counter(stats: &mut Stats, activity: Activity) -> &mut u64 {
         Activity::Waiting => &mut stats.waiting,
         Activity::Reading => &mut stats.reading,
         Activity::Writing => &mut stats.writing,
+        Activity::AwaitingProgram => &mut stats.awaiting_program,
     }
 }
 
@@ -219,6 +222,7 @@ impl Gate {
             refused: 0,
             refused_log_at: now,
             control: Control::off(),
+            program_generation: 0,
             cfg,
         };
         gate.tick_clock();
@@ -259,6 +263,7 @@ impl Gate {
             if self.control.is_busy() {
                 self.control_turn();
             }
+            self.wake_program_waiters(false);
             if self.now >= self.next_sweep {
                 self.sweep();
                 self.next_sweep = self.now + SWEEP;
@@ -622,8 +627,28 @@ impl Gate {
         }
     }
 
+    /// Requests waiting for their location's program (`uwsgi_program`) run again when a
+    /// program's state changed — or, with `always`, on the sweep, so a program that just came
+    /// up is tried again — and go on or wait on. A scan of the slots, only while some wait.
+    fn wake_program_waiters(&mut self, always: bool) {
+        let generation = self.watchdog.generation();
+        if generation == self.program_generation && !always {
+            return;
+        }
+        self.program_generation = generation;
+        if self.stats.awaiting_program == 0 {
+            return;
+        }
+        for i in 0..self.queued.len() {
+            if self.conns.get(i).is_some_and(|c| c.awaits_program()) {
+                self.enqueue(i);
+            }
+        }
+    }
+
     /// Checks every slot's deadline.
     fn sweep(&mut self) {
+        self.wake_program_waiters(true);
         if self.accept_paused && !self.conns.is_full() && self.stopping.is_none() {
             self.accept_paused = false;
             for li in 0..self.listeners.len() {

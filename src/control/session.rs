@@ -440,15 +440,15 @@ impl Session {
                 return;
             }
         };
-        for e in entries.iter_mut() {
-            act(verb, e, signal, env);
-        }
         log::info!(
             "control socket: {} by pid {} uid {}",
             verb.word(),
             self.cred.pid,
             self.cred.uid
         );
+        for e in entries.iter_mut() {
+            act(verb, e, signal, env);
+        }
         self.entries = entries;
         self.phase = Phase::Waiting {
             verb,
