@@ -70,8 +70,13 @@ pub fn unique_digits() -> String {
 /// static `/static/` location (the harness waits for the port, so one must be bound), then
 /// `sections` (`[program:x]`, more locations). `{PY}` is replaced by [`python`].
 pub fn gate_ini(sections: &str) -> String {
+    gate_ini_with("", sections)
+}
+
+/// [`gate_ini`] with `global_extra` lines in `[uwgate]`.
+pub fn gate_ini_with(global_extra: &str, sections: &str) -> String {
     common::ini(
-        "",
+        global_extra,
         &format!(
             "[location:/static/]\nalias = {{DIR}}/static/\n\n{}",
             sections.replace("{PY}", python())
@@ -142,12 +147,23 @@ impl Gate {
     /// Starts uwgate on `gate_ini(sections)` (marked) in a fresh tree named `name`, after
     /// `setup` wrote whatever the programs need into the tree. `/static/ok.txt` exists.
     pub fn start(name: &str, sections: &str, setup: impl FnOnce(&TempTree)) -> Gate {
+        Gate::start_with_global(name, "", sections, setup)
+    }
+
+    /// [`Gate::start`] with `global_extra` lines in `[uwgate]` (`control_socket = …`).
+    pub fn start_with_global(
+        name: &str,
+        global_extra: &str,
+        sections: &str,
+        setup: impl FnOnce(&TempTree),
+    ) -> Gate {
         let tree = TempTree::new(name);
         tree.write("static/ok.txt", "ok\n");
         setup(&tree);
         let mark = unique_mark(name);
         let sweeper = Sweeper { mark: mark.clone() };
-        let server = Server::start_in(&tree, &mark_programs(&gate_ini(sections), &mark));
+        let ini = gate_ini_with(global_extra, sections);
+        let server = Server::start_in(&tree, &mark_programs(&ini, &mark));
         Gate {
             server,
             sweeper,
