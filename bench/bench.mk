@@ -3,7 +3,8 @@
 # Installs what it needs (quick when present), then runs bench/bench.py, which prints the
 # table and writes it to bench/RESULTS.md. BENCH_ARGS passes options (e.g. --rounds 5; for
 # scenario 10, slow peers: --slow-peers-conns 3000 --slow-peers-duration 30 --slow-peers-rounds 1;
-# `--only 10` runs it alone).
+# `--only 10` runs it alone; `--only 11`, deploys under load against supervisord + supervisorctl,
+# which lives beside supervisord in the bench venv).
 
 BENCH_VENV  := $(OUT)/bench-venv
 BENCH_SUPERVISOR := supervisor==4.3.0
