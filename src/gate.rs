@@ -260,7 +260,7 @@ impl Gate {
             if self.watchdog.next_deadline().is_some_and(|d| d <= self.now) {
                 self.watchdog.on_timer(self.poll.registry(), self.now);
             }
-            if self.control.is_busy() {
+            if self.control.wants_turn(self.now) {
                 self.control_turn();
             }
             self.wake_program_waiters(false);

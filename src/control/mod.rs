@@ -256,11 +256,14 @@ impl Control {
         }
     }
 
-    /// Whether `turn` has work: a session waits for its processes or follows output.
-    pub fn is_busy(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|s| s.session.as_ref().is_some_and(Session::needs_poll))
+    /// Whether `turn` has work now: a session waits for its processes or follows output, or
+    /// one's deadline has passed.
+    pub fn wants_turn(&self, now: Instant) -> bool {
+        self.slots.iter().any(|s| {
+            s.session
+                .as_ref()
+                .is_some_and(|s| s.needs_poll() || s.deadline().is_some_and(|d| d <= now))
+        })
     }
 
     /// A turn of the loop: waiting sessions look at their processes again (when something
