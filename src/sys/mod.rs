@@ -4,7 +4,6 @@
 //! Each `unsafe` block carries a `// SAFETY:` line. Nothing here allocates on a hot path
 //! or keeps state; callers own every descriptor.
 
-pub mod peer;
 pub mod process;
 pub mod stream;
 
@@ -27,6 +26,7 @@ macro_rules! syscall {
     }};
 }
 
+pub mod peer;
 pub mod stderr;
 
 /// True for the error a non-blocking call returns when it would have to wait.

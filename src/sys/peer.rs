@@ -20,18 +20,6 @@ pub struct PeerCred {
     pub gid: u32,
 }
 
-macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // SAFETY: each caller passes arguments valid for this libc function (see its call site).
-        let res = unsafe { libc::$fn($($arg),*) };
-        if res == -1 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(res)
-        }
-    }};
-}
-
 /// `SO_PEERCRED` of socket `fd`.
 pub fn peer_credentials(fd: RawFd) -> io::Result<PeerCred> {
     let mut cred = libc::ucred {
