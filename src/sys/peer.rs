@@ -104,7 +104,10 @@ pub fn group_members(name: &str) -> io::Result<(u32, Vec<u32>)> {
 
 /// Local calendar time of `unix` seconds: (year, month 1–12, day, hour, minute, second).
 pub fn local_time(unix: i64) -> Option<(i32, u32, u32, u32, u32, u32)> {
-    let t: libc::time_t = unix;
+    // The libc crate marks musl's time_t deprecated (it will follow musl 1.2's 64-bit one); it
+    // is 64-bit on every target uwgate builds for.
+    #[allow(deprecated)]
+    let t = libc::time_t::try_from(unix).ok()?;
     // SAFETY: an all-zero tm is a valid value to be overwritten.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call; localtime_r is the reentrant form.
