@@ -38,6 +38,7 @@ $(RUNDIR)/uwgate.ini: rootfs/etc/uwgate.ini Makefile
 	    -e 's#^syslog = .*#syslog = stderr#' \
 	    -e 's#^pidfile = .*#pidfile = $(CURDIR)/$(RUNDIR)/uwgate.pid#' \
 	    -e 's#^temp_path = .*#temp_path = $(CURDIR)/$(RUNDIR)/tmp#' \
+	    -e 's#^control_socket = .*#control_socket = $(CURDIR)/$(RUNDIR)/uwgate.sock#' \
 	    -e 's#^user = .*##' -e 's#^group = .*##' \
 	    rootfs/etc/uwgate.ini > $@
 

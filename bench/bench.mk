@@ -4,7 +4,8 @@
 # table and writes it to bench/RESULTS.md. BENCH_ARGS passes options (e.g. --rounds 5; for
 # scenario 10, slow peers: --slow-peers-conns 3000 --slow-peers-duration 30 --slow-peers-rounds 1;
 # `--only 10` runs it alone; scenario 11, in-place upgrade, uses the upgrade-test build:
-# `--only 11 --upgrade-rounds 10`).
+# `--only 11 --upgrade-rounds 10`; `--only 12`, deploys under load against supervisord +
+# supervisorctl, which lives beside supervisord in the bench venv).
 
 BENCH_VENV  := $(OUT)/bench-venv
 BENCH_SUPERVISOR := supervisor==4.3.0

@@ -27,6 +27,11 @@ median of each figure per side and the ratio uwgate/nginx:
      new-connection load on a static file and Django: time from the signal to the new version's
      first answer, the longest wait a new connection saw (connect to first byte) around it, and
      refused connections / failed requests over the whole run
+ 12. deploys under load (issue 13): wrk -c20 on Django `/` while the supervised uWSGI is
+     restarted 3 times (`uwgate ctl restart django` / `supervisorctl restart django`) and, in a
+     second run, gracefully reloaded 10 times (`uwgate ctl reload-program django` / `supervisorctl
+     signal HUP django`): failed requests (non-2xx and socket errors), uwgate + its own uWSGI
+     against nginx + supervisord + theirs
 
 Python 3 standard library only. Usage: see `--help`; `make bench` passes the paths.
 """
@@ -1234,6 +1239,186 @@ def slow_peers_scenario(env, results, rounds, duration):
                 )  # fmt: skip
 
 
+DEPLOY_OPS = {
+    # op: (uwgate ctl verb, supervisorctl args, how many, seconds between them)
+    "restart": (["restart", "django"], ["restart", "django"], 3, 6.0),
+    "reload": (["reload-program", "django"], ["signal", "HUP", "django"], 10, 3.0),
+}
+
+
+def deploy_uwsgi_argv(env, port):
+    venv = env.args.venv
+    return (
+        f"{venv}/bin/uwsgi --socket 127.0.0.1:{port} --chdir {DJANGO_DIR} "
+        f"--module djangoblog.wsgi:application --master --processes {env.args.uwsgi_processes} "
+        f"--need-app --die-on-term --buffer-size 65535 --disable-logging "
+        f"--binary-path {venv}/bin/python3"
+    )
+
+
+def deploy_env_line(env):
+    db = os.path.join(env.work, "db.sqlite3")
+    return (
+        f'environment = DJANGO_SETTINGS_MODULE="djangoblog.settings",UWGATE_TEST_DB="{db}",'
+        f'PYTHONDONTWRITEBYTECODE="1",PYTHONUNBUFFERED="1"'
+    )
+
+
+def deploy_uwgate(env, tag):
+    """uwgate with its control socket, `uwsgi_program = django` and its own supervised uWSGI."""
+    up = free_port()
+    port = free_port()
+    d = os.path.join(env.work, f"uwgate-{tag}")
+    os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
+    ini = os.path.join(d, "uwgate.ini")
+    with open(ini, "w") as f:
+        f.write(
+            f"""; uwgate side of `make bench` scenario 12 (generated)
+[uwgate]
+temp_path = {d}/tmp
+syslog = stderr
+access_log = off
+error_log_level = warn
+control_socket = {d}/uwgate.sock
+
+[server]
+listen = 127.0.0.1:{port}
+
+[location:/]
+uwsgi_pass = 127.0.0.1:{up}
+uwsgi_program = django
+
+[program:django]
+command = {deploy_uwsgi_argv(env, up)}
+{deploy_env_line(env)}
+stopsignal = INT
+stopasgroup = true
+ready = tcp:127.0.0.1:{up}
+"""
+        )
+    errlog = open(os.path.join(d, "stderr.log"), "wb")
+    p = spawn(f"uwgate-{tag}", [env.args.bin, "-f", "-c", ini], stdout=errlog, stderr=subprocess.STDOUT)
+    return {"proc": p, "port": port, "ctl": [env.args.bin, "ctl", "-s", f"{d}/uwgate.sock"],
+            "dir": d, "logs": [errlog]}  # fmt: skip
+
+
+def deploy_nginx_supervisord(env, tag):
+    """nginx in front of a uWSGI that supervisord runs (with its unix socket for supervisorctl)."""
+    up = free_port()
+    port = free_port()
+    d = os.path.join(env.work, f"supervisord-{tag}")
+    os.makedirs(d, exist_ok=True)
+    conf = os.path.join(d, "supervisord.conf")
+    with open(conf, "w") as f:
+        f.write(
+            f"""; supervisord side of `make bench` scenario 12 (generated)
+[supervisord]
+nodaemon = true
+logfile = {d}/supervisord.log
+pidfile = {d}/supervisord.pid
+childlogdir = {d}
+loglevel = warn
+
+[unix_http_server]
+file = {d}/supervisor.sock
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl = unix://{d}/supervisor.sock
+
+[program:django]
+command = {deploy_uwsgi_argv(env, up)}
+{deploy_env_line(env)}
+stopsignal = INT
+stopasgroup = true
+stdout_logfile = {d}/django.log
+redirect_stderr = true
+"""
+        )
+    slog = open(os.path.join(d, "stderr.log"), "wb")
+    sup = spawn(f"supervisord-{tag}", [env.args.supervisord, "-n", "-c", conf], stdout=slog,
+                stderr=subprocess.STDOUT)  # fmt: skip
+    saved = env.uwsgi_port
+    env.uwsgi_port = up
+    path, nd = nginx_conf(env, port, tag)
+    env.uwsgi_port = saved
+    nlog = open(os.path.join(nd, "stderr.log"), "wb")
+    ngx = spawn(f"nginx-{tag}", [env.args.nginx, "-p", nd + "/", "-e", nd + "/error.log", "-c", path],
+                stdout=nlog, stderr=subprocess.STDOUT)  # fmt: skip
+    ctl = [os.path.join(os.path.dirname(env.args.supervisord), "supervisorctl"), "-c", conf]
+    return {"proc": ngx, "sup": sup, "port": port, "ctl": ctl, "dir": d, "logs": [slog, nlog]}
+
+
+def deploy_run(env, side, op, tag):
+    """One side, one kind of deploy: wrk on Django `/` while the ops run; wrk's figures."""
+    verb_u, verb_s, count, every = DEPLOY_OPS[op]
+    s = deploy_uwgate(env, tag) if side == "uwgate" else deploy_nginx_supervisord(env, tag)
+    try:
+        wait_http_200(s["port"], "/", 90, s["proc"])
+        duration = int(2 + count * every + 3)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(wrk_deploy(s["port"], duration)))
+        t.start()
+        time.sleep(2)
+        took = []
+        for i in range(count):
+            t0 = time.monotonic()
+            argv = s["ctl"] + (verb_u if side == "uwgate" else verb_s)
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            took.append(time.monotonic() - t0)
+            if r.returncode != 0:
+                log(f"s12 {side} {op} {i + 1}: {' '.join(argv)} exited {r.returncode}: {r.stdout}{r.stderr}")
+            left = every - (time.monotonic() - t0)
+            if left > 0 and i + 1 < count:
+                time.sleep(left)
+        t.join()
+        out["op_s"] = statistics.median(took)
+        return out
+    finally:
+        stop(s["proc"], signal.SIGTERM if side == "uwgate" else signal.SIGQUIT)
+        forget(s["proc"])
+        if "sup" in s:
+            stop(s["sup"])
+            forget(s["sup"])
+        for f in s["logs"]:
+            f.close()
+
+
+def wrk_deploy(port, duration):
+    """wrk with a timeout long enough for a request that waits out a restart."""
+    argv = ["wrk", "-t1", "-c20", f"-d{duration}s", "--timeout", "30s", f"http://127.0.0.1:{port}/"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 90)
+    txt = out.stdout + out.stderr
+    r = {"requests": 0, "non2xx": 0, "socket": 0, "raw": txt}
+    m = re.search(r"(\d+) requests in", txt)
+    if m:
+        r["requests"] = int(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", txt)
+    if m:
+        r["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", txt)
+    if m:
+        r["socket"] = sum(int(x) for x in m.groups())
+    r["failed"] = r["non2xx"] + r["socket"]
+    return r
+
+
+def deploy_scenario(env, results, rounds):
+    """Scenario 12: each side restarts (and, separately, gracefully reloads) its uWSGI under wrk."""
+    for rnd in range(rounds):
+        for op in DEPLOY_OPS:
+            for side in ("uwgate", "nginx"):
+                r = deploy_run(env, side, op, f"deploy{op}{rnd}")
+                results.setdefault("s12" + op, {}).setdefault(side, []).append(r)
+                log(
+                    f"round {rnd + 1} s12 {op:7s} {side:6s} {r['requests']} requests, "
+                    f"{r['failed']} failed ({r['non2xx']} non-2xx, {r['socket']} socket errors); "
+                    f"one {op} took {r['op_s']:.1f} s"
+                )
+
+
 # ---------------------------------------------------------------------------------------------
 # The table
 # ---------------------------------------------------------------------------------------------
@@ -1507,6 +1692,17 @@ def build_rows(env, res):
                      f"{r['refused']} / {len(r['failed'])} / {r['retried']}; "
                      + ("yes" if r["child_kept"] else "NO"), "—", "", "0 / 0; yes",
                      "pass" if clean else "**FAIL**"])  # fmt: skip
+    for op, label in (("restart", "12. 3 restarts of uWSGI under wrk -c20"),
+                      ("reload", "12. 10 graceful uWSGI reloads under wrk -c20")):
+        k = "s12" + op
+        if k not in res:
+            continue
+        failed = {s: sum(r["failed"] for r in res[k][s]) for s in SIDES}
+        reqs = {s: sum(r["requests"] for r in res[k][s]) for s in SIDES}
+        rows.append([label + " (vs nginx + **supervisord**)", "failed requests (non-2xx + socket errors)",
+                     f"{failed['uwgate']:,}", f"{failed['nginx']:,}", "", "0",
+                     "pass" if failed["uwgate"] == 0 else "**FAIL**"])  # fmt: skip
+        rows.append(["", "requests served", f"{reqs['uwgate']:,}", f"{reqs['nginx']:,}", "", "", ""])
     if "s9" in res:
         for i, (label, n, reqs) in enumerate(res["s9"]["loads"]):
             rows.append(["9. heap allocations (count-alloc build)" if i == 0 else "",
@@ -1615,6 +1811,13 @@ def render(env, res, meta):
                     f"{r['base']}->{r['rss']}{budget}  attack conns {r['held_min']}-{r['held_max']} "
                     f"ramp {r['ramp']:.1f} s"
                 )
+    for op in DEPLOY_OPS:
+        for side in SIDES:
+            for r in res.get("s12" + op, {}).get(side, []):
+                md.append(
+                    f"s12 {op:7s} {side:6s} requests {r['requests']} failed {r['failed']} "
+                    f"(non-2xx {r['non2xx']}, socket errors {r['socket']}), one {op} {r['op_s']:.1f} s"
+                )
     md += ["```", ""]
     return table, "\n".join(md)
 
@@ -1673,11 +1876,12 @@ def main():
     ap.add_argument("--slow-peers-probe-timeout", type=float, default=2.0)
     ap.add_argument("--upgrade-bin", help="the upgrade-test build (scenario 11: the other version)")
     ap.add_argument("--upgrade-rounds", type=int, default=6, help="scenario 11: upgrades (A→B→A…)")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11",
+    ap.add_argument("--deploy-rounds", type=int, default=1, help="scenario 12: rounds (A B)")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11,12",
                     help="scenarios to run: digits (`--only 145`) or a comma-separated list "
                          "(`--only 1,10`); `--only 10` is scenario 10 alone (default all)")
     args = ap.parse_args()
-    if "," in args.only or args.only in ("10", "11"):
+    if "," in args.only or args.only in ("10", "11", "12"):
         args.only = {x.strip() for x in args.only.split(",") if x.strip()}
     else:
         args.only = set(args.only)
@@ -1691,13 +1895,15 @@ def main():
     if args.upgrade_bin:
         args.upgrade_bin = os.path.abspath(args.upgrade_bin)
     # What the selected scenarios use (all of it for a whole `make bench`).
-    tools = {"wrk": "123489", "strace": "8", "slowhttptest": ["10"]}
+    tools = {"wrk": ["1", "2", "3", "4", "8", "9", "12"], "strace": "8", "slowhttptest": ["10"]}
     for tool, scenarios in tools.items():
         if any(x in args.only for x in scenarios) and not shutil.which(tool):
             sys.exit(f"bench: {tool} not found (make bench installs it)")
     paths = [args.bin, args.nginx, os.path.join(args.venv, "bin", "uwsgi")]
-    if "6" in args.only:
+    if "6" in args.only or "12" in args.only:
         paths.append(args.supervisord)
+    if "12" in args.only:
+        paths.append(os.path.join(os.path.dirname(args.supervisord), "supervisorctl"))
     for path in paths:
         if not os.access(path, os.X_OK):
             sys.exit(f"bench: {path} is missing or not executable")
@@ -1786,6 +1992,8 @@ def main():
                 upgrade_scenario(env, res, args.upgrade_rounds)
             else:
                 log("s11 skipped: no --upgrade-bin")
+        if "12" in args.only:
+            deploy_scenario(env, res, args.deploy_rounds)
 
         if "s7" in res:
             r = res["s7"]
@@ -1869,6 +2077,18 @@ def main():
                 f"grow during the attack. The attack needs a client descriptor per "
                 f"connection: this script raises RLIMIT_NOFILE to its hard limit, which "
                 f"slowhttptest inherits. On a shared 2-core machine these figures are indicative."
+            )
+        if any("s12" + op in res for op in DEPLOY_OPS):
+            notes.append(
+                "Scenario 12 (issue 13): each side runs its own supervised pyuwsgi (the same "
+                f"command: {args.uwsgi_processes} workers, `--binary-path` the virtualenv's python so "
+                "that a SIGHUP reload can re-exec it, stopsignal INT with stopasgroup); wrk -t1 -c20 "
+                "--timeout 30s on Django `/` for the whole run, 2 s before the first deploy and 3 s "
+                "after the last. Restarts: `uwgate ctl restart django` (uwgate: `uwsgi_program = "
+                "django`, `ready = tcp:` the uWSGI socket) against `supervisorctl restart django` "
+                "(nginx plain `uwsgi_pass`), one every 6 s. Reloads: `uwgate ctl reload-program "
+                "django` against `supervisorctl signal HUP django`, one every 3 s. Failed = wrk's "
+                "non-2xx/3xx responses plus its socket errors (connect, read, write, timeout)."
             )
         if "s2d" in res or "s3d" in res:
             notes.append(

@@ -9,6 +9,7 @@
 //! request (that is `server`'s).
 
 use crate::config::{self, Cidr, Config};
+use crate::control::{self, Control};
 use crate::event::per_address::PerAddress;
 use crate::event::pool::{BufferPool, Buffers};
 use crate::event::slab::Slab;
@@ -140,6 +141,10 @@ pub struct Gate {
     /// This image took its programs over from the previous one (`adopt`): the loop resumes the
     /// watchdog instead of starting it.
     adopted: bool,
+    /// The control socket (`uwgate ctl`); off unless `attach_control` gave one.
+    control: Control,
+    /// The watchdog generation requests waiting for a program were last woken at.
+    program_generation: u64,
 }
 
 /// Binds every `listen` address of the config (deduplicated).
@@ -186,6 +191,7 @@ fn counter(stats: &mut Stats, activity: Activity) -> &mut u64 {
         Activity::Waiting => &mut stats.waiting,
         Activity::Reading => &mut stats.reading,
         Activity::Writing => &mut stats.writing,
+        Activity::AwaitingProgram => &mut stats.awaiting_program,
     }
 }
 
@@ -263,6 +269,8 @@ impl Gate {
             delayed_stop: None,
             upgrade: None,
             adopted: false,
+            control: Control::off(),
+            program_generation: 0,
             cfg,
         };
         gate.tick_clock();
@@ -272,6 +280,13 @@ impl Gate {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Serves the control socket `main` bound (before privileges dropped) in this loop.
+    pub fn attach_control(&mut self, mut control: Control) -> io::Result<()> {
+        control.register(self.poll.registry())?;
+        self.control = control;
+        Ok(())
     }
 
     /// Runs until a stop signal has been handled and everything has drained.
@@ -302,6 +317,10 @@ impl Gate {
             if self.watchdog.next_deadline().is_some_and(|d| d <= self.now) {
                 self.watchdog.on_timer(self.poll.registry(), self.now);
             }
+            if self.control.wants_turn(self.now) {
+                self.control_turn();
+            }
+            self.wake_program_waiters(false);
             if self.now >= self.next_sweep {
                 self.sweep();
                 self.next_sweep = self.now + SWEEP;
@@ -350,6 +369,9 @@ impl Gate {
         if let Some(d) = self.upgrade_deadline() {
             timeout = timeout.min(d.saturating_duration_since(self.now));
         }
+        if let Some(d) = self.control.next_deadline() {
+            timeout = timeout.min(d.saturating_duration_since(self.now));
+        }
         timeout
     }
 
@@ -359,6 +381,8 @@ impl Gate {
             self.on_signals();
         } else if token >= watchdog::TOKEN_BASE {
             self.watchdog.on_event(self.poll.registry(), ev, self.now);
+        } else if token >= control::TOKEN_BASE {
+            self.on_control(ev.token());
         } else if token >= CONN_BASE {
             let i = (token - CONN_BASE) / 2;
             let upstream_side = (token - CONN_BASE) % 2 == 1;
@@ -751,8 +775,28 @@ impl Gate {
         }
     }
 
+    /// Requests waiting for their location's program (`uwsgi_program`) run again when a
+    /// program's state changed — or, with `always`, on the sweep, so a program that just came
+    /// up is tried again — and go on or wait on. A scan of the slots, only while some wait.
+    fn wake_program_waiters(&mut self, always: bool) {
+        let generation = self.watchdog.generation();
+        if generation == self.program_generation && !always {
+            return;
+        }
+        self.program_generation = generation;
+        if self.stats.awaiting_program == 0 {
+            return;
+        }
+        for i in 0..self.queued.len() {
+            if self.conns.get(i).is_some_and(|c| c.awaits_program()) {
+                self.enqueue(i);
+            }
+        }
+    }
+
     /// Checks every slot's deadline.
     fn sweep(&mut self) {
+        self.wake_program_waiters(true);
         if self.accept_paused && !self.conns.is_full() && self.stopping.is_none() {
             self.accept_paused = false;
             for li in 0..self.listeners.len() {
@@ -906,6 +950,43 @@ impl Gate {
         self.conns.is_empty() && self.watchdog.all_stopped()
     }
 
+    /// Readiness of a control socket token; what the session asks of the loop is done here.
+    fn on_control(&mut self, token: Token) {
+        let mut env = control::Env {
+            watchdog: &mut self.watchdog,
+            registry: self.poll.registry(),
+            now: self.now,
+            config_file: &self.cfg.file,
+        };
+        match self.control.on_event(token, &mut env) {
+            None => {}
+            Some((session, control::Ask::Reload)) => {
+                self.notifier.reloading();
+                let result = self.reload_config();
+                self.notifier.reloaded();
+                let mut env = control::Env {
+                    watchdog: &mut self.watchdog,
+                    registry: self.poll.registry(),
+                    now: self.now,
+                    config_file: &self.cfg.file,
+                };
+                self.control.reloaded(session, result, &mut env);
+            }
+            Some((_, control::Ask::Shutdown)) => self.begin_stop(libc::SIGTERM),
+        }
+    }
+
+    /// Control sessions that wait for programs or stream their output.
+    fn control_turn(&mut self) {
+        let mut env = control::Env {
+            watchdog: &mut self.watchdog,
+            registry: self.poll.registry(),
+            now: self.now,
+            config_file: &self.cfg.file,
+        };
+        self.control.turn(&mut env);
+    }
+
     /// SIGHUP: re-read the config; a bad one is logged and the running one kept.
     fn reload(&mut self) {
         if self.upgrade.is_some() {
@@ -913,17 +994,18 @@ impl Gate {
             return;
         }
         self.notifier.reloading();
-        self.reload_config();
+        let _ = self.reload_config();
         self.notifier.reloaded();
     }
 
-    fn reload_config(&mut self) {
+    /// Reloads; `Err` (also logged) when the running configuration was kept.
+    fn reload_config(&mut self) -> Result<(), String> {
         let path = self.cfg.file.clone();
         let mut new = match config::load(&path) {
             Ok(c) => c,
             Err(e) => {
                 log::error!("reload failed, keeping the running configuration: {e}");
-                return;
+                return Err(e.to_string());
             }
         };
         for w in &new.warnings {
@@ -947,7 +1029,7 @@ impl Gate {
         if let Err(e) = self.rebind(&new) {
             let e = crate::sys::ErrorText(&e);
             log::error!("reload failed, keeping the running configuration: {e}");
-            return;
+            return Err(e.to_string());
         }
         crate::logging::reconfigure(&crate::log_settings(&new, crate::stderr_logging()));
         self.watchdog
@@ -960,8 +1042,12 @@ impl Gate {
         for l in &mut self.listeners {
             l.proxy_protocol = proxy_protocol_at(&new, l.addr);
         }
+        if new.global.control_socket != self.cfg.global.control_socket {
+            log::warn!("reload: control_socket changes only on restart");
+        }
         self.cfg = new;
         log::info!("configuration reloaded from {}", path.display());
+        Ok(())
     }
 
     /// Opens listeners the new config adds and closes those it drops.

@@ -26,6 +26,7 @@
 )]
 
 pub mod config;
+pub mod control;
 pub mod event;
 pub mod gate;
 pub mod handoff;

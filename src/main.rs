@@ -2,7 +2,8 @@
 //! binds, and hands over to the event loop. Exit codes: 0 ok, 1 config/usage/start-up error.
 //! Started by an in-place upgrade (`UWGATE_HANDOFF`, see `uwgate::handoff`), it takes the
 //! listeners and programs over instead of binding and spawning, and rolls back instead of
-//! exiting when it cannot serve.
+//! exiting when it cannot serve. `uwgate ctl …` is the control socket's client
+//! (`control::client`), with supervisorctl's exit codes.
 
 #![deny(
     clippy::unwrap_used,
@@ -40,6 +41,30 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Ctl(CtlArgs),
+}
+
+/// control the running uwgate through its control socket, as supervisorctl: status, start,
+/// stop, restart, signal, reload-program, pid, tail, reread, update, reload, shutdown, version
+#[derive(FromArgs)]
+#[argh(subcommand, name = "ctl")]
+struct CtlArgs {
+    /// configuration file whose control_socket to use (default: uwgate's -c, /etc/uwgate.ini)
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// the control socket itself (instead of the configuration's control_socket)
+    #[argh(option, short = 's')]
+    socket: Option<PathBuf>,
+    /// VERB [ARGS...]
+    #[argh(positional, greedy)]
+    args: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +82,15 @@ fn main() -> ExitCode {
         }
     };
     let args: Args = argh::from_env();
+    if let Some(Command::Ctl(ctl)) = args.command {
+        let opts = uwgate::control::client::Options {
+            config: ctl.config.unwrap_or(args.config),
+            socket: ctl.socket,
+            args: ctl.args,
+        };
+        let code = uwgate::control::client::run(&opts);
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     if args.version {
         println!("uwgate version {}", uwgate::VERSION);
         return ExitCode::SUCCESS;
@@ -206,6 +240,8 @@ fn start(
         None => gate::bind_all(&cfg),
     }
     .map_err(|e| e.to_string())?;
+    // Made before privileges drop (it lives in /run); served by the loop.
+    let control = uwgate::control::Control::bind(g)?;
     if let Err(e) = std::fs::create_dir_all(&g.temp_path) {
         log::warn!("temp_path {}: {e}", g.temp_path.display());
     }
@@ -230,6 +266,8 @@ fn start(
     log_start(&cfg, bound.len(), inherited.as_ref());
     let pidfile = cfg.global.pidfile.clone();
     let mut gate = gate::Gate::new(cfg, bound, signals).map_err(|e| e.to_string())?;
+    gate.attach_control(control)
+        .map_err(|e| format!("control socket: {e}"))?;
     if let Some(h) = &inherited {
         take_over(&mut gate, h)?;
     }

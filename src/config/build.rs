@@ -46,6 +46,8 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
     let mut program_lines: HashMap<&str, usize> = HashMap::new();
     let mut prefix_lines: HashMap<&str, usize> = HashMap::new();
     let mut warnings: Vec<(usize, String)> = Vec::new();
+    // `uwsgi_program` values with their line and section, checked once every program is known.
+    let mut program_refs: Vec<(String, usize, &str)> = Vec::new();
 
     for section in sections {
         match &section.kind {
@@ -75,6 +77,14 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
             }
             SectionKind::Location(prefix) => {
                 let (location, keys) = build_location(section, prefix, vars, &mut warnings)?;
+                if let Some(named) = uwsgi_program_of(&location) {
+                    let line = section
+                        .entries
+                        .iter()
+                        .find(|e| e.key == "uwsgi_program")
+                        .map_or(section.line, |e| e.line);
+                    program_refs.push((named.to_string(), line, section.title.as_str()));
+                }
                 let (server, location_limits) = match (servers.last_mut(), server_limits.last_mut())
                 {
                     (Some(server), Some((_, locations))) => (server, locations),
@@ -126,6 +136,14 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
     let global = global.map(|(g, _)| g).unwrap_or_default();
     inherit_limits(&global, &mut servers, &server_limits);
     check_programs(&programs)?;
+    for (named, line, title) in &program_refs {
+        if !programs.iter().any(|b| b.program.name == *named) {
+            return Err(at(
+                *line,
+                format!("uwsgi_program names unknown program '{named}' in [{title}]"),
+            ));
+        }
+    }
     warn_server_name_conflicts(&servers, &mut warnings);
     warnings.sort_by_key(|(line, _)| *line);
     Ok(Built {
@@ -134,6 +152,14 @@ pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, Conf
         programs: programs.into_iter().map(|b| b.program).collect(),
         warnings,
     })
+}
+
+/// The `uwsgi_program` of a uwsgi location.
+fn uwsgi_program_of(location: &super::Location) -> Option<&str> {
+    match &location.handler {
+        super::Handler::Uwsgi(u) => u.program.as_deref(),
+        _ => None,
+    }
 }
 
 /// Resolves every server's and location's limits and realip settings: `[uwgate]` →

@@ -38,6 +38,9 @@ const KEYS: &[&str] = &[
     "proxy_protocol_timeout",
     "shutdown_delay",
     "upgrade_binary",
+    "control_socket",
+    "control_socket_group",
+    "control_socket_mode",
 ];
 
 /// Largest `worker_connections`.
@@ -143,6 +146,19 @@ pub(crate) fn build_global(
             }
             "shutdown_delay" => {
                 global.shutdown_delay = values::duration(&value, true).map_err(bad)?;
+            }
+            "control_socket" => {
+                global.control_socket = if values::boolean(&value) == Ok(false) {
+                    None
+                } else {
+                    Some(values::control_socket(&value).map_err(bad)?)
+                };
+            }
+            "control_socket_group" => {
+                global.control_socket_group = Some(values::account(&value).map_err(bad)?);
+            }
+            "control_socket_mode" => {
+                global.control_socket_mode = Some(values::socket_mode(&value).map_err(bad)?);
             }
             _ => return Err(section.unknown(entry)),
         }
@@ -290,6 +306,25 @@ shutdown_delay = 3s
 "
         )
         .contains("'shutdown_delay'"));
+    }
+
+    #[test]
+    fn control_socket_is_off_by_default_and_read_with_its_group_and_mode() {
+        let g = global("");
+        assert_eq!(g.control_socket, None);
+        assert_eq!(g.control_socket_group, None);
+        assert_eq!(g.control_socket_mode, None);
+        let g = global(
+            "control_socket = /run/uwgate.sock\ncontrol_socket_group = wheel\ncontrol_socket_mode = 0660\n",
+        );
+        assert_eq!(g.control_socket, Some(PathBuf::from("/run/uwgate.sock")));
+        assert_eq!(g.control_socket_group.as_deref(), Some("wheel"));
+        assert_eq!(g.control_socket_mode, Some(0o660));
+        assert_eq!(global("control_socket = off\n").control_socket, None);
+        assert!(
+            error("control_socket = uwgate.sock\n").contains("expected an absolute socket path")
+        );
+        assert!(error("control_socket_mode = 0444\n").contains("the owner keeps rw"));
     }
 
     #[test]

@@ -43,6 +43,7 @@ const UWSGI_KEYS: &[&str] = &[
     "uwsgi_script_name",
     "uwsgi_max_temp_file_size",
     "uwsgi_ignore_client_abort",
+    "uwsgi_program",
 ];
 /// Location keys that accumulate.
 const LOCATION_REPEATABLE: &[&str] = &[
@@ -338,6 +339,12 @@ pub(crate) fn build_location(
             }
             "uwsgi_ignore_client_abort" => {
                 uwsgi.ignore_client_abort = values::boolean(&value).map_err(bad)?;
+            }
+            "uwsgi_program" => {
+                if !super::syntax::is_program_name(&value) {
+                    return Err(bad("expected the name of a [program:x] section".to_string()));
+                }
+                uwsgi.program = Some(value.clone());
             }
             _ => return Err(section.unknown(entry)),
         }
@@ -775,6 +782,30 @@ mod tests {
         assert_eq!(u.script_name.as_deref(), Some("/blog"));
         assert_eq!(u.max_temp_file_size, 0);
         assert!(!u.ignore_client_abort);
+    }
+
+    #[test]
+    fn uwsgi_program_names_a_program_section() {
+        let c = config(
+            "[server]\n[location:/]\nuwsgi_pass = 127.0.0.1:8000\nuwsgi_program = django\n\
+             [program:django]\ncommand = /bin/uwsgi\n",
+        );
+        let Handler::Uwsgi(u) = &c.servers[0].locations[0].handler else {
+            panic!("not uwsgi")
+        };
+        assert_eq!(u.program.as_deref(), Some("django"));
+        assert_eq!(
+            error("[server]\n[location:/]\nuwsgi_pass = 127.0.0.1:8000\nuwsgi_program = djnago\n"),
+            "uwgate.ini:4: uwsgi_program names unknown program 'djnago' in [location:/]"
+        );
+        assert!(
+            error("[server]\n[location:/]\nalias = /srv/\nuwsgi_program = x\n")
+                .contains("'uwsgi_program' applies only to uwsgi_pass locations")
+        );
+        assert!(error(
+            "[server]\n[location:/]\nuwsgi_pass = 127.0.0.1:8000\nuwsgi_program = a b\n"
+        )
+        .contains("expected the name of a [program:x] section"));
     }
 
     #[test]

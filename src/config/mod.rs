@@ -102,6 +102,14 @@ pub struct Global {
     /// Most connections one client address may hold at once (more are closed at accept);
     /// 0 or `off` = no limit (the default; the appliance's ini sets one).
     pub limit_conn_per_ip: u32,
+    /// `control_socket`: where `uwgate ctl` (and `curl --unix-socket`) reach the running
+    /// uwgate; `None` (the default) serves no control socket.
+    pub control_socket: Option<PathBuf>,
+    /// `control_socket_group`: members of this group may use the control socket too (it is
+    /// then created `0660` and owned by the group); root always may.
+    pub control_socket_group: Option<String>,
+    /// `control_socket_mode`: the socket file's mode; default `0600` (`0660` with a group).
+    pub control_socket_mode: Option<u32>,
     /// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive` as `[uwgate]` sets them: what
     /// servers and locations inherit.
     pub realip: RealIp,
@@ -336,6 +344,9 @@ pub struct UwsgiConf {
     pub max_temp_file_size: u64,
     /// `uwsgi_ignore_client_abort`: let uWSGI finish when the client goes; default on.
     pub ignore_client_abort: bool,
+    /// `uwsgi_program`: the `[program:x]` behind this location; while it is starting, backing
+    /// off or being restarted, requests wait for it (up to `uwsgi_connect_timeout`).
+    pub program: Option<String>,
 }
 
 impl UwsgiConf {
@@ -350,6 +361,7 @@ impl UwsgiConf {
             script_name: None,
             max_temp_file_size: 1 << 30,
             ignore_client_abort: true,
+            program: None,
         }
     }
 }
@@ -452,6 +464,15 @@ pub struct Program {
     /// `required_for_health`: `health` locations answer 503 unless every process of this
     /// program is RUNNING; default false.
     pub required_for_health: bool,
+    /// `output_buffer_size`: bytes of recent stdout (and as many of stderr) kept in memory
+    /// per process for `uwgate ctl tail`; 0 keeps none; default 64k.
+    pub output_buffer_size: usize,
+    /// `reloadsignal`: the signal `uwgate ctl reload-program` sends; default HUP.
+    pub reloadsignal: i32,
+    /// `stdout_syslog_priority`: syslog severity code of stdout lines; default info (6).
+    pub stdout_syslog_priority: u8,
+    /// `stderr_syslog_priority`: syslog severity code of stderr lines; default err (3).
+    pub stderr_syslog_priority: u8,
 }
 
 /// `autorestart`.
@@ -645,6 +666,9 @@ impl Default for Global {
             realip: RealIp::default(),
             proxy_protocol_timeout: Duration::from_secs(30),
             shutdown_delay: Duration::ZERO,
+            control_socket: None,
+            control_socket_group: None,
+            control_socket_mode: None,
             listen_backlog: 511,
             server_tokens: true,
             syslog: SyslogTarget::Unix(PathBuf::from("/dev/log")),

@@ -36,6 +36,10 @@ const KEYS: &[&str] = &[
     "ready",
     "ready_timeout",
     "required_for_health",
+    "output_buffer_size",
+    "reloadsignal",
+    "stdout_syslog_priority",
+    "stderr_syslog_priority",
 ];
 
 /// Supervisor keys accepted and ignored, each with a warning saying why.
@@ -54,6 +58,9 @@ const IGNORED: &[&str] = &[
     "stderr_syslog",
     "serverurl",
 ];
+
+/// Largest `output_buffer_size` (per stream, per process).
+const MAX_OUTPUT_BUFFER: u64 = 16 << 20;
 
 /// Most processes one program may have.
 pub(crate) const MAX_NUMPROCS: u32 = 1024;
@@ -89,7 +96,7 @@ pub(crate) fn build_program(
         if IGNORED.contains(&key) {
             seen.once(section, entry, &[])?;
             let why = if key == "serverurl" {
-                "uwgate has no supervisorctl interface"
+                "uwgate ctl finds the socket through control_socket (or -s)"
             } else {
                 "output goes to syslog"
             };
@@ -159,6 +166,17 @@ pub(crate) fn build_program(
             "ready" => program.ready = Some(values::ready(&value, vars.resolve).map_err(bad)?),
             "ready_timeout" => program.ready_timeout = duration(false)?,
             "required_for_health" => program.required_for_health = boolean()?,
+            "output_buffer_size" => {
+                let n = values::size_in(&value, 0, MAX_OUTPUT_BUFFER).map_err(bad)?;
+                program.output_buffer_size = usize::try_from(n).unwrap_or(0);
+            }
+            "reloadsignal" => program.reloadsignal = values::signal(&value).map_err(bad)?,
+            "stdout_syslog_priority" => {
+                program.stdout_syslog_priority = values::priority(&value).map_err(bad)?;
+            }
+            "stderr_syslog_priority" => {
+                program.stderr_syslog_priority = values::priority(&value).map_err(bad)?;
+            }
             _ => return Err(section.unknown(entry)),
         }
     }
@@ -382,6 +400,10 @@ impl Program {
             ready: None,
             ready_timeout: std::time::Duration::from_secs(60),
             required_for_health: false,
+            output_buffer_size: 64 << 10,
+            reloadsignal: libc::SIGHUP,
+            stdout_syslog_priority: 6,
+            stderr_syslog_priority: 3,
         }
     }
 
@@ -707,6 +729,32 @@ mod tests {
     }
 
     #[test]
+    fn control_keys_have_their_defaults_and_are_read() {
+        let p = program("command = /bin/app\n");
+        assert_eq!(p.output_buffer_size, 64 << 10);
+        assert_eq!(p.reloadsignal, libc::SIGHUP);
+        assert_eq!(p.stdout_syslog_priority, 6, "info");
+        assert_eq!(p.stderr_syslog_priority, 3, "err");
+        let p = program(
+            "command = /bin/app\noutput_buffer_size = 1m\nreloadsignal = USR1\n\
+             stdout_syslog_priority = notice\nstderr_syslog_priority = info\n",
+        );
+        assert_eq!(p.output_buffer_size, 1 << 20);
+        assert_eq!(p.reloadsignal, libc::SIGUSR1);
+        assert_eq!(p.stdout_syslog_priority, 5);
+        assert_eq!(p.stderr_syslog_priority, 6);
+        assert_eq!(
+            program("command = x\noutput_buffer_size = 0\n").output_buffer_size,
+            0
+        );
+        assert!(program_error("command = x\noutput_buffer_size = 17m\n").contains("from 0 to 16m"));
+        assert_eq!(
+            program_error("command = x\nstderr_syslog_priority = loud\n"),
+            "uwgate.ini:3: invalid value 'loud' for 'stderr_syslog_priority' in [program:web]: expected emerg, alert, crit, err, warning, notice, info or debug"
+        );
+    }
+
+    #[test]
     fn killasgroup_alone_stays_as_given() {
         assert!(program("command = x\nkillasgroup = on\n").killasgroup);
         assert!(!program("command = x\nstopasgroup = off\n").killasgroup);
@@ -889,7 +937,7 @@ mod tests {
             vec![
                 "/srv/app/uwgate.ini:3: 'stdout_logfile' ignored in [program:web]: output goes to syslog",
                 "/srv/app/uwgate.ini:4: 'stderr_logfile_maxbytes' ignored in [program:web]: output goes to syslog",
-                "/srv/app/uwgate.ini:5: 'serverurl' ignored in [program:web]: uwgate has no supervisorctl interface",
+                "/srv/app/uwgate.ini:5: 'serverurl' ignored in [program:web]: uwgate ctl finds the socket through control_socket (or -s)",
             ]
         );
         for key in IGNORED {

@@ -456,6 +456,51 @@ pub(crate) fn level(v: &str) -> Result<log::LevelFilter, String> {
         })
 }
 
+/// A syslog priority (severity) name, as its code: `info` = 6, `err` = 3. Takes syslog's names
+/// (`emerg alert crit err warning notice info debug`) and nginx's spellings (`error`, `warn`).
+pub(crate) fn priority(v: &str) -> Result<u8, String> {
+    const NAMES: [(&str, u8); 10] = [
+        ("emerg", 0),
+        ("alert", 1),
+        ("crit", 2),
+        ("err", 3),
+        ("error", 3),
+        ("warning", 4),
+        ("warn", 4),
+        ("notice", 5),
+        ("info", 6),
+        ("debug", 7),
+    ];
+    NAMES
+        .iter()
+        .find(|(name, _)| v.eq_ignore_ascii_case(name))
+        .map(|(_, code)| *code)
+        .ok_or_else(|| {
+            "expected emerg, alert, crit, err, warning, notice, info or debug".to_string()
+        })
+}
+
+/// A control socket path: absolute and short enough for `sockaddr_un`.
+pub(crate) fn control_socket(v: &str) -> Result<PathBuf, String> {
+    if !v.starts_with('/') {
+        return Err("expected an absolute socket path, like /run/uwgate.sock".to_string());
+    }
+    if v.len() > UNIX_PATH_MAX {
+        return Err(format!("socket path is longer than {UNIX_PATH_MAX} bytes"));
+    }
+    Ok(PathBuf::from(v))
+}
+
+/// An octal file mode for the control socket, `0600` to `0777`.
+pub(crate) fn socket_mode(v: &str) -> Result<u32, String> {
+    let octal = v.len() <= 4 && !v.is_empty() && v.bytes().all(|b| (b'0'..=b'7').contains(&b));
+    octal
+        .then(|| u32::from_str_radix(v, 8).ok())
+        .flatten()
+        .filter(|m| *m <= 0o777 && *m & 0o600 == 0o600)
+        .ok_or_else(|| "expected an octal mode like 0600 or 0660 (the owner keeps rw)".to_string())
+}
+
 /// A stop signal name, with or without `SIG`, in any case.
 pub(crate) fn signal(v: &str) -> Result<i32, String> {
     let upper = v.to_ascii_uppercase();
@@ -900,6 +945,34 @@ mod tests {
         assert!(signal("STOP").is_err());
         assert!(signal("15").is_err());
         assert!(signal("SIG").is_err());
+    }
+
+    #[test]
+    fn priorities_have_their_codes() {
+        assert_eq!(priority("info"), Ok(6));
+        assert_eq!(priority("ERR"), Ok(3));
+        assert_eq!(priority("error"), Ok(3));
+        assert_eq!(priority("warning"), Ok(4));
+        assert_eq!(priority("warn"), Ok(4));
+        assert_eq!(priority("emerg"), Ok(0));
+        assert_eq!(priority("debug"), Ok(7));
+        assert_eq!(priority("notice"), Ok(5));
+        assert!(priority("loud").unwrap_err().contains("expected emerg"));
+    }
+
+    #[test]
+    fn control_socket_paths_and_modes() {
+        assert_eq!(
+            control_socket("/run/uwgate.sock"),
+            Ok(PathBuf::from("/run/uwgate.sock"))
+        );
+        assert!(control_socket("run/uwgate.sock").is_err());
+        assert!(control_socket(&format!("/{}", "a".repeat(200))).is_err());
+        assert_eq!(socket_mode("0660"), Ok(0o660));
+        assert_eq!(socket_mode("600"), Ok(0o600));
+        assert!(socket_mode("0066").is_err(), "the owner keeps rw");
+        assert!(socket_mode("0999").is_err());
+        assert!(socket_mode("").is_err());
     }
 
     #[test]

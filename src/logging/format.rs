@@ -215,11 +215,19 @@ impl CivilTime {
 /// Severity of a syslog message (RFC 5424 numeric codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {
-    /// 3, `err`: `log::Level::Error` and a child's stderr.
+    /// 0, `emerg`.
+    Emerg = 0,
+    /// 1, `alert`.
+    Alert = 1,
+    /// 2, `crit`.
+    Crit = 2,
+    /// 3, `err`: `log::Level::Error` and, by default, a child's stderr.
     Err = 3,
     /// 4, `warning`: `log::Level::Warn` and the drop notice.
     Warning = 4,
-    /// 6, `info`: `log::Level::Info`, access lines and a child's stdout.
+    /// 5, `notice`.
+    Notice = 5,
+    /// 6, `info`: `log::Level::Info`, access lines and, by default, a child's stdout.
     Info = 6,
     /// 7, `debug`: `log::Level::Debug` and `Trace`.
     Debug = 7,
@@ -236,9 +244,37 @@ impl Severity {
         }
     }
 
-    /// The numeric code (3, 4, 6 or 7).
+    /// The numeric code (0 to 7).
     pub fn code(self) -> u8 {
         self as u8
+    }
+
+    /// The severity of code `code` (a program's `stdout_syslog_priority`); above 7 is debug.
+    pub fn from_code(code: u8) -> Severity {
+        match code {
+            0 => Severity::Emerg,
+            1 => Severity::Alert,
+            2 => Severity::Crit,
+            3 => Severity::Err,
+            4 => Severity::Warning,
+            5 => Severity::Notice,
+            6 => Severity::Info,
+            _ => Severity::Debug,
+        }
+    }
+
+    /// nginx's error-log word for it, as the stderr sink labels lines.
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Emerg => "emerg",
+            Severity::Alert => "alert",
+            Severity::Crit => "crit",
+            Severity::Err => "error",
+            Severity::Warning => "warn",
+            Severity::Notice => "notice",
+            Severity::Info => "info",
+            Severity::Debug => "debug",
+        }
     }
 }
 
@@ -484,6 +520,11 @@ mod tests {
         assert_eq!(Severity::from_level(log::Level::Info).code(), 6);
         assert_eq!(Severity::from_level(log::Level::Debug).code(), 7);
         assert_eq!(Severity::from_level(log::Level::Trace).code(), 7);
+        for code in 0..=7 {
+            assert_eq!(Severity::from_code(code).code(), code);
+        }
+        assert_eq!(Severity::from_code(9), Severity::Debug);
+        assert_eq!(Severity::from_code(3).label(), "error");
     }
 
     #[test]

@@ -244,16 +244,12 @@ pub fn access(line: &[u8]) {
 }
 
 /// Sends one line of a supervised program's output with TAG = program name and the child's
-/// pid, so rsyslog can filter by programname: severity info for stdout, err for stderr.
-/// Control characters and invalid UTF-8 go out as `\xHH`. The watchdog calls it per line
-/// (it has already split long lines); a trailing newline is dropped.
-pub fn program_output(tag: &str, pid: u32, line: &[u8], is_stderr: bool) {
+/// pid, so rsyslog can filter by programname, at `severity` (the program's
+/// `stdout_syslog_priority` or `stderr_syslog_priority`: info and err by default). Control
+/// characters and invalid UTF-8 go out as `\xHH`. The watchdog calls it per line (it has
+/// already split long lines); a trailing newline is dropped.
+pub fn program_output(tag: &str, pid: u32, line: &[u8], severity: Severity) {
     let line = trim_newline(line);
-    let (severity, level) = if is_stderr {
-        (Severity::Err, Level::Error)
-    } else {
-        (Severity::Info, Level::Info)
-    };
     let mut guard = lock();
     let Some(state) = guard.as_mut() else {
         return;
@@ -262,9 +258,9 @@ pub fn program_output(tag: &str, pid: u32, line: &[u8], is_stderr: bool) {
         sink.send(severity, tag, pid, Message::Bytes(line));
     }
     if let Some(sink) = state.stderr.as_mut() {
-        write_stderr(
-            sink,
-            level,
+        sink.write(
+            Clock::now().unix,
+            severity.label(),
             format_args!("{}[{}]: {}", tag, pid, Escaped(line)),
         );
     }
@@ -346,13 +342,13 @@ mod tests {
             )
         );
 
-        program_output("django", 4242, b"Traceback \x1b[0m\xff\r\n", true);
+        program_output("django", 4242, b"Traceback \x1b[0m\xff\r\n", Severity::Err);
         let got = recv(&rx);
         assert_eq!(
             after_host(&got),
             ("<27>", "django[4242]: Traceback \\x1B[0m\\xFF")
         );
-        program_output("django", 4242, b"spawned uWSGI worker 1", false);
+        program_output("django", 4242, b"spawned uWSGI worker 1", Severity::Info);
         assert_eq!(
             after_host(&recv(&rx)),
             ("<30>", "django[4242]: spawned uWSGI worker 1")

@@ -142,6 +142,12 @@ mod tests {
             uptime_secs: 0,
             restarts: 0,
             last_exit: None,
+            id: 0,
+            retired: false,
+            started: state != "STOPPED",
+            spawnerr: None,
+            stopped_unix: None,
+            wanted: true,
         }
     }
 

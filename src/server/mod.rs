@@ -35,6 +35,9 @@ pub struct Stats {
     pub waiting: u64,
     /// Connections closed to free a buffer for another (see `gate`'s eviction).
     pub evicted: u64,
+    /// Requests waiting for their location's program (`uwsgi_program`) to be RUNNING; counted
+    /// in stub_status's Writing too.
+    pub awaiting_program: u64,
 }
 
 /// A canonical request path (decoded, dot segments resolved) is at most this long.

@@ -28,6 +28,7 @@ macro_rules! syscall {
 #[cfg(feature = "count-alloc")]
 pub mod alloc_count;
 pub mod exec;
+pub mod peer;
 pub mod process;
 pub mod stream;
 

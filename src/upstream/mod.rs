@@ -325,6 +325,27 @@ impl Proxy {
         self.connect_next(env)
     }
 
+    /// Whether the request may go to a peer again after some of it reached one.
+    pub fn replayable(&self) -> bool {
+        self.replayable
+    }
+
+    /// Closes the upstream connection and keeps everything else (the encoded request, the
+    /// body), so the request can be sent again (`connect_again`). Used while the location's
+    /// program restarts.
+    pub fn close_upstream(&mut self, registry: &Registry) {
+        self.close_socket(registry);
+    }
+
+    /// Connects afresh, every peer allowed again, to send the whole request once more (the
+    /// encoded request is still at the front of the buffer: no answer byte was read).
+    pub fn connect_again(&mut self, env: &mut UpEnv<'_>) -> Result<(), Status> {
+        self.close_socket(env.registry);
+        self.tried = 0;
+        self.end = 0;
+        self.connect_next(env)
+    }
+
     /// Marks the current peer failed (a timeout or a broken answer).
     pub fn peer_failed(&mut self, groups: &mut Groups, now: Instant) {
         if let Some(g) = groups.get_mut(self.group) {

@@ -24,6 +24,7 @@ use super::state::{ExitStatus, Machine, StartPhase, State};
 use super::{exec_token, pipe_token, run_state, PendingExec, Watchdog};
 use crate::config;
 use crate::handoff::record::{Clock, Entry};
+use crate::logging::Severity;
 use crate::sys::exec as sysexec;
 use crate::sys::process as sys;
 
@@ -98,6 +99,7 @@ impl Watchdog {
                     .put_bytes("name", pipe.tag.as_bytes())
                     .put("pid", pipe.pid)
                     .put("stderr", u8::from(pipe.is_stderr))
+                    .put("severity", pipe.severity.code())
                     .put_bytes("partial", pipe.unfinished()),
             );
         }
@@ -282,12 +284,17 @@ impl Watchdog {
         // Spawn order among the pipes (the oldest lingering ones close first): kept, and later
         // spawns numbered after it.
         let serial: u64 = e.get("serial")?;
+        // A record from a build without syslog priorities: its defaults (stdout info, stderr err).
+        let is_stderr = e.flag("stderr")?;
+        let severity = e
+            .get_opt::<u8>("severity")?
+            .unwrap_or(if is_stderr { 3 } else { 6 });
         self.next_id = self.next_id.max(serial.saturating_add(1));
         let mut pipe = OutputPipe::new(
             mio::unix::pipe::Receiver::from(owned),
             tag,
             pid,
-            e.flag("stderr")?,
+            (is_stderr, Severity::from_code(severity)),
             owner,
             serial,
         );
@@ -434,7 +441,7 @@ mod tests {
     use crate::sys::exec::monotonic_ns;
     use std::time::Duration;
 
-    fn discard(_: &str, _: u32, _: &[u8], _: bool) {}
+    fn discard(_: &str, _: u32, _: &[u8], _: crate::logging::Severity) {}
 
     fn now_clock() -> Clock {
         Clock::new(Instant::now(), monotonic_ns())

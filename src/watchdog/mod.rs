@@ -12,9 +12,11 @@
 //! readiness of its tokens (all ≥ `TOKEN_BASE`), and `next_deadline()`. Programs arrive
 //! validated by `config`; only what needs the running system (users) is checked here.
 
+mod commands;
 pub mod handoff;
 pub mod output;
 pub mod ready;
+pub mod ring;
 pub mod run_state;
 pub mod spawn;
 pub mod state;
@@ -26,7 +28,10 @@ use std::time::{Duration, Instant};
 use crate::config;
 use crate::sys::process as sys;
 
+use crate::logging::Severity;
+pub use commands::{Availability, Refusal};
 use output::{OutputPipe, Pump, Sink, READ_BUDGET};
+use ring::Ring;
 use state::{Action, Event, ExitStatus, Machine, Note, Policy, State};
 
 /// Every mio Token at or above this belongs to the watchdog (1 << 40 on 64-bit targets,
@@ -89,6 +94,21 @@ struct Proc {
     told_waiting: bool,
     /// Shutdown step: processes stop in ascending rank, equal ranks together.
     stop_rank: usize,
+    /// Recent stdout and stderr (`output_buffer_size` each), for `uwgate ctl tail`.
+    out: Ring,
+    err: Ring,
+    /// `uwgate ctl restart`: start again once the stop is complete.
+    restart_pending: bool,
+    /// Until then an upstream failure of this process is expected and retried (a restart just
+    /// made it RUNNING, or `reload-program` sent its reload signal); see `commands`.
+    settling_until: Option<Instant>,
+    /// Until then an exit is part of a `reload-program`: the process is started again whatever
+    /// `autorestart` says.
+    reload_until: Option<Instant>,
+    /// Why the last spawn failed (supervisor's `spawnerr`), for `ctl status`.
+    spawnerr: Option<String>,
+    /// When the last child ended (seconds since the epoch), for `ctl status`.
+    stopped_unix: Option<i64>,
 }
 
 /// A forked child whose exec report is not conclusive yet.
@@ -128,6 +148,18 @@ pub struct ProcessStatus<'a> {
     pub restarts: u32,
     /// How the last child ended; `Display` words it like supervisor (`exit status 1`).
     pub last_exit: Option<ExitStatus>,
+    /// Identity for the control socket (stable while the process entry lives).
+    pub id: u64,
+    /// Its program was removed or changed by a reload; it goes once down.
+    pub retired: bool,
+    /// A child was spawned at least once.
+    pub started: bool,
+    /// Why the last spawn failed, or supervisor's "Exited too quickly" (BACKOFF, FATAL).
+    pub spawnerr: Option<&'a str>,
+    /// When the last child ended, seconds since the epoch.
+    pub stopped_unix: Option<i64>,
+    /// A start is asked and still to come (a dependency, the spawn throttle, a restart).
+    pub wanted: bool,
 }
 
 /// The supervisor. One per uwgate, owned and driven by the event loop.
@@ -147,6 +179,8 @@ pub struct Watchdog {
     run_state_failed: bool,
     /// Reaped children that are no program's, for the gate (the upgrade check): see `handoff`.
     other_exits: Vec<(u32, ExitStatus)>,
+    /// Bumped on every state change: the loop wakes requests waiting for a program.
+    generation: u64,
 }
 
 impl Watchdog {
@@ -171,6 +205,7 @@ impl Watchdog {
             ended_groups: Vec::new(),
             run_state_failed: false,
             other_exits: Vec::new(),
+            generation: 0,
         };
         for def in defs {
             wd.add_program(def, false);
@@ -432,6 +467,12 @@ impl Watchdog {
                 uptime_secs,
                 restarts: p.machine.spawns.saturating_sub(1),
                 last_exit: p.machine.last_exit,
+                id: p.id,
+                retired: p.retired,
+                started: p.machine.spawns > 0,
+                spawnerr: p.spawnerr.as_deref(),
+                stopped_unix: p.stopped_unix,
+                wanted: p.machine.wanted || p.restart_pending,
             })
         })
     }
@@ -464,6 +505,17 @@ impl Watchdog {
                 probe: ready::Probe::default(),
                 told_waiting: false,
                 stop_rank: 0,
+                out: Ring::new(def.config.output_buffer_size),
+                err: Ring::new(if def.config.redirect_stderr {
+                    0
+                } else {
+                    def.config.output_buffer_size
+                }),
+                restart_pending: false,
+                settling_until: None,
+                reload_until: None,
+                spawnerr: None,
+                stopped_unix: None,
             };
             match self.procs.iter().position(Option::is_none) {
                 Some(free) => {
@@ -525,8 +577,13 @@ impl Watchdog {
             let Some(Some(p)) = self.procs.get_mut(idx) else {
                 return;
             };
+            let before = p.machine.state;
             let (machine, step) = p.machine.step(&p.def.policy, event, now);
             p.machine = machine;
+            if before != machine.state {
+                self.generation = self.generation.wrapping_add(1);
+                commands::note_transition(p, before, event, now);
+            }
             for note in step.notes() {
                 log_note(p, note, now);
             }
@@ -556,6 +613,9 @@ impl Watchdog {
                         Ok((pid, false)) => Event::Spawned { pid },
                         Err(msg) => {
                             log::warn!("spawnerr: {msg}");
+                            if let Some(Some(p)) = self.procs.get_mut(idx) {
+                                p.spawnerr = Some(msg);
+                            }
                             Event::SpawnFailed
                         }
                     };
@@ -635,6 +695,10 @@ impl Watchdog {
             return Err("no such process".to_string());
         };
         let cfg = &p.def.config;
+        let (out_level, err_level) = (
+            Severity::from_code(cfg.stdout_syslog_priority),
+            Severity::from_code(cfg.stderr_syslog_priority),
+        );
         let argv0 = p
             .argv
             .first()
@@ -685,10 +749,10 @@ impl Watchdog {
             }
         }
         self.retire_old_pipes(registry, owner);
-        self.add_pipe(registry, out_r, &name, pid, false, owner);
+        self.add_pipe(registry, out_r, &name, pid, (false, out_level), owner);
         if let Some((err_r, err_w)) = err_pipe {
             drop(err_w);
-            self.add_pipe(registry, err_r, &name, pid, true, owner);
+            self.add_pipe(registry, err_r, &name, pid, (true, err_level), owner);
         }
         Ok((pid, watched))
     }
@@ -726,6 +790,7 @@ impl Watchdog {
                 let dir = cfg.directory.as_deref();
                 let msg = spawn::describe(&e, argv0, dir, cfg.user.as_deref());
                 log::warn!("spawnerr: {msg}");
+                p.spawnerr = Some(msg);
                 Event::SpawnFailed
             }
         };
@@ -743,7 +808,7 @@ impl Watchdog {
         fd: std::os::fd::OwnedFd,
         name: &Rc<str>,
         pid: u32,
-        is_stderr: bool,
+        stream: (bool, Severity),
         owner: u64,
     ) {
         let serial = self.next_id;
@@ -752,7 +817,7 @@ impl Watchdog {
             mio::unix::pipe::Receiver::from(fd),
             Rc::clone(name),
             pid,
-            is_stderr,
+            stream,
             owner,
             serial,
         );
@@ -818,7 +883,19 @@ impl Watchdog {
         let Some(Some(pipe)) = self.pipes.get_mut(idx) else {
             return;
         };
-        if pipe.pump(READ_BUDGET, sink) == Pump::Closed {
+        let ring = self
+            .procs
+            .iter_mut()
+            .flatten()
+            .find(|p| p.id == pipe.owner)
+            .map(|p| {
+                if pipe.is_stderr {
+                    &mut p.err
+                } else {
+                    &mut p.out
+                }
+            });
+        if pipe.pump(READ_BUDGET, sink, ring) == Pump::Closed {
             self.close_pipe(registry, idx);
         }
     }
@@ -834,6 +911,7 @@ impl Watchdog {
     /// After any change: drop retired processes that are down, start what may start, and at
     /// shutdown stop what may stop and sweep orphans.
     fn settle(&mut self, registry: &mio::Registry, now: Instant) {
+        self.resume_requested(registry, now);
         let mut dropped = false;
         for slot in self.procs.iter_mut() {
             if slot

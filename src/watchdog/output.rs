@@ -1,4 +1,6 @@
-//! Child output: a pipe read end registered in the loop, cut into lines for the log.
+//! Child output: a pipe read end registered in the loop, cut into lines for the log (at the
+//! program's syslog priority for that stream) and copied, as read, into the process's output
+//! ring for `uwgate ctl tail`.
 //!
 //! Owns the read end and one fixed line buffer per pipe (allocated at spawn, never grown).
 //! A line longer than the buffer goes out in buffer-sized pieces, never dropped; each call reads
@@ -9,14 +11,17 @@
 use std::io::{self, Read};
 use std::rc::Rc;
 
+use super::ring::Ring;
+use crate::logging::Severity;
+
 /// Bytes held for an unfinished line; a longer line is emitted in pieces of this size.
 pub const LINE_MAX: usize = 4096;
 
 /// Bytes read from one pipe per event before yielding to the rest of the loop.
 pub const READ_BUDGET: usize = 64 * 1024;
 
-/// Where complete lines go: `(tag, pid, line without '\n', is_stderr)`.
-pub type Sink = fn(&str, u32, &[u8], bool);
+/// Where complete lines go: `(tag, pid, line without '\n', syslog severity)`.
+pub type Sink = fn(&str, u32, &[u8], Severity);
 
 /// A fixed buffer that turns a byte stream into lines.
 pub struct LineBuffer {
@@ -116,6 +121,8 @@ pub struct OutputPipe {
     pub pid: u32,
     /// Whether this is stderr.
     pub is_stderr: bool,
+    /// The syslog severity of its lines (`stdout_syslog_priority` / `stderr_syslog_priority`).
+    pub severity: Severity,
     /// Identity of the owning process entry (for the lingering-pipe cap).
     pub owner: u64,
     /// Spawn order, to close the oldest lingering pipes first.
@@ -126,12 +133,12 @@ pub struct OutputPipe {
 }
 
 impl OutputPipe {
-    /// Wraps a read end for the child `pid` of process `tag`.
+    /// Wraps a read end for the child `pid` of process `tag`; its lines go out at `severity`.
     pub fn new(
         rx: mio::unix::pipe::Receiver,
         tag: Rc<str>,
         pid: u32,
-        is_stderr: bool,
+        (is_stderr, severity): (bool, Severity),
         owner: u64,
         serial: u64,
     ) -> OutputPipe {
@@ -140,6 +147,7 @@ impl OutputPipe {
             tag,
             pid,
             is_stderr,
+            severity,
             owner,
             serial,
             pending: false,
@@ -157,10 +165,12 @@ impl OutputPipe {
         self.lines.restore(bytes);
     }
 
-    /// Reads until `WouldBlock`, EOF or `budget` bytes, sending complete lines to `sink`.
-    pub fn pump(&mut self, budget: usize, sink: Sink) -> Pump {
+    /// Reads until `WouldBlock`, EOF or `budget` bytes, sending complete lines to `sink` and
+    /// every byte read to `ring` (the owner's ring of this stream, when it still exists).
+    pub fn pump(&mut self, budget: usize, sink: Sink, mut ring: Option<&mut Ring>) -> Pump {
         let (tag, pid, is_stderr) = (&*self.tag, self.pid, self.is_stderr);
-        let mut emit = |line: &[u8]| sink(tag, pid, line, is_stderr);
+        let severity = self.severity;
+        let mut emit = |line: &[u8]| sink(tag, pid, line, severity);
         let mut read = 0usize;
         let result = loop {
             if read >= budget {
@@ -175,6 +185,9 @@ impl OutputPipe {
                 }
                 Ok(n) => {
                     read = read.saturating_add(n);
+                    if let Some(ring) = ring.as_deref_mut() {
+                        ring.push(self.lines.spare().get(..n).unwrap_or_default());
+                    }
                     self.lines.commit(n, &mut emit);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Pump::Idle,
@@ -268,43 +281,48 @@ mod tests {
         );
     }
 
-    /// A line seen by the sink: (tag, pid, line, is_stderr).
-    type Seen = (String, u32, Vec<u8>, bool);
+    /// A line seen by the sink: (tag, pid, line, severity).
+    type Seen = (String, u32, Vec<u8>, Severity);
 
     thread_local! {
         static SEEN: std::cell::RefCell<Vec<Seen>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    fn record(tag: &str, pid: u32, line: &[u8], is_stderr: bool) {
+    fn record(tag: &str, pid: u32, line: &[u8], severity: Severity) {
         SEEN.with(|s| {
             s.borrow_mut()
-                .push((tag.to_string(), pid, line.to_vec(), is_stderr))
+                .push((tag.to_string(), pid, line.to_vec(), severity))
         });
     }
 
     #[test]
     fn pump_stops_at_the_budget_and_resumes() {
         let (mut tx, rx) = mio::unix::pipe::new().unwrap();
-        let mut pipe = OutputPipe::new(rx, Rc::from("prog"), 7, true, 1, 1);
+        let mut pipe = OutputPipe::new(rx, Rc::from("prog"), 7, (true, Severity::Err), 1, 1);
+        let mut ring = Ring::new(250);
         use std::io::Write;
         let line = [b'x'; 99];
         for _ in 0..100 {
             tx.write_all(&line).unwrap();
             tx.write_all(b"\n").unwrap();
         }
-        assert_eq!(pipe.pump(1000, record), Pump::Pending);
+        assert_eq!(pipe.pump(1000, record, Some(&mut ring)), Pump::Pending);
         assert!(pipe.pending);
         let first = SEEN.with(|s| s.borrow().len());
         assert_eq!(first, 10, "a budget's worth of lines");
-        assert_eq!(pipe.pump(1 << 20, record), Pump::Idle);
+        assert_eq!(pipe.pump(1 << 20, record, Some(&mut ring)), Pump::Idle);
         assert!(!pipe.pending);
         drop(tx);
-        assert_eq!(pipe.pump(1 << 20, record), Pump::Closed);
+        assert_eq!(pipe.pump(1 << 20, record, Some(&mut ring)), Pump::Closed);
+        assert_eq!(ring.total(), 10_000, "every byte read went to the ring");
+        let (a, b) = ring.slices(0, u64::MAX);
+        assert_eq!([a, b].concat().len(), 250);
         SEEN.with(|s| {
             let s = s.borrow();
             assert_eq!(s.len(), 100);
-            assert!(s
-                .iter()
-                .all(|(t, p, l, e)| t == "prog" && *p == 7 && l.len() == 99 && *e));
+            assert!(s.iter().all(|(t, p, l, e)| t == "prog"
+                && *p == 7
+                && l.len() == 99
+                && *e == Severity::Err));
         });
     }
 }

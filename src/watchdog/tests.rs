@@ -13,7 +13,9 @@ thread_local! {
     static OUTPUT: RefCell<Vec<Line>> = const { RefCell::new(Vec::new()) };
 }
 
-fn capture(tag: &str, pid: u32, line: &[u8], is_stderr: bool) {
+/// Captures a line; "stderr" is the default stderr severity (err), as the tests configure.
+fn capture(tag: &str, pid: u32, line: &[u8], severity: crate::logging::Severity) {
+    let is_stderr = severity == crate::logging::Severity::Err;
     OUTPUT.with(|o| {
         o.borrow_mut()
             .push((tag.to_string(), pid, line.to_vec(), is_stderr))
@@ -793,5 +795,200 @@ fn respawn_latency_median_of_20() {
         "respawn latency: median {:?}, min {:?}, max {:?}",
         samples[10], samples[0], samples[19]
     );
+    rig.shutdown();
+}
+
+// ---- uwgate ctl (commands.rs) ------------------------------------------------------------
+
+fn id_of(rig: &Rig, name: &str) -> u64 {
+    rig.status(name).id
+}
+
+#[test]
+fn ctl_stop_then_start_runs_a_new_child_and_refuses_what_does_not_apply() {
+    let mut p = prog("sleeper", "/bin/sleep 30");
+    p.startsecs = Duration::ZERO;
+    let mut rig = Rig::new(&[p]);
+    rig.start();
+    rig.wait_state("sleeper", "RUNNING", Duration::from_secs(5));
+    let id = id_of(&rig, "sleeper");
+    let first = rig.state("sleeper").1;
+    let now = Instant::now();
+    assert_eq!(
+        rig.wd.start_process(rig.poll.registry(), id, now),
+        Err(Refusal::AlreadyStarted)
+    );
+    assert_eq!(rig.wd.stop_process(rig.poll.registry(), id, now), Ok(()));
+    rig.wait_state("sleeper", "STOPPED", Duration::from_secs(5));
+    assert_eq!(
+        rig.wd.availability("sleeper", Instant::now()),
+        Availability::Down,
+        "stopped on purpose: requests do not wait"
+    );
+    assert_eq!(
+        rig.wd.stop_process(rig.poll.registry(), id, Instant::now()),
+        Err(Refusal::NotRunning)
+    );
+    assert_eq!(
+        rig.wd.signal_process(id, libc::SIGHUP),
+        Err(Refusal::NotRunning)
+    );
+    assert!(rig.status("sleeper").stopped_unix.is_some());
+    assert_eq!(
+        rig.wd
+            .start_process(rig.poll.registry(), id, Instant::now()),
+        Ok(())
+    );
+    rig.wait_state("sleeper", "RUNNING", Duration::from_secs(5));
+    assert_ne!(rig.state("sleeper").1, first, "a new child");
+    assert_eq!(
+        rig.wd
+            .start_process(rig.poll.registry(), 9999, Instant::now()),
+        Err(Refusal::NoSuchProcess)
+    );
+    rig.shutdown();
+}
+
+#[test]
+fn ctl_restart_keeps_requests_waiting_from_stop_to_running() {
+    let mut p = prog("sleeper", "/bin/sleep 30");
+    p.startsecs = Duration::from_millis(300);
+    let mut rig = Rig::new(&[p]);
+    rig.start();
+    rig.wait_state("sleeper", "RUNNING", Duration::from_secs(5));
+    let id = id_of(&rig, "sleeper");
+    let first = rig.state("sleeper").1;
+    let generation = rig.wd.generation();
+    assert_eq!(
+        rig.wd
+            .restart_process(rig.poll.registry(), id, Instant::now()),
+        Ok(true)
+    );
+    assert_ne!(
+        rig.wd.generation(),
+        generation,
+        "a transition bumps the generation"
+    );
+    let mut states = Vec::new();
+    let mut waits = Vec::new();
+    let ok = rig.run_until(Duration::from_secs(5), |r| {
+        let (state, pid) = r.state("sleeper");
+        if state == "RUNNING" && pid != first {
+            return true;
+        }
+        waits.push((state, r.wd.availability("sleeper", Instant::now())));
+        false
+    });
+    for (name, state, _, _) in &rig.seen {
+        if name == "sleeper" {
+            states.push(*state);
+        }
+    }
+    assert!(ok, "not RUNNING again: {states:?}");
+    assert!(
+        waits.iter().all(|(_, a)| *a == Availability::Wait),
+        "from the stop to RUNNING, requests wait: {waits:?}"
+    );
+    assert!(states.contains(&"STARTING"));
+    rig.shutdown();
+}
+
+#[test]
+fn availability_waits_while_starting_and_backing_off_and_settles_after_running() {
+    let mut p = prog("sleeper", "/bin/sleep 30");
+    p.startsecs = Duration::from_millis(400);
+    let mut rig = Rig::new(&[p, prog("crasher", "/bin/false")]);
+    assert_eq!(
+        rig.wd.availability("sleeper", Instant::now()),
+        Availability::Down,
+        "not started yet, not wanted"
+    );
+    rig.start();
+    assert_eq!(
+        rig.wd.availability("sleeper", Instant::now()),
+        Availability::Wait
+    );
+    rig.wait_state("crasher", "BACKOFF", Duration::from_secs(5));
+    assert_eq!(
+        rig.wd.availability("crasher", Instant::now()),
+        Availability::Wait
+    );
+    assert_eq!(
+        rig.status("crasher").spawnerr,
+        Some("Exited too quickly (process log may have details)")
+    );
+    rig.wait_state("sleeper", "RUNNING", Duration::from_secs(5));
+    assert_eq!(
+        rig.wd.availability("sleeper", Instant::now()),
+        Availability::Ready { settling: true }
+    );
+    assert_eq!(
+        rig.wd
+            .availability("sleeper", Instant::now() + commands::SETTLE),
+        Availability::Ready { settling: false }
+    );
+    assert_eq!(
+        rig.wd.availability("nosuch", Instant::now()),
+        Availability::Down
+    );
+    rig.wait_state("crasher", "FATAL", Duration::from_secs(15));
+    assert_eq!(
+        rig.wd.availability("crasher", Instant::now()),
+        Availability::Down
+    );
+    rig.shutdown();
+}
+
+#[test]
+fn reload_program_sends_the_reload_signal_and_restarts_a_child_that_exits_from_it() {
+    // A shell that exits on HUP (status 129): with autorestart = false, only the reload
+    // window starts it again.
+    let mut p = prog(
+        "hup",
+        "/bin/sh -c 'trap \"exit 3\" HUP; while :; do sleep 0.05; done'",
+    );
+    p.startsecs = Duration::ZERO;
+    p.autorestart = config::AutoRestart::Never;
+    let mut rig = Rig::new(&[p]);
+    rig.start();
+    rig.wait_state("hup", "RUNNING", Duration::from_secs(5));
+    let id = id_of(&rig, "hup");
+    let first = rig.state("hup").1;
+    assert_eq!(rig.wd.reload_process(id, Instant::now()), Ok(libc::SIGHUP));
+    let ok = rig.run_until(Duration::from_secs(5), |r| {
+        r.state("hup").0 == "RUNNING" && r.state("hup").1 != first
+    });
+    assert!(
+        ok,
+        "not started again after exiting from its reload: {:?}",
+        rig.seen
+    );
+    rig.shutdown();
+}
+
+#[test]
+fn output_is_kept_in_the_rings_for_tail() {
+    let mut p = prog(
+        "talker",
+        "/bin/sh -c 'echo out1; echo err1 >&2; echo out2; sleep 30'",
+    );
+    p.output_buffer_size = 1024;
+    let mut rig = Rig::new(&[p]);
+    rig.start();
+    let id = loop {
+        rig.turn();
+        let id = id_of(&rig, "talker");
+        let out = rig.wd.output(id, false).map_or(0, |r| r.total());
+        let err = rig.wd.output(id, true).map_or(0, |r| r.total());
+        if out >= 10 && err >= 5 {
+            break id;
+        }
+    };
+    let text = |ring: &ring::Ring| {
+        let (a, b) = ring.slices(0, u64::MAX);
+        String::from_utf8([a, b].concat()).unwrap()
+    };
+    assert_eq!(text(rig.wd.output(id, false).unwrap()), "out1\nout2\n");
+    assert_eq!(text(rig.wd.output(id, true).unwrap()), "err1\n");
     rig.shutdown();
 }

@@ -236,6 +236,15 @@ cp "$run/body" "$run/status-after-kill.json"
 check "stub_status: JSON shows the restart (pid $pid2, restarts >= 1, last exit SIGKILL)" \
     json_check "[p for p in s['programs'] if p['name'] == 'backend' and p['state'] == 'RUNNING' and p['pid'] == ${pid2:-0} and p['restarts'] >= 1 and 'SIGKILL' in (p['last_exit'] or '')]"
 
+# --- uwgate ctl inside the guest ----------------------------------------------------------------
+check "ctl: uwgate ctl status inside the guest exits 0" test "$(guest ctlstatus 'uwgate ctl status')" = 0
+check "ctl: its line says backend RUNNING with pid ${pid2:-?}" \
+    console_wait "^backend +RUNNING +pid ${pid2:-0}, uptime [0-9]+:[0-9]{2}:[0-9]{2}\$" 5
+check "ctl: uwgate ctl restart backend prints stopped, started" \
+    test "$(guest ctlrestart 'uwgate ctl restart backend | tr "\n" " " | grep -qx "backend: stopped backend: started "')" = 0
+code=$(http '/app/after-ctl-restart')
+check "uwsgi: served by the restarted backend" test "$code" = 200
+
 # --- the image's init script -----------------------------------------------------------------
 check "init script: status says running" test "$(guest status '/etc/init.d/uwgate status')" = 0
 check "init script: reload (uwgate -t, then -s reload)" test "$(guest reload '/etc/init.d/uwgate reload')" = 0

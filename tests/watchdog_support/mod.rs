@@ -70,8 +70,13 @@ pub fn unique_digits() -> String {
 /// static `/static/` location (the harness waits for the port, so one must be bound), then
 /// `sections` (`[program:x]`, more locations). `{PY}` is replaced by [`python`].
 pub fn gate_ini(sections: &str) -> String {
+    gate_ini_with("", sections)
+}
+
+/// [`gate_ini`] with `global_extra` lines in `[uwgate]`.
+pub fn gate_ini_with(global_extra: &str, sections: &str) -> String {
     common::ini(
-        "",
+        global_extra,
         &format!(
             "[location:/static/]\nalias = {{DIR}}/static/\n\n{}",
             sections.replace("{PY}", python())
@@ -143,6 +148,19 @@ impl Gate {
     /// `setup` wrote whatever the programs need into the tree. `/static/ok.txt` exists.
     pub fn start(name: &str, sections: &str, setup: impl FnOnce(&TempTree)) -> Gate {
         Gate::start_with(name, &gate_ini(sections), |t| {
+            setup(t);
+            None
+        })
+    }
+
+    /// [`Gate::start`] with `global_extra` lines in `[uwgate]` (`control_socket = …`).
+    pub fn start_with_global(
+        name: &str,
+        global_extra: &str,
+        sections: &str,
+        setup: impl FnOnce(&TempTree),
+    ) -> Gate {
+        Gate::start_with(name, &gate_ini_with(global_extra, sections), |t| {
             setup(t);
             None
         })

@@ -21,6 +21,7 @@
 //! anything but a closing response.
 
 mod body;
+mod program;
 mod proxy;
 mod proxy_header;
 #[cfg(test)]
@@ -148,6 +149,8 @@ pub enum Timer {
     UpstreamHead,
     /// The next read of the upstream's response body (uwsgi_read_timeout).
     UpstreamBody,
+    /// Waiting for the location's program to be RUNNING (uwsgi_connect_timeout).
+    Program,
 }
 
 /// A deadline and what it is for.
@@ -171,6 +174,9 @@ enum State {
     AwaitingRoom,
     /// Routed to a uwsgi location; waiting for a large buffer and a proxy slot.
     AwaitingProxy(Forward),
+    /// Routed to a uwsgi location whose program (`uwsgi_program`) is starting or restarting:
+    /// waiting for it to be RUNNING (`program.rs`).
+    AwaitingProgram(Forward),
     /// The answer is ready in the output region (`then` follows it); first the request body is
     /// read and dropped.
     Discarding { reader: BodyReader, then: Body },
@@ -188,6 +194,9 @@ pub enum Activity {
     Waiting,
     Reading,
     Writing,
+    /// Waiting for its location's program (counted as Writing by stub_status, and on its own
+    /// in the JSON status page).
+    AwaitingProgram,
 }
 
 /// The request being answered: what its head said and what the answer promised.
@@ -371,6 +380,9 @@ impl<S: ClientSocket> Connection<S> {
 
     /// How stub_status counts this connection.
     pub fn activity(&self) -> Activity {
+        if self.awaits_program() {
+            return Activity::AwaitingProgram;
+        }
         match self.state {
             State::Idle => Activity::Waiting,
             State::ReadingProxy | State::ReadingHead | State::Discarding { .. } => {
@@ -378,6 +390,7 @@ impl<S: ClientSocket> Connection<S> {
             }
             State::AwaitingRoom
             | State::AwaitingProxy(_)
+            | State::AwaitingProgram(_)
             | State::Writing(_)
             | State::Proxying(_)
             | State::Lingering => Activity::Writing,
@@ -513,7 +526,10 @@ impl<S: ClientSocket> Connection<S> {
                 Some(crate::upstream::Stage::Stream) => !self.writable,
                 _ => false,
             },
-            State::Idle | State::AwaitingRoom | State::AwaitingProxy(_) => false,
+            State::Idle
+            | State::AwaitingRoom
+            | State::AwaitingProxy(_)
+            | State::AwaitingProgram(_) => false,
         };
         (holds_large && waits_on_client).then_some(self.progress)
     }
@@ -563,7 +579,7 @@ impl<S: ClientSocket> Connection<S> {
                 State::Idle => self.start_reading(env.bufs),
                 State::ReadingHead => self.read_head(env),
                 State::AwaitingRoom => self.answer_in_room(env),
-                State::AwaitingProxy(_) => self.start_proxy(env),
+                State::AwaitingProxy(_) | State::AwaitingProgram(_) => self.start_proxy(env),
                 State::Discarding { .. } => self.discard(env),
                 State::Writing(_) => match self.write(env) {
                     Ok(None) => {
@@ -1053,6 +1069,7 @@ impl<S: ClientSocket> Connection<S> {
                 );
                 Some(Step::Close)
             }
+            Timer::Program if self.awaits_program() => self.program_timeout(env),
             Timer::Body
             | Timer::Send
             | Timer::UpstreamConnect
@@ -1072,7 +1089,8 @@ impl<S: ClientSocket> Connection<S> {
             | Timer::UpstreamConnect
             | Timer::UpstreamSend
             | Timer::UpstreamHead
-            | Timer::UpstreamBody => Some(Step::Close),
+            | Timer::UpstreamBody
+            | Timer::Program => Some(Step::Close),
         }
     }
 }
@@ -1088,7 +1106,7 @@ mod size_tests {
         let slot = std::mem::size_of::<Option<Connection<mio::net::TcpStream>>>()
             + crate::event::slab::PER_SLOT_OVERHEAD;
         assert_eq!(
-            slot, 576,
+            slot, 584,
             "a connection slot changed size; update README's Design"
         );
     }

@@ -43,6 +43,9 @@ pub struct Forward {
     client_gone: bool,
     /// Some of our response went out (so a failure can no longer become a 502).
     answered: bool,
+    /// Waiting for the location's program after an upstream failure it explains
+    /// (`program.rs`); the request is sent again once it is RUNNING.
+    pub(super) held: bool,
 }
 
 impl Forward {
@@ -66,7 +69,13 @@ impl Forward {
             crlf_pending: false,
             client_gone: false,
             answered: false,
+            held: false,
         }
+    }
+
+    /// (server, location) of the uwsgi location.
+    pub fn route(&self) -> (u16, u16) {
+        self.route
     }
 
     pub fn slot(&self) -> usize {
@@ -87,7 +96,7 @@ fn idempotent(method: Method) -> bool {
     )
 }
 
-fn uwsgi_conf(cfg: &crate::config::Config, route: (u16, u16)) -> Option<&UwsgiConf> {
+pub(super) fn uwsgi_conf(cfg: &crate::config::Config, route: (u16, u16)) -> Option<&UwsgiConf> {
     let loc = cfg
         .servers
         .get(route.0 as usize)?
@@ -127,8 +136,12 @@ macro_rules! up_env {
 mod stream;
 
 impl<S: ClientSocket> Connection<S> {
-    /// AwaitingProxy → Proxying once a proxy slot is free.
+    /// AwaitingProxy → Proxying once a proxy slot is free (and the location's program, if it
+    /// names one, is not restarting: `program.rs`).
     pub(super) fn start_proxy(&mut self, env: &mut Env<'_, '_>) -> Option<Step> {
+        if let Some(step) = self.wait_for_program(env) {
+            return Some(step);
+        }
         let ctx = env.ctx;
         let State::AwaitingProxy(f) = &self.state else {
             return Some(Step::Close);
@@ -182,6 +195,14 @@ impl<S: ClientSocket> Connection<S> {
             // The location vanished in a reload mid-request.
             return Some(Step::Close);
         };
+        if matches!(&self.state, State::Proxying(f) if f.held) {
+            if let Some(step) = self.resume_held(env, conf) {
+                return Some(step);
+            }
+            if !matches!(self.state, State::Proxying(_)) {
+                return None;
+            }
+        }
         for _ in 0..64 {
             let Some(p) = env.proxies.get_mut(slot) else {
                 return Some(Step::Close);
@@ -205,7 +226,7 @@ impl<S: ClientSocket> Connection<S> {
     }
 
     /// Gives the proxy slot back and answers `status` instead.
-    fn proxy_error(&mut self, status: Status, env: &mut Env<'_, '_>) {
+    pub(super) fn proxy_error(&mut self, status: Status, env: &mut Env<'_, '_>) {
         self.release_proxy(env);
         self.answer_error(status, Extra::None, env);
     }
@@ -300,6 +321,7 @@ impl<S: ClientSocket> Connection<S> {
                 self.set_deadline(ctx.now + conf.connect_timeout, Timer::UpstreamConnect);
                 None
             }
+            Err(_) if self.hold_for_program(env, conf, false) => Some(Step::Wait),
             Err(status) => {
                 self.proxy_error(status, env);
                 None
@@ -451,6 +473,7 @@ impl<S: ClientSocket> Connection<S> {
                         self.set_deadline(ctx.now + conf.connect_timeout, Timer::UpstreamConnect);
                         None
                     }
+                    Err(_) if self.hold_for_program(env, conf, began) => Some(Step::Wait),
                     Err(s) => {
                         self.proxy_error(s, env);
                         None
@@ -461,13 +484,22 @@ impl<S: ClientSocket> Connection<S> {
     }
 
     /// Stage::Head: reads the response head with the uwsgi codec.
-    fn read_response_head(&mut self, env: &mut Env<'_, '_>, _conf: &UwsgiConf) -> Option<Step> {
+    fn read_response_head(&mut self, env: &mut Env<'_, '_>, conf: &UwsgiConf) -> Option<Step> {
         let slot = self.forward_slot();
         let Some(p) = env.proxies.get_mut(slot) else {
             return Some(Step::Close);
         };
         let mut up = up_env!(self, env);
-        match p.read_head(&mut env.bufs.large, &mut up, uwsgi::parse_response_head) {
+        let read = p.read_head(&mut env.bufs.large, &mut up, uwsgi::parse_response_head);
+        if matches!(read, HeadRead::Fail(_, HeadFailure::ClosedSilently))
+            && self.hold_for_program(env, conf, true)
+        {
+            return Some(Step::Wait);
+        }
+        let Some(p) = env.proxies.get_mut(slot) else {
+            return Some(Step::Close);
+        };
+        match read {
             HeadRead::Wait => Some(Step::Wait),
             HeadRead::Head(h) if h.x_accel_redirect.is_some() => {
                 self.internal_redirect(&h, env);
@@ -711,9 +743,11 @@ impl<S: ClientSocket> Connection<S> {
                 );
                 Some(Step::Close)
             }
-            Timer::ProxyHeader | Timer::Head | Timer::KeepAlive | Timer::Linger => {
-                Some(Step::Close)
-            }
+            Timer::ProxyHeader
+            | Timer::Head
+            | Timer::KeepAlive
+            | Timer::Linger
+            | Timer::Program => Some(Step::Close),
         }
     }
 }
