@@ -448,95 +448,103 @@ impl Gate {
             let Some(listener) = self.listeners.get(li) else {
                 return;
             };
-            let listen_addr = listener.addr;
-            let proxy_protocol = listener.proxy_protocol;
+            let (listen_addr, proxy_protocol) = (listener.addr, listener.proxy_protocol);
             match listener.sock.accept() {
-                Ok((sock, peer)) => {
-                    let Some(counted) = self.count_at_accept(peer) else {
-                        // One address may not hold every slot: closed at once.
-                        self.refuse(peer.ip());
-                        drop(sock);
-                        continue;
-                    };
-                    if self.conns.is_full() {
-                        // A client arrived and every slot is taken: the longest-idle
-                        // keep-alive connection makes room (only now, so none is closed
-                        // for a wakeup that brings nobody).
-                        if let Some(old) = self.conns.idle_oldest() {
-                            self.close(old);
-                        }
-                    }
-                    self.stats.accepts += 1;
-                    let local = if listen_addr.ip().is_unspecified() {
-                        sock.local_addr().unwrap_or(listen_addr)
-                    } else {
-                        listen_addr
-                    };
-                    let _ = sock.set_nodelay(true);
-                    let conn = Connection::new(
-                        sock,
-                        peer,
-                        local,
-                        self.now,
-                        self.cfg.global.client_header_timeout,
-                    );
-                    let Ok(i) = self.conns.insert(conn) else {
-                        if let Some(ip) = counted {
-                            self.per_address.release(ip);
-                        }
-                        continue;
-                    };
-                    if let Some(slot) = self.counted.get_mut(i) {
-                        *slot = counted;
-                    }
-                    if proxy_protocol {
-                        let timeout = self.cfg.global.proxy_protocol_timeout;
-                        if let Some(c) = self.conns.get_mut(i) {
-                            c.expect_proxy_header(self.now, timeout);
-                        }
-                    }
-                    let token = Token(CONN_BASE + 2 * i);
-                    let registered = self.conns.get_mut(i).map(|c| {
-                        self.poll.registry().register(
-                            c.socket(),
-                            token,
-                            Interest::READABLE | Interest::WRITABLE,
-                        )
-                    });
-                    if let Some(Err(e)) = registered {
-                        let e = crate::sys::ErrorText(&e);
-                        log::error!("slot {i}: epoll registration failed: {e}");
-                        self.conns.remove(i);
-                        self.release_count(i);
-                        continue;
-                    }
-                    self.stats.handled += 1;
-                    self.stats.active += 1;
-                    self.stats.waiting += 1;
-                    self.drive(i);
-                }
+                Ok((sock, peer)) => self.admit(sock, peer, listen_addr, proxy_protocol),
                 Err(e) if sys::would_block(&e) => {
                     self.accept_paused = false;
                     return;
                 }
                 Err(e) if sys::interrupted(&e) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
                 Err(e) => {
-                    match e.raw_os_error() {
-                        Some(libc::ECONNABORTED) => continue,
-                        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS)
-                        | Some(libc::ENOMEM) => {
-                            let e = crate::sys::ErrorText(&e);
-                            log::error!("accept() on {listen_addr} failed: {e}; pausing accept");
-                            self.accept_paused = true;
-                        }
-                        _ => {
-                            let e = crate::sys::ErrorText(&e);
-                            log::error!("accept() on {listen_addr} failed: {e}");
-                        }
-                    }
+                    self.accept_failed(&e, listen_addr);
                     return;
                 }
             }
+        }
+    }
+
+    /// A client `accept` returned: counted against its address, given a slot (the longest-idle
+    /// keep-alive connection makes room when none is free), registered and driven once.
+    fn admit(
+        &mut self,
+        sock: mio::net::TcpStream,
+        peer: SocketAddr,
+        listen_addr: SocketAddr,
+        proxy_protocol: bool,
+    ) {
+        let Some(counted) = self.count_at_accept(peer) else {
+            // One address may not hold every slot: closed at once.
+            self.refuse(peer.ip());
+            return;
+        };
+        if self.conns.is_full() {
+            // A client arrived and every slot is taken: the longest-idle keep-alive connection
+            // makes room (only now, so none is closed for a wakeup that brings nobody).
+            if let Some(old) = self.conns.idle_oldest() {
+                self.close(old);
+            }
+        }
+        self.stats.accepts += 1;
+        let local = if listen_addr.ip().is_unspecified() {
+            sock.local_addr().unwrap_or(listen_addr)
+        } else {
+            listen_addr
+        };
+        let _ = sock.set_nodelay(true);
+        let timeout = self.cfg.global.client_header_timeout;
+        let conn = Connection::new(sock, peer, local, self.now, timeout);
+        let Ok(i) = self.conns.insert(conn) else {
+            if let Some(ip) = counted {
+                self.per_address.release(ip);
+            }
+            return;
+        };
+        if let Some(slot) = self.counted.get_mut(i) {
+            *slot = counted;
+        }
+        if proxy_protocol {
+            let timeout = self.cfg.global.proxy_protocol_timeout;
+            if let Some(c) = self.conns.get_mut(i) {
+                c.expect_proxy_header(self.now, timeout);
+            }
+        }
+        let token = Token(CONN_BASE + 2 * i);
+        let registered = self.conns.get_mut(i).map(|c| {
+            self.poll.registry().register(
+                c.socket(),
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )
+        });
+        if let Some(Err(e)) = registered {
+            let e = crate::sys::ErrorText(&e);
+            log::error!("slot {i}: epoll registration failed: {e}");
+            self.conns.remove(i);
+            self.release_count(i);
+            return;
+        }
+        self.stats.handled += 1;
+        self.stats.active += 1;
+        self.stats.waiting += 1;
+        self.drive(i);
+    }
+
+    /// `accept` failed for another reason than an empty queue: out of descriptors or memory
+    /// pauses accepting (the sweep resumes it), anything else is logged.
+    #[cold]
+    fn accept_failed(&mut self, e: &io::Error, listen_addr: SocketAddr) {
+        let paused = matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        );
+        let text = crate::sys::ErrorText(e);
+        if paused {
+            log::error!("accept() on {listen_addr} failed: {text}; pausing accept");
+            self.accept_paused = true;
+        } else {
+            log::error!("accept() on {listen_addr} failed: {text}");
         }
     }
 

@@ -453,32 +453,48 @@ impl<S: ClientSocket> Connection<S> {
                     Sent::Yield => Some(Step::Yield),
                 }
             }
-            Err(e) => {
-                let began = p.request_progress() > 0;
-                let what = if connecting && !began {
-                    "connect() to"
-                } else {
-                    "sending the request to"
-                };
-                let e = crate::sys::ErrorText(&e);
-                log::error!(
-                    "slot {}: {what} upstream {} failed: {e}, client: {}",
-                    env.slot,
-                    Label(p.peer_name(env.groups)),
-                    self.peer
-                );
-                let mut up = up_env!(self, env);
-                match p.next_peer(&mut up, began) {
-                    Ok(()) => {
-                        self.set_deadline(ctx.now + conf.connect_timeout, Timer::UpstreamConnect);
-                        None
-                    }
-                    Err(_) if self.hold_for_program(env, conf, began) => Some(Step::Wait),
-                    Err(s) => {
-                        self.proxy_error(s, env);
-                        None
-                    }
-                }
+            Err(e) => self.send_failed(env, conf, connecting, &e),
+        }
+    }
+
+    /// Connecting to the upstream or sending it the request failed: logged, and the request
+    /// goes to the next peer, waits for its `uwsgi_program`, or gets its error page.
+    #[cold]
+    fn send_failed(
+        &mut self,
+        env: &mut Env<'_, '_>,
+        conf: &UwsgiConf,
+        connecting: bool,
+        e: &std::io::Error,
+    ) -> Option<Step> {
+        let ctx = env.ctx;
+        let slot = self.forward_slot();
+        let Some(p) = env.proxies.get_mut(slot) else {
+            return Some(Step::Close);
+        };
+        let began = p.request_progress() > 0;
+        let what = if connecting && !began {
+            "connect() to"
+        } else {
+            "sending the request to"
+        };
+        let e = crate::sys::ErrorText(e);
+        log::error!(
+            "slot {}: {what} upstream {} failed: {e}, client: {}",
+            env.slot,
+            Label(p.peer_name(env.groups)),
+            self.peer
+        );
+        let mut up = up_env!(self, env);
+        match p.next_peer(&mut up, began) {
+            Ok(()) => {
+                self.set_deadline(ctx.now + conf.connect_timeout, Timer::UpstreamConnect);
+                None
+            }
+            Err(_) if self.hold_for_program(env, conf, began) => Some(Step::Wait),
+            Err(s) => {
+                self.proxy_error(s, env);
+                None
             }
         }
     }
