@@ -42,6 +42,38 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
+/// Whether process `pid` holds a TCP socket listening on `port` (from /proc/PID/net/tcp{,6}
+/// and the socket inodes among /proc/PID/fd); `None` when /proc cannot tell.
+pub fn listens_on(pid: i32, port: u16) -> Option<bool> {
+    let mut inodes = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = fs::read_to_string(format!("/proc/{}/net/{}", pid, table)) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            if f.len() < 10 || f[3] != "0A" {
+                continue;
+            }
+            let local_port = f[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    let fds = fs::read_dir(format!("/proc/{}/fd", pid)).ok()?;
+    let held = fds.flatten().any(|e| {
+        fs::read_link(e.path())
+            .map(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+            .unwrap_or(false)
+    });
+    Some(held)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Temporary directory trees
 // ---------------------------------------------------------------------------------------------
@@ -365,10 +397,16 @@ impl Server {
             if let Some(st) = s.try_wait() {
                 return Err(format!("exited early with {}; output:\n{}", st, s.stderr()));
             }
-            if let Ok(c) = TcpStream::connect_timeout(
-                &format!("127.0.0.1:{}", port).parse().expect("addr"),
-                Duration::from_millis(200),
-            ) {
+            // The connect alone is not proof: a parallel test that took the port between
+            // free_port() and our bind answers it too, so the listener must be our child's.
+            let ours = listens_on(s.pid(), port) != Some(false);
+            let probe = ours.then(|| {
+                TcpStream::connect_timeout(
+                    &format!("127.0.0.1:{}", port).parse().expect("addr"),
+                    Duration::from_millis(200),
+                )
+            });
+            if let Some(Ok(c)) = probe {
                 drop(c);
                 // Let the server see the probe's close so it does not hold a slot.
                 std::thread::sleep(Duration::from_millis(50));
