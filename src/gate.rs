@@ -84,6 +84,20 @@ macro_rules! ctx {
     };
 }
 
+/// The control socket's view of the loop, lent to it for one call. A macro for the same reason
+/// as `ctx!`: the borrows stay per field, beside `self.control`.
+macro_rules! control_env {
+    ($gate:ident) => {
+        control::Env {
+            watchdog: &mut $gate.watchdog,
+            registry: $gate.poll.registry(),
+            now: $gate.now,
+            config_file: &$gate.cfg.file,
+            upgrade: upgrade::view($gate.image, &$gate.upgrade, &$gate.last_upgrade),
+        }
+    };
+}
+
 /// Everything the loop owns.
 pub struct Gate {
     poll: Poll,
@@ -143,6 +157,10 @@ pub struct Gate {
     adopted: bool,
     /// The control socket (`uwgate ctl`); off unless `attach_control` gave one.
     control: Control,
+    /// This image's identity for `ctl upgrade` (CLOCK_MONOTONIC ns when it was made).
+    image: u64,
+    /// How the last upgrade this image knows of ended (`/version`).
+    last_upgrade: Option<upgrade::Outcome>,
     /// The watchdog generation requests waiting for a program were last woken at.
     program_generation: u64,
 }
@@ -270,6 +288,8 @@ impl Gate {
             upgrade: None,
             adopted: false,
             control: Control::off(),
+            image: sys::exec::monotonic_ns(),
+            last_upgrade: None,
             program_generation: 0,
             cfg,
         };
@@ -960,38 +980,30 @@ impl Gate {
 
     /// Readiness of a control socket token; what the session asks of the loop is done here.
     fn on_control(&mut self, token: Token) {
-        let mut env = control::Env {
-            watchdog: &mut self.watchdog,
-            registry: self.poll.registry(),
-            now: self.now,
-            config_file: &self.cfg.file,
-        };
+        let mut env = control_env!(self);
         match self.control.on_event(token, &mut env) {
             None => {}
             Some((session, control::Ask::Reload)) => {
                 self.notifier.reloading();
                 let result = self.reload_config();
                 self.notifier.reloaded();
-                let mut env = control::Env {
-                    watchdog: &mut self.watchdog,
-                    registry: self.poll.registry(),
-                    now: self.now,
-                    config_file: &self.cfg.file,
-                };
+                let mut env = control_env!(self);
                 self.control.reloaded(session, result, &mut env);
             }
             Some((_, control::Ask::Shutdown)) => self.begin_stop(libc::SIGTERM),
+            Some((session, control::Ask::Upgrade)) => {
+                // As SIGUSR2; a refusal is logged by `upgrade` and answered with its why.
+                let result = self.upgrade();
+                let bound = self.upgrade_outcome_bound();
+                let mut env = control_env!(self);
+                self.control.upgrade_asked(session, result, bound, &mut env);
+            }
         }
     }
 
     /// Control sessions that wait for programs or stream their output.
     fn control_turn(&mut self) {
-        let mut env = control::Env {
-            watchdog: &mut self.watchdog,
-            registry: self.poll.registry(),
-            now: self.now,
-            config_file: &self.cfg.file,
-        };
+        let mut env = control_env!(self);
         self.control.turn(&mut env);
     }
 
@@ -1051,7 +1063,7 @@ impl Gate {
             l.proxy_protocol = proxy_protocol_at(&new, l.addr);
         }
         if new.global.control_socket != self.cfg.global.control_socket {
-            log::warn!("reload: control_socket changes only on restart");
+            log::warn!("reload: control_socket changes only on restart or upgrade");
         }
         self.cfg = new;
         log::info!("configuration reloaded from {}", path.display());

@@ -52,9 +52,25 @@ enum Command {
 }
 
 /// control the running uwgate through its control socket, as supervisorctl: status, start,
-/// stop, restart, signal, reload-program, pid, tail, reread, update, reload, shutdown, version
+/// stop, restart, signal, reload-program, pid, tail, reread, update, reload, shutdown, upgrade,
+/// version
 #[derive(FromArgs)]
-#[argh(subcommand, name = "ctl")]
+#[argh(
+    subcommand,
+    name = "ctl",
+    note = "Verbs (`uwgate ctl` without one prints them with their arguments):
+  status [NAME...]                 process status (exit 3: one is not running, 4: unknown name)
+  start|stop|restart NAME...|all   as supervisorctl (group:* names a program's processes)
+  signal SIG NAME...|all           send a signal (HUP, USR1, 9...)
+  reload-program NAME...|all       send the program's reloadsignal (a graceful app reload)
+  pid [NAME...|all]                uwgate's pid, or the processes'
+  tail [-f] [-BYTES|-n LINES] NAME [stdout|stderr]
+  reread | update [NAME...]        compare with / apply the ini's [program:x] sections
+  reload                           reload uwgate's configuration (as SIGHUP, nginx -s reload)
+  shutdown                         stop uwgate and its programs
+  upgrade                          replace uwgate's binary in place (as -s upgrade) and wait for the outcome
+  version"
+)]
 struct CtlArgs {
     /// configuration file whose control_socket to use (default: uwgate's -c, /etc/uwgate.ini)
     #[argh(option, short = 'c')]
@@ -240,8 +256,12 @@ fn start(
         None => gate::bind_all(&cfg),
     }
     .map_err(|e| e.to_string())?;
-    // Made before privileges drop (it lives in /run); served by the loop.
-    let control = uwgate::control::Control::bind(g)?;
+    // Made before privileges drop (it lives in /run); served by the loop. An upgrade hands it
+    // over open, as the listeners: no new file, no privilege needed, no moment without it.
+    let control = match inherited.as_mut() {
+        Some(h) => uwgate::control::Control::take_over(g, h)?,
+        None => uwgate::control::Control::bind(g)?,
+    };
     if let Err(e) = std::fs::create_dir_all(&g.temp_path) {
         log::warn!("temp_path {}: {e}", g.temp_path.display());
     }
@@ -347,13 +367,29 @@ fn take_over(gate: &mut gate::Gate, h: &Inherited) -> Result<(), String> {
                 "upgrade to {version} failed ({why}); rolled back: {} serves again after {took} ms, {adopted} process(es) kept",
                 uwgate::VERSION
             );
+            gate.note_upgrade(
+                false,
+                format!(
+                    "to {version} failed ({why}); rolled back to {}",
+                    uwgate::VERSION
+                ),
+            );
         }
-        None => log::info!(
-            "upgraded in place from {} to {} in {took} ms: pid {}, {adopted} process(es) kept",
-            h.record.from_version,
-            uwgate::VERSION,
-            sys::getpid()
-        ),
+        None => {
+            log::info!(
+                "upgraded in place from {} to {} in {took} ms: pid {}, {adopted} process(es) kept",
+                h.record.from_version,
+                uwgate::VERSION,
+                sys::getpid()
+            );
+            gate.note_upgrade(
+                true,
+                format!(
+                    "from {} in {took} ms, {adopted} process(es) kept",
+                    h.record.from_version
+                ),
+            );
+        }
     }
     Ok(())
 }

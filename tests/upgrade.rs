@@ -16,6 +16,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "upgrade_support/mod.rs"]
+mod upgrade_support;
 #[path = "uwsgi_support/mod.rs"]
 mod uwsgi_support;
 #[path = "watchdog_support/mod.rs"]
@@ -27,50 +29,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Client, TempTree};
+use upgrade_support::{next_binary, next_version};
 use uwsgi_support::Json;
 use watchdog_support::*;
-
-/// The version the `upgrade-test` build reports.
-fn next_version() -> String {
-    format!("{}+upgrade-test", common::version())
-}
-
-/// The `upgrade-test` build: `$UWGATE_UPGRADE_BIN` (make test passes it), else built here
-/// into `out/upgrade-test` (once per test process; a no-op when it is up to date).
-fn next_binary() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("UWGATE_UPGRADE_BIN").filter(|p| !p.is_empty()) {
-            return PathBuf::from(p);
-        }
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let target_dir = root.join("out").join("upgrade-test");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--release",
-                "--locked",
-                "--features",
-                "upgrade-test",
-            ])
-            .args(["--target", "x86_64-unknown-linux-musl"])
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .env(
-                "RUSTFLAGS",
-                "-C target-cpu=x86-64 -C target-feature=+crt-static -C relocation-model=static",
-            )
-            .current_dir(&root)
-            .status()
-            .expect("run cargo build --features upgrade-test");
-        assert!(status.success(), "building the upgrade-test binary failed");
-        target_dir.join("x86_64-unknown-linux-musl/release/uwgate")
-    })
-    .clone()
-}
 
 /// The appliance's configuration: a pidfile (for `-s`), `/static/`, the status page, Django
 /// on `/` from a supervised uWSGI on `upstream`, and `global_extra` in `[uwgate]`.
@@ -141,12 +106,7 @@ impl Appliance {
 
     /// Replaces the installed binary with `new` as a package does: a new file, renamed over.
     fn install(&self, new: &Path) {
-        let tmp = self.installed.with_extension("new");
-        std::fs::copy(new, &tmp).expect("copy the new binary");
-        // A child forked by another test thread while the copy was open for writing holds
-        // that descriptor until it execs; executing the file meanwhile fails with ETXTBSY.
-        std::thread::sleep(Duration::from_millis(100));
-        std::fs::rename(&tmp, &self.installed).expect("rename over the installed binary");
+        upgrade_support::install(&self.installed, new);
     }
 
     /// `uwgate -c INI -s upgrade` (sent by the binary under test: the installed file may be

@@ -8,13 +8,14 @@
 //! | method | target | does |
 //! | --- | --- | --- |
 //! | GET | `/status` | every process: name, group, state, pid, uptime… and uwgate's pid, version |
-//! | GET | `/version` | uwgate's version |
+//! | GET | `/version` | uwgate's version, this image's identity, the last in-place upgrade |
 //! | POST | `/start?name=N…`, `/stop?…`, `/restart?…` | as supervisorctl, waiting for the outcome |
 //! | POST | `/signal?sig=HUP&name=N…` | a signal to each process |
 //! | POST | `/reload-program?name=N…` | each program's `reloadsignal` |
 //! | GET | `/tail?name=N[&stream=stderr][&bytes=B or &lines=L][&follow=1]` | recent output |
 //! | POST | `/reread`, `/update[?name=G…]` | the program diff, as supervisorctl |
 //! | POST | `/reload`, `/shutdown` | uwgate's own configuration (SIGHUP), graceful stop |
+//! | POST | `/upgrade` | in-place upgrade (SIGUSR2): started, or refused with why |
 
 use crate::http::request::Method;
 use crate::http::Status;
@@ -34,6 +35,7 @@ pub enum Verb {
     Update,
     Reload,
     Shutdown,
+    Upgrade,
 }
 
 impl Verb {
@@ -52,6 +54,7 @@ impl Verb {
             Verb::Update => "update",
             Verb::Reload => "reload",
             Verb::Shutdown => "shutdown",
+            Verb::Upgrade => "upgrade",
         }
     }
 }
@@ -75,6 +78,7 @@ pub fn route(method: Method, path: &[u8]) -> Result<Verb, (Status, &'static str)
         b"/update" => (Verb::Update, false),
         b"/reload" => (Verb::Reload, false),
         b"/shutdown" => (Verb::Shutdown, false),
+        b"/upgrade" => (Verb::Upgrade, false),
         _ => {
             return Err((
                 Status::NotFound,
@@ -232,6 +236,11 @@ mod tests {
             Status::NotFound
         );
         assert_eq!(route(Method::Get, b"/").unwrap_err().0, Status::NotFound);
+        assert_eq!(route(Method::Post, b"/upgrade"), Ok(Verb::Upgrade));
+        assert_eq!(
+            route(Method::Get, b"/upgrade").unwrap_err().0,
+            Status::MethodNotAllowed
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `uwgate ctl [-c FILE] [-s SOCKET] VERB [ARGS…]`: supervisorctl's verbs, output lines and
 //! exit codes, over the control socket (plus `reload-program`, and `reload` meaning uwgate's
-//! own configuration, as `nginx -s reload`).
+//! own configuration, as `nginx -s reload`, and `upgrade`, as `uwgate -s upgrade` but waiting
+//! for the outcome as supervisorctl's `restart` does).
 //!
 //! Owns the command line of `ctl`, the HTTP exchange with the socket, and the wording of every
 //! line it prints (supervisorctl 4.x's: `status` columns, `NAME: ERROR (…)`, LSB exit codes —
@@ -8,10 +9,11 @@
 //! blocking program: it allocates, and it never runs inside the loop.
 
 use super::json::{self, Value};
+use super::upgrade_wait::{self, Probe, Wait};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// LSB exit codes as supervisorctl uses them.
 const GENERIC: i32 = 1;
@@ -24,6 +26,12 @@ const NOT_RUNNING: i32 = 7;
 /// How long a command may wait for its answer (start, stop, restart, update wait for their
 /// outcome; the server gives up after 600 s).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(660);
+
+/// `upgrade`: how often `/version` is asked while the upgrade goes on, and how long one look
+/// may take (the loop is busy for a moment in the exec; a new image that does not answer
+/// within this is looked at again).
+const UPGRADE_POLL: Duration = Duration::from_millis(100);
+const UPGRADE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where the command goes and what it says.
 pub struct Options {
@@ -45,6 +53,8 @@ struct Answer {
 /// as in supervisorctl).
 struct Ctl<'o> {
     socket: PathBuf,
+    /// The file's `control_socket` when `-s` named another: where an upgrade may move it.
+    file_socket: Option<PathBuf>,
     out: &'o mut dyn Write,
     exit: i32,
 }
@@ -60,8 +70,14 @@ pub fn run(opts: &Options) -> i32 {
             return INVALID_ARGS;
         }
     };
+    let file_socket = opts
+        .socket
+        .as_ref()
+        .and_then(|_| file_socket(&opts.config).ok())
+        .filter(|p| *p != socket);
     let mut ctl = Ctl {
         socket,
+        file_socket,
         out: &mut lock,
         exit: 0,
     };
@@ -78,20 +94,25 @@ pub fn run(opts: &Options) -> i32 {
 /// `-s`, else the `control_socket` of the ini — read leniently when the file does not parse
 /// (so `reread` and `reload` can report the error the running uwgate finds in it).
 fn socket_path(opts: &Options) -> Result<PathBuf, String> {
-    if let Some(s) = &opts.socket {
-        return Ok(s.clone());
+    match &opts.socket {
+        Some(s) => Ok(s.clone()),
+        None => file_socket(&opts.config),
     }
-    let found = match crate::config::load(&opts.config) {
+}
+
+/// The `control_socket` of the ini `config`.
+fn file_socket(config: &std::path::Path) -> Result<PathBuf, String> {
+    let found = match crate::config::load(config) {
         Ok(cfg) => cfg.global.control_socket,
         Err(e) => {
-            let text = std::fs::read_to_string(&opts.config).map_err(|_| format!("Error: {e}"))?;
+            let text = std::fs::read_to_string(config).map_err(|_| format!("Error: {e}"))?;
             Some(control_socket_line(&text).ok_or_else(|| format!("Error: {e}"))?)
         }
     };
     found.ok_or_else(|| {
         format!(
             "Error: {} has no control_socket: set [uwgate] control_socket = /run/uwgate.sock (and restart uwgate), or give -s SOCKET",
-            opts.config.display()
+            config.display()
         )
     })
 }
@@ -223,6 +244,7 @@ impl Ctl<'_> {
             "  reread | update [NAME...]        compare with / apply the ini's [program:x] sections",
             "  reload                           reload uwgate's configuration (as SIGHUP, nginx -s reload)",
             "  shutdown                         stop uwgate and its programs",
+            "  upgrade                          replace uwgate's binary in place (as -s upgrade) and wait for the outcome",
             "  version",
         ] {
             self.line(l);
@@ -241,6 +263,7 @@ impl Ctl<'_> {
             "update" => self.update(args),
             "reload" => self.simple(args, "reload", "POST", "/reload"),
             "shutdown" => self.simple(args, "shutdown", "POST", "/shutdown"),
+            "upgrade" => self.upgrade(args),
             "version" => self.simple(args, "version", "GET", "/version"),
             "help" => self.usage(),
             other => {
@@ -520,6 +543,65 @@ impl Ctl<'_> {
         }
     }
 
+    /// `upgrade`: asks for it; a refusal prints why (exit 1); once it began, looks at
+    /// `/version` until the image that answers is no longer upgrading (bounded), and prints
+    /// what happened: exit 0 for the new version serving, 1 for a rollback or a failed check,
+    /// 7 when uwgate went away.
+    fn upgrade(&mut self, args: &[&str]) {
+        if !args.is_empty() {
+            self.line("Error: upgrade accepts no arguments");
+            for l in help("upgrade") {
+                self.line(l);
+            }
+            self.exit = GENERIC;
+            return;
+        }
+        let Some(answer) = self.exchange("POST", "/upgrade") else {
+            return;
+        };
+        let v = json::parse(&String::from_utf8_lossy(&answer.body)).unwrap_or(Value::Null);
+        if answer.status != 200 || v.get("result").str() != "started" {
+            let why = v.get("error").str();
+            let why = if why.is_empty() {
+                "unexpected answer"
+            } else {
+                why
+            };
+            self.line(&upgrade_wait::refused(why));
+            self.exit = GENERIC;
+            return;
+        }
+        self.line(&upgrade_wait::began(&v));
+        let _ = self.out.flush();
+        let mut wait = Wait::new(&v, Instant::now());
+        let verdict = loop {
+            std::thread::sleep(UPGRADE_POLL);
+            let probe = self.probe_version();
+            if let Some(verdict) = wait.observe(&probe, Instant::now()) {
+                break verdict;
+            }
+        };
+        self.line(&verdict.line);
+        self.exit = match (verdict.ok, verdict.gone) {
+            (true, _) => 0,
+            (false, true) => NOT_RUNNING,
+            (false, false) => GENERIC,
+        };
+    }
+
+    /// One quiet `GET /version` for `upgrade`'s wait. When the socket is unreachable and the
+    /// file names another (`-s` gave the running one and the file moves it: the new image binds
+    /// that), that one is tried too.
+    fn probe_version(&self) -> Probe {
+        match (probe_version_at(&self.socket), &self.file_socket) {
+            (Probe::Unreachable(why), Some(moved)) => match probe_version_at(moved) {
+                Probe::Unreachable(_) => Probe::Unreachable(why),
+                found => found,
+            },
+            (probe, _) => probe,
+        }
+    }
+
     fn tail(&mut self, args: &[&str]) {
         let Some(t) = self.tail_args(args) else {
             return;
@@ -757,8 +839,41 @@ fn help(verb: &str) -> &'static [&'static str] {
         "reread" => &["reread \t\t\tReload the daemon's configuration files without add/remove"],
         "reload" => &["reload \t\tReload uwgate's configuration (as SIGHUP)."],
         "shutdown" => &["shutdown \tShut the remote uwgate down."],
+        "upgrade" => &[
+            "upgrade\t\t\tReplace uwgate's binary in place (same pid, no program restarted)",
+            "\t\t\tand wait for the outcome: exit 0 upgraded, 1 refused or rolled back.",
+        ],
         "version" => &["version\t\t\tShow the version of the remote uwgate process"],
         _ => &[],
+    }
+}
+
+/// One quiet `GET /version` at `socket`: nothing printed, every failure a [`Probe`].
+fn probe_version_at(socket: &std::path::Path) -> Probe {
+    let url = format!("unix://{}", socket.display());
+    let mut sock = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) => {
+            let what = match e.raw_os_error() {
+                Some(libc::ENOENT) => "no such file".to_string(),
+                Some(libc::ECONNREFUSED) => "refused connection".to_string(),
+                _ => e.to_string(),
+            };
+            return Probe::Unreachable(format!("{url} {what}"));
+        }
+    };
+    let _ = sock.set_read_timeout(Some(UPGRADE_PROBE_TIMEOUT));
+    let _ = sock.set_write_timeout(Some(UPGRADE_PROBE_TIMEOUT));
+    let request = "GET /version HTTP/1.1\r\nHost: uwgate\r\nUser-Agent: uwgate-ctl\r\nConnection: close\r\n\r\n";
+    let mut raw = Vec::new();
+    if sock.write_all(request.as_bytes()).is_err() || sock.read_to_end(&mut raw).is_err() {
+        return Probe::Busy;
+    }
+    match split_answer(&raw) {
+        Some(a) if a.status == 200 => {
+            json::parse(&String::from_utf8_lossy(&a.body)).map_or(Probe::Busy, Probe::Answer)
+        }
+        _ => Probe::Busy,
     }
 }
 

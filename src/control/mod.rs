@@ -1,12 +1,14 @@
 //! The control socket (`[uwgate] control_socket`): supervisorctl's verbs and `nginx -s reload`
 //! over HTTP/1.1 on a unix socket, served by the same loop, and `uwgate ctl`, its client.
 //!
-//! Owns the listening socket (made at start, before privileges drop; removed at exit), the
+//! Owns the listening socket (made at start, before privileges drop; handed to the next image
+//! by an in-place upgrade, which keeps it open and in place; removed at exit), the
 //! permission rule (root, uwgate's own uid, or a member of `control_socket_group`, by
 //! `SO_PEERCRED`; anyone else gets 403 and a log line), and a few fixed session slots, each
 //! with its two buffers allocated at start. The loop routes tokens `TOKEN_BASE..` here and
 //! calls `turn` while a session waits or streams; what only the loop can do (reload its own
-//! configuration, stop) comes back as an [`Ask`].
+//! configuration, stop, upgrade) comes back as an [`Ask`]. Sessions do not cross an exec: the
+//! gate closes them just before one ([`Control::close_sessions`]).
 //!
 //! Never: blocks (sockets are non-blocking, sessions answer as far as they can and wait for
 //! readiness or a turn), allocates per command beyond the slots' fixed buffers (except the ini
@@ -18,8 +20,10 @@ mod json;
 mod programs;
 mod reply;
 mod session;
+pub mod upgrade_wait;
 
 use crate::config::Global;
+use crate::handoff::Inherited;
 use crate::sys;
 use crate::sys::peer::PeerCred;
 use crate::watchdog::{self, Watchdog};
@@ -27,10 +31,10 @@ use mio::net::{UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use session::{Next, Session};
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Session slots: concurrent `uwgate ctl` commands (a `tail -f` holds one while it runs).
 pub const MAX_SESSIONS: usize = 8;
@@ -48,6 +52,22 @@ pub struct Env<'a> {
     pub now: Instant,
     /// The ini file (`reread`, `update` read it again).
     pub config_file: &'a Path,
+    /// What `/version` tells of in-place upgrades.
+    pub upgrade: UpgradeView<'a>,
+}
+
+/// In-place upgrades as the gate knows them, for `/version` (and `uwgate ctl upgrade`, which
+/// polls it for the outcome).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UpgradeView<'a> {
+    /// This image's identity: CLOCK_MONOTONIC nanoseconds when its loop was made, so it
+    /// changes at every exec (an upgrade, a rollback) and at no other time.
+    pub image: u64,
+    /// An upgrade is under way: its check runs, or connections drain before the exec.
+    pub upgrading: bool,
+    /// How the last upgrade this image knows of ended: (succeeded, what happened), e.g.
+    /// `(true, "from 0.1.0 in 35 ms, 2 process(es) kept")`.
+    pub last: Option<(bool, &'a str)>,
 }
 
 /// What the loop must do for a session.
@@ -57,6 +77,8 @@ pub enum Ask {
     Reload,
     /// Stop gracefully (as SIGTERM); the answer is already sent.
     Shutdown,
+    /// Begin an in-place upgrade (as SIGUSR2), then call `upgrade_asked` with whether it began.
+    Upgrade,
 }
 
 /// Who may use the socket besides root.
@@ -104,6 +126,9 @@ struct Slot {
 pub struct Control {
     listener: Option<UnixListener>,
     path: Option<PathBuf>,
+    /// The listener came from the previous image (an in-place upgrade): until the upgrade is
+    /// committed its file is not this image's to remove (a rollback serves it again).
+    inherited: bool,
     access: Access,
     slots: Vec<Slot>,
     /// The watchdog generation waiting sessions were last checked at.
@@ -116,6 +141,7 @@ impl Control {
         Control {
             listener: None,
             path: None,
+            inherited: false,
             access: Access {
                 own_uid: sys::geteuid(),
                 group: None,
@@ -130,9 +156,54 @@ impl Control {
     /// privileges drop. A socket file left by a dead uwgate is replaced; one a running uwgate
     /// answers on is an error.
     pub fn bind(g: &Global) -> Result<Control, String> {
-        let Some(path) = g.control_socket.clone() else {
-            return Ok(Control::off());
+        match g.control_socket.as_deref() {
+            Some(path) => Control::make(g, path, None),
+            None => Ok(Control::off()),
+        }
+    }
+
+    /// [`Control::bind`] for the new image of an in-place upgrade: the listener the previous
+    /// image served is taken over open when the file still names its path — the same file
+    /// (inode), no privilege needed, no moment without it (mode and group are set again if
+    /// they changed in the file, when the process still may). When the file names another
+    /// path, or none, that is bound as at a start, and the old file goes once the new image
+    /// serves (`Inherited::commit`); should the bind fail (a process that dropped privileges
+    /// may no longer create a file where the socket lives), the old socket is kept, with a
+    /// warning, rather than failing the upgrade. `Err`: the caller rolls back.
+    pub fn take_over(g: &Global, h: &mut Inherited) -> Result<Control, String> {
+        let inherited = |h: &mut Inherited, path: &Path| {
+            h.take_control(Some(path))
+                .map_err(|e| format!("control socket: {e}"))
         };
+        if let Some(path) = g.control_socket.as_deref() {
+            if let Some(l) = inherited(h, path)? {
+                return Control::make(g, path, Some(l));
+            }
+        }
+        let Some(old) = h.control_path().map(Path::to_path_buf) else {
+            return Control::bind(g);
+        };
+        match Control::bind(g) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                log::warn!(
+                    "{e}; keeping the control socket at {} (as the previous image served it)",
+                    old.display()
+                );
+                match inherited(h, &old)? {
+                    Some(l) => Control::make(g, &old, Some(l)),
+                    None => Err(e),
+                }
+            }
+        }
+    }
+
+    /// The socket at `path` (bound now, or `inherited`) and the session slots.
+    fn make(
+        g: &Global,
+        path: &Path,
+        inherited: Option<std::os::unix::net::UnixListener>,
+    ) -> Result<Control, String> {
         let group = match &g.control_socket_group {
             Some(name) => {
                 let (gid, members) = sys::peer::group_members(name)
@@ -144,8 +215,18 @@ impl Control {
         let mode = g
             .control_socket_mode
             .unwrap_or(if group.is_some() { 0o660 } else { 0o600 });
-        let std_listener = listen(&path, mode, group.as_ref().map(|(_, gid, _)| *gid))
-            .map_err(|e| format!("control socket {}: {e}", path.display()))?;
+        let gid = group.as_ref().map(|(_, gid, _)| *gid);
+        let was_inherited = inherited.is_some();
+        let std_listener = match inherited {
+            Some(l) => {
+                l.set_nonblocking(true)
+                    .map_err(|e| format!("control socket {}: {e}", path.display()))?;
+                keep_mode(path, mode, gid);
+                l
+            }
+            None => listen(path, mode, gid)
+                .map_err(|e| format!("control socket {}: {e}", path.display()))?,
+        };
         let slots = (0..MAX_SESSIONS)
             .map(|_| Slot {
                 input: vec![0; IN_SIZE].into_boxed_slice(),
@@ -155,7 +236,8 @@ impl Control {
             .collect();
         Ok(Control {
             listener: Some(UnixListener::from_std(std_listener)),
-            path: Some(path),
+            path: Some(path.to_path_buf()),
+            inherited: was_inherited,
             access: Access {
                 own_uid: sys::geteuid(),
                 group,
@@ -163,6 +245,12 @@ impl Control {
             slots,
             seen_generation: 0,
         })
+    }
+
+    /// What an in-place upgrade hands on: the listener's descriptor and its path.
+    pub fn handoff(&self) -> Option<(RawFd, PathBuf)> {
+        let fd = self.listener.as_ref()?.as_raw_fd();
+        Some((fd, self.path.clone()?))
     }
 
     /// The socket's path, when there is one.
@@ -296,6 +384,37 @@ impl Control {
             .min()
     }
 
+    /// The loop began (`Ok`) or refused (`Err`, why) session `i`'s `upgrade`; `bound`: how long
+    /// its outcome may take (the client's wait).
+    pub fn upgrade_asked(
+        &mut self,
+        i: usize,
+        result: Result<(), String>,
+        bound: Duration,
+        env: &mut Env<'_>,
+    ) {
+        if let Some(slot) = self.slots.get_mut(i) {
+            if let Some(s) = slot.session.as_mut() {
+                s.upgrade_asked(&mut slot.out, result, &env.upgrade, bound);
+            }
+        }
+        let _ = self.advance(i, env, false);
+    }
+
+    /// uwgate is about to exec (an in-place upgrade) and sessions cannot cross it: each says
+    /// so if it has not answered yet (503, `uwgate ctl` asks again), sends what it can, and
+    /// closes. The listener stays: connections made meanwhile wait for the next image.
+    pub fn close_sessions(&mut self, registry: &Registry) {
+        for i in 0..self.slots.len() {
+            if let Some(slot) = self.slots.get_mut(i) {
+                if let Some(s) = slot.session.as_mut() {
+                    s.farewell(&mut slot.out);
+                }
+            }
+            self.close(i, registry);
+        }
+    }
+
     /// The loop reloaded for session `i`'s `reload`.
     pub fn reloaded(&mut self, i: usize, result: Result<(), String>, env: &mut Env<'_>) {
         if let Some(slot) = self.slots.get_mut(i) {
@@ -308,11 +427,41 @@ impl Control {
 }
 
 impl Drop for Control {
-    /// The socket file goes with the process (as supervisord's `unix_http_server` file).
+    /// The socket file goes with the process (as supervisord's `unix_http_server` file) — but
+    /// not an inherited one while the upgrade that handed it over may still roll back.
     fn drop(&mut self) {
+        if self.inherited && crate::handoff::is_pending() {
+            return;
+        }
         if let (Some(path), Some(_)) = (&self.path, &self.listener) {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// An inherited socket file: `mode` and group `gid` set again where the file differs (a
+/// changed `control_socket_mode` or `control_socket_group`); a process that dropped its
+/// privileges may no longer do that, which is logged.
+fn keep_mode(path: &Path, mode: u32, gid: Option<u32>) {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let result = if meta.mode() & 0o7777 != mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    } else {
+        Ok(())
+    }
+    .and_then(|()| match gid {
+        Some(gid) if meta.gid() != gid => std::os::unix::fs::chown(path, None, Some(gid)),
+        _ => Ok(()),
+    });
+    if let Err(e) = result {
+        log::warn!(
+            "control socket {}: kept as it was (mode {:o}, gid {}); applying control_socket_mode/group needs a restart: {e}",
+            path.display(),
+            meta.mode() & 0o7777,
+            meta.gid()
+        );
     }
 }
 

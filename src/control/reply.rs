@@ -4,9 +4,11 @@
 //! Owns the answer shapes the client (`client.rs`) reads. Never allocates: everything goes
 //! through `HeadWriter`, which records an overflow instead of writing past the buffer.
 
+use super::UpgradeView;
 use crate::http::response::HeadWriter;
 use crate::http::Status;
 use crate::watchdog::ProcessStatus;
+use std::time::Duration;
 
 /// `HTTP/1.1 STATUS` with a content type; the connection closes after the body.
 pub fn head(w: &mut HeadWriter<'_>, status: Status, content_type: &[u8]) {
@@ -48,6 +50,40 @@ pub fn opt_num(w: &mut HeadWriter<'_>, n: Option<u64>) {
         Some(n) => w.num(n),
         None => w.put(b"null"),
     };
+}
+
+/// `/version`: `{"version":"0.1.0","pid":N,"image":N,"upgrading":false,"last_upgrade":"…",
+/// "last_upgrade_ok":true}` (the last two `null` until an upgrade ended in this image's
+/// knowledge). The version is this build's (`crate::VERSION`, as `--version` and `Server:`).
+pub fn version(w: &mut HeadWriter<'_>, upgrade: &UpgradeView<'_>) {
+    w.put(b"{\"version\":");
+    string(w, crate::VERSION.as_bytes());
+    w.put(b",\"pid\":").num(u64::from(crate::sys::getpid()));
+    w.put(b",\"image\":").num(upgrade.image);
+    w.put(b",\"upgrading\":")
+        .put(if upgrade.upgrading { b"true" } else { b"false" });
+    w.put(b",\"last_upgrade\":");
+    match upgrade.last {
+        Some((ok, text)) => {
+            string(w, text.as_bytes());
+            w.put(b",\"last_upgrade_ok\":")
+                .put(if ok { b"true" } else { b"false" });
+        }
+        None => {
+            w.put(b"null,\"last_upgrade_ok\":null");
+        }
+    }
+    w.put(b"}\n");
+}
+
+/// `POST /upgrade` began: `{"result":"started","version":"0.1.0","image":N,"wait_s":N}` —
+/// the image the client waits to see replaced, and how long the outcome may take.
+pub fn upgrade_started(w: &mut HeadWriter<'_>, upgrade: &UpgradeView<'_>, bound: Duration) {
+    w.put(b"{\"result\":\"started\",\"version\":");
+    string(w, crate::VERSION.as_bytes());
+    w.put(b",\"image\":").num(upgrade.image);
+    w.put(b",\"wait_s\":").num(bound.as_secs());
+    w.put(b"}\n");
 }
 
 /// A complete JSON error answer: `{"error":"…"}`.

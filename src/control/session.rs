@@ -10,7 +10,7 @@
 
 use super::api::{self, Spec, Verb};
 use super::reply;
-use super::{programs, Access, Ask, Env};
+use super::{programs, Access, Ask, Env, UpgradeView};
 use crate::http::request::{parse_head, Span};
 use crate::http::response::HeadWriter;
 use crate::http::Status;
@@ -71,8 +71,8 @@ enum Phase {
     Updating {
         since: Instant,
     },
-    /// `reload`: the loop reloads and calls `reloaded`.
-    Reloading,
+    /// `reload`, `upgrade`: the loop does it and calls `reloaded` or `upgrade_asked`.
+    Asking,
     /// Sending the answer, then closing.
     Writing,
     /// `tail`: output from the ring, from `pos` to `end` (forever with `follow`).
@@ -166,7 +166,7 @@ impl Session {
             Phase::Reading => 0,
             Phase::Waiting { .. } => 1,
             Phase::Updating { .. } => 2,
-            Phase::Reloading => 3,
+            Phase::Asking => 3,
             Phase::Writing => 4,
             Phase::Streaming { .. } => 5,
         }
@@ -195,7 +195,7 @@ impl Session {
                         Next::Keep
                     }
                 }
-                Phase::Reloading => Next::Keep,
+                Phase::Asking => Next::Keep,
                 Phase::Writing => self.flush(out),
                 Phase::Streaming { .. } => self.stream(out, env.watchdog),
             };
@@ -207,7 +207,7 @@ impl Session {
                     self.phase,
                     Phase::Waiting { .. }
                         | Phase::Updating { .. }
-                        | Phase::Reloading
+                        | Phase::Asking
                         | Phase::Streaming { .. }
                 );
                 return if event && waits {
@@ -320,9 +320,18 @@ impl Session {
             return Next::Keep;
         }
         let query = self.query.map_or(&[][..], |q| q.get(input));
+        if env.upgrade.upgrading && matches!(verb, Verb::Reload | Verb::Update) {
+            // The programs and the file must stay as the upgrade checked them.
+            self.answer_error(
+                out,
+                Status::ServiceUnavailable,
+                b"an in-place upgrade is in progress: try again once it is done",
+            );
+            return Next::Keep;
+        }
         match verb {
             Verb::Status => self.status(out, env.watchdog),
-            Verb::Version => self.version(out),
+            Verb::Version => self.version(out, &env.upgrade),
             Verb::Start | Verb::Stop | Verb::Restart | Verb::Signal | Verb::ReloadProgram => {
                 self.command(verb, query, input, out, env);
             }
@@ -330,8 +339,17 @@ impl Session {
             Verb::Reread => self.reread(out, env),
             Verb::Update => self.update(query, out, env),
             Verb::Reload => {
-                self.phase = Phase::Reloading;
+                self.phase = Phase::Asking;
                 return Next::Ask(Ask::Reload);
+            }
+            Verb::Upgrade => {
+                log::info!(
+                    "control socket: upgrade asked by pid {} uid {}",
+                    self.cred.pid,
+                    self.cred.uid
+                );
+                self.phase = Phase::Asking;
+                return Next::Ask(Ask::Upgrade);
             }
             Verb::Shutdown => {
                 let mut w = HeadWriter::new(out);
@@ -380,7 +398,7 @@ impl Session {
         reply::head(&mut w, Status::Ok, b"application/json");
         w.put(b"{\"pid\":").num(u64::from(sys::getpid()));
         w.put(b",\"version\":");
-        reply::string(&mut w, env!("CARGO_PKG_VERSION").as_bytes());
+        reply::string(&mut w, crate::VERSION.as_bytes());
         w.put(b",\"processes\":[");
         for (i, p) in wd.status().filter(|p| !p.retired).enumerate() {
             if i > 0 {
@@ -393,12 +411,10 @@ impl Session {
         self.answer(out, len, over);
     }
 
-    fn version(&mut self, out: &mut [u8]) {
+    fn version(&mut self, out: &mut [u8], upgrade: &UpgradeView<'_>) {
         let mut w = HeadWriter::new(out);
         reply::head(&mut w, Status::Ok, b"application/json");
-        w.put(b"{\"version\":");
-        reply::string(&mut w, env!("CARGO_PKG_VERSION").as_bytes());
-        w.put(b"}\n");
+        reply::version(&mut w, upgrade);
         let (len, over) = (w.len(), w.overflowed());
         self.answer(out, len, over);
     }
@@ -604,6 +620,51 @@ impl Session {
         }
         let (len, over) = (w.len(), w.overflowed());
         self.answer(out, len, over);
+    }
+
+    /// The loop began (`Ok`) or refused (`Err`) this session's `upgrade`: `{"result":"started",
+    /// …}` with what the client needs to wait for the outcome (this image, the bound), or the
+    /// refusal's why.
+    pub fn upgrade_asked(
+        &mut self,
+        out: &mut [u8],
+        result: Result<(), String>,
+        upgrade: &UpgradeView<'_>,
+        bound: Duration,
+    ) {
+        let mut w = HeadWriter::new(out);
+        match result {
+            Ok(()) => {
+                reply::head(&mut w, Status::Ok, b"application/json");
+                reply::upgrade_started(&mut w, upgrade, bound);
+            }
+            Err(e) => reply::error(&mut w, Status::InternalServerError, e.as_bytes()),
+        }
+        let (len, over) = (w.len(), w.overflowed());
+        self.answer(out, len, over);
+    }
+
+    /// uwgate is about to exec: the session cannot cross it. A command without its answer yet
+    /// gets a 503 saying so (a command that waits for processes goes on without it); an
+    /// answer on its way (`update`'s too) gets one more send; a `tail` just ends. One
+    /// non-blocking try; the caller closes.
+    pub fn farewell(&mut self, out: &mut [u8]) {
+        let why: &[u8] = match self.phase {
+            Phase::Writing | Phase::Updating { .. } => {
+                self.phase = Phase::Writing;
+                let _ = self.flush(out);
+                return;
+            }
+            Phase::Streaming { .. } => return,
+            Phase::Waiting { .. } => {
+                b"uwgate is being upgraded in place: the command goes on, but its outcome is not reported (see status)"
+            }
+            Phase::Reading | Phase::Asking => {
+                b"uwgate is being upgraded in place: ask again"
+            }
+        };
+        self.answer_error(out, Status::ServiceUnavailable, why);
+        let _ = self.flush(out);
     }
 
     /// Sends the rest of the output buffer; closes when it is out.

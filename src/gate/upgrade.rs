@@ -1,7 +1,9 @@
 //! In-place upgrade, the running image's side (`uwgate -s upgrade`, SIGUSR2; the control
 //! socket's `upgrade`): check the new binary, drain, hand everything over, exec — in the same
-//! process, so the pid, the children and the listening sockets stay. And the new image's first
-//! step after `Gate::new`: adopting the program table (`Gate::adopt`).
+//! process, so the pid, the children and the listening sockets (the control socket's too)
+//! stay. And the new image's first step after `Gate::new`: adopting the program table
+//! (`Gate::adopt`). Each image keeps how the last upgrade it knows of ended ([`Outcome`]),
+//! which the control socket's `/version` reports and `uwgate ctl upgrade` waits for.
 //!
 //! The steps, each logged:
 //! 1. Refused at once (logged, nothing changes) while stopping or upgrading, while a reload is
@@ -19,8 +21,9 @@
 //!    to send it and is answered: it is not closed unanswered as a stop would.
 //! 4. Once no connection is left: the handoff record (`handoff::record`) into an anonymous file,
 //!    FD_CLOEXEC cleared on it, on `/proc/self/exe` (the previous binary, for a rollback), the
-//!    listeners, the output pipes and pending exec reports; execve. Should execve fail, the
-//!    flags are set again and serving resumes. systemd hears `RELOADING=1` at step 2 and
+//!    listeners, the control socket's listener, the output pipes and pending exec reports;
+//!    the control sessions are closed (they cannot cross: one without its answer gets a 503);
+//!    execve. Should execve fail, the flags are set again and serving resumes. systemd hears `RELOADING=1` at step 2 and
 //!    `READY=1` from whichever image serves afterwards.
 //!
 //! Never blocks the loop: the check is a watched child, the drain is the loop's own work. Owns
@@ -37,6 +40,7 @@ use mio::{Interest, Token};
 
 use super::{Gate, LISTENER_BASE};
 use crate::config;
+use crate::control;
 use crate::handoff::{self, record::Clock, record::Record};
 use crate::sys;
 use crate::sys::process::{self as process, ExecOutcome, ExecReport, SpawnError};
@@ -51,6 +55,34 @@ const FRESH_GRACE: Duration = Duration::from_millis(500);
 
 /// Most bytes of the check's output kept for the log.
 const CHECK_OUTPUT_MAX: usize = 4096;
+
+/// `uwgate ctl upgrade` waits this long for the outcome, plus `shutdown_timeout` (the drain):
+/// room for the check (`CHECK_TIMEOUT`), the new image's start (`handoff::READY_BOUND`) and a
+/// rollback's.
+const OUTCOME_MARGIN: Duration = Duration::from_secs(60);
+
+/// How the last upgrade an image knows of ended, as `/version` reports it: by the new image
+/// once it serves (`from 0.1.0 in 35 ms, 2 process(es) kept`), by a rolled-back one (`to 0.2.0
+/// failed (why); rolled back to 0.1.0`), or by the running image when it ended without an
+/// exec (`refused: why`, an exec that failed, a stop). A refusal at once is not one: it is
+/// answered (and logged) where it was asked.
+pub(super) struct Outcome {
+    ok: bool,
+    text: String,
+}
+
+/// The control socket's view of the upgrades: this image, whether one is under way, the last.
+pub(super) fn view<'a>(
+    image: u64,
+    upgrade: &Option<Upgrade>,
+    last: &'a Option<Outcome>,
+) -> control::UpgradeView<'a> {
+    control::UpgradeView {
+        image,
+        upgrading: upgrade.is_some(),
+        last: last.as_ref().map(|o| (o.ok, o.text.as_str())),
+    }
+}
 
 /// An upgrade under way.
 pub(super) enum Upgrade {
@@ -84,6 +116,17 @@ impl Gate {
             log::error!("upgrade refused, {} keeps running: {why}", crate::VERSION);
         }
         started
+    }
+
+    /// How long `uwgate ctl upgrade` may wait for the outcome of one that began now.
+    pub(super) fn upgrade_outcome_bound(&self) -> Duration {
+        OUTCOME_MARGIN + self.cfg.global.shutdown_timeout
+    }
+
+    /// How the upgrade that led to this image ended (the new image, or a rolled-back one, once
+    /// it serves: `main` says), for `/version`.
+    pub fn note_upgrade(&mut self, ok: bool, text: String) {
+        self.last_upgrade = Some(Outcome { ok, text });
     }
 
     fn start_upgrade(&mut self) -> Result<(), String> {
@@ -249,12 +292,14 @@ impl Gate {
                 log::warn!("upgrade abandoned: stopping");
             }
             Some(Upgrade::Draining { .. }) => log::warn!("upgrade abandoned: stopping"),
-            None => {}
+            None => return,
         }
+        self.note_upgrade(false, "abandoned: uwgate is stopping".into());
     }
 
     fn refuse_upgrade(&mut self, why: &str) {
         log::error!("upgrade refused, {} keeps running: {why}", crate::VERSION);
+        self.note_upgrade(false, format!("refused: {why}"));
         self.notifier.reloaded();
     }
 
@@ -296,14 +341,21 @@ impl Gate {
                     entries.filter(|e| e.kind == kind).count()
                 };
                 log::info!(
-                    "upgrade: drained in {} ms; executing {} in place (pid {}; handing over {} listener(s), {} process(es), {} output pipe(s))",
+                    "upgrade: drained in {} ms; executing {} in place (pid {}; handing over {} listener(s){}, {} process(es), {} output pipe(s))",
                     drained.as_millis(),
                     binary.display(),
                     sys::getpid(),
                     handoff.record.listeners.len(),
+                    if handoff.record.control.is_some() {
+                        " and the control socket"
+                    } else {
+                        ""
+                    },
                     count("proc"),
                     count("pipe")
                 );
+                // Sessions do not cross the exec; the control listener does.
+                self.control.close_sessions(self.poll.registry());
                 handoff.exec()
             }
             Err(e) => e,
@@ -312,6 +364,14 @@ impl Gate {
             "upgrade to {} failed: {err}; {} keeps running",
             binary.display(),
             crate::VERSION
+        );
+        self.note_upgrade(
+            false,
+            format!(
+                "to {} failed ({err}); {} keeps running",
+                binary.display(),
+                crate::VERSION
+            ),
         );
         self.resume_serving();
     }
@@ -329,6 +389,7 @@ impl Gate {
                 .iter()
                 .map(|l| (l.sock.as_raw_fd(), l.addr))
                 .collect(),
+            control: self.control.handoff(),
             programs: self.watchdog.export(&clock),
         };
         let previous =

@@ -4,10 +4,10 @@
 //!
 //! The old image (`gate::upgrade`) writes a [`record::Record`] into an anonymous file (memfd,
 //! else an unlinked file under `temp_path`), opens its own running binary (`/proc/self/exe`),
-//! clears FD_CLOEXEC on exactly those two, the listeners, the children's output pipes and any
-//! pending exec report, and execs the new binary with `UWGATE_HANDOFF=RECORD_FD:PREVIOUS_FD`.
-//! Same pid, so every supervised child stays a child; the listeners never close, so new
-//! connections wait in their accept queue.
+//! clears FD_CLOEXEC on exactly those two, the listeners, the control socket's listener, the
+//! children's output pipes and any pending exec report, and execs the new binary with `UWGATE_HANDOFF=RECORD_FD:PREVIOUS_FD`.
+//! Same pid, so every supervised child stays a child; the listeners (the control socket's too)
+//! never close, so new connections wait in their accept queue.
 //!
 //! The new image ([`Inherited::from_env`]) arms the rollback at once: until [`Inherited::commit`],
 //! an error on the way to serving, a return from `main`, an `exit()` anywhere (an atexit hook) or
@@ -90,6 +90,8 @@ pub struct Inherited {
     pub rolled_back_from: Option<String>,
     /// Listeners handed out so far (by index in the record).
     taken: Vec<bool>,
+    /// The control socket was handed out (else `commit` removes its file: no longer used).
+    control_taken: bool,
 }
 
 impl Inherited {
@@ -122,6 +124,7 @@ impl Inherited {
                 record_fd,
                 previous_fd,
                 rolled_back_from: failed,
+                control_taken: false,
             }
         }))
     }
@@ -150,6 +153,47 @@ impl Inherited {
         Ok(Some(sock))
     }
 
+    /// Where the previous image's control socket is, when it handed one over.
+    pub fn control_path(&self) -> Option<&Path> {
+        self.record.control.as_ref().map(|(_, p)| p.as_path())
+    }
+
+    /// A close-on-exec duplicate of the inherited control socket listener when the record has
+    /// one bound to `path` (the configuration's `control_socket`), checked to be a listening
+    /// unix socket at that path. `None`: none, or at another path (or the socket is now off):
+    /// the caller binds as at a start, and `commit` removes the old file unless it was taken
+    /// after all.
+    pub fn take_control(
+        &mut self,
+        path: Option<&Path>,
+    ) -> io::Result<Option<std::os::unix::net::UnixListener>> {
+        let Some((fd, inherited)) = &self.record.control else {
+            return Ok(None);
+        };
+        if self.control_taken || path != Some(inherited.as_path()) {
+            return Ok(None);
+        }
+        let fd = *fd;
+        let bad = |why: &str| {
+            io::Error::other(format!(
+                "inherited fd {fd} for the control socket {}: {why}",
+                inherited.display()
+            ))
+        };
+        if !sys::is_listening(fd) {
+            return Err(bad("not a listening socket"));
+        }
+        let sock = std::os::unix::net::UnixListener::from(sys::dup_cloexec(fd)?);
+        let addr = sock
+            .local_addr()
+            .map_err(|e| bad(&format!("not a unix socket ({e})")))?;
+        if addr.as_pathname() != Some(inherited.as_path()) {
+            return Err(bad("bound elsewhere"));
+        }
+        self.control_taken = true;
+        Ok(Some(sock))
+    }
+
     /// Time since the old image wrote the record (the exec and this start-up).
     pub fn elapsed(&self) -> Duration {
         Duration::from_nanos(sys::monotonic_ns().saturating_sub(self.record.written_ns))
@@ -158,7 +202,8 @@ impl Inherited {
     /// The new image is about to serve: past [`READY_BOUND`] it refuses (`Err`, and the caller
     /// rolls back); else from now on nothing rolls back, and every inherited original (the
     /// record, the previous binary, listeners, pipes, reports) is closed — the image works on
-    /// its duplicates. Listeners the configuration no longer has close here too.
+    /// its duplicates. Listeners the configuration no longer has close here too, and an
+    /// inherited control socket it no longer has (moved or off) is removed.
     pub fn commit(&self) -> Result<(), String> {
         let took = self.elapsed();
         if took > READY_BOUND {
@@ -174,7 +219,30 @@ impl Inherited {
         }
         sys::close(self.record_fd);
         sys::close(self.previous_fd);
+        if let Some((_, path)) = self.record.control.as_ref().filter(|_| !self.control_taken) {
+            remove_old_control_socket(path);
+        }
         Ok(())
+    }
+}
+
+/// The control socket the previous image served at `path` is no longer this one's: its file
+/// goes (only a socket file; a failure is logged, the process may lack the right by now).
+fn remove_old_control_socket(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if !is_socket {
+        return;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => log::info!(
+            "control socket {} (no longer configured) removed",
+            path.display()
+        ),
+        Err(e) => log::warn!(
+            "control socket {} (no longer configured): cannot remove it: {e}",
+            path.display()
+        ),
     }
 }
 

@@ -2,12 +2,13 @@
 //! in-place upgrade, as versioned, length-checked text.
 //!
 //! ```text
-//! uwgate-handoff 1 312                      magic, format, length of everything after this line
+//! uwgate-handoff 2 312                      magic, format, length of everything after this line
 //! from version=0.1.0                        the image that wrote it
 //! binary path=/usr/sbin/uwgate              the installed binary (the default upgrade target)
 //! clock ns=91234567890                      CLOCK_MONOTONIC when it was written
 //! counters accepts=9 handled=9 requests=41  stub_status's totals, carried on
 //! listener fd=5 addr=127.0.0.1:8080         an inherited listening socket
+//! control fd=6 path=/run/uwgate.sock        the control socket's listener (format 2; none: off)
 //! proc program=django name=django state=running pid=4242 since=… spawns=1 …   (the watchdog's)
 //! pipe fd=7 name=django pid=4242 stderr=0 partial=…                         (the watchdog's)
 //! end
@@ -16,6 +17,11 @@
 //! `%XX`, so names, paths and partial output lines of any bytes fit. Times are CLOCK_MONOTONIC
 //! nanoseconds ([`Clock`]), the clock `Instant` reads, which an exec does not reset. A field
 //! named `fd` is always an inherited descriptor number ([`Record::fds`]).
+//!
+//! Format 2 added the `control` line; a format-1 record (no such line) still reads, and its
+//! reader binds the control socket anew. A build that reads format 1 only would refuse the
+//! line it does not know, so it is refused at the upgrade's check instead (`-t` names the
+//! formats it reads).
 //!
 //! Owns the format and its checks. Never touches a descriptor or the clock itself: `gate`
 //! writes the record, `handoff` reads it, `watchdog::handoff` fills and reads its own entries.
@@ -26,10 +32,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The format this build writes.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The formats this build reads (a newer build keeps reading the older formats).
-pub const READS: &[u32] = &[1];
+pub const READS: &[u32] = &[1, 2];
 
 /// First word of the record.
 const MAGIC: &str = "uwgate-handoff";
@@ -255,14 +261,18 @@ pub struct Record {
     pub counters: [u64; 3],
     /// Inherited listening sockets and the address each is bound to.
     pub listeners: Vec<(RawFd, SocketAddr)>,
+    /// The control socket's inherited listener and the path it is bound to (format 2).
+    pub control: Option<(RawFd, PathBuf)>,
     /// The watchdog's entries (`proc`, `pipe`, `ended`), in order.
     pub programs: Vec<Entry>,
 }
 
 impl Record {
-    /// Every inherited descriptor the record names (listeners, and each `fd` field).
+    /// Every inherited descriptor the record names (listeners, the control socket, and each
+    /// `fd` field).
     pub fn fds(&self) -> Vec<RawFd> {
         let mut fds: Vec<RawFd> = self.listeners.iter().map(|(fd, _)| *fd).collect();
+        fds.extend(self.control.as_ref().map(|(fd, _)| *fd));
         fds.extend(
             self.programs
                 .iter()
@@ -291,6 +301,12 @@ impl Record {
             Entry::new("listener")
                 .put("fd", *fd)
                 .put_bytes("addr", addr.to_string().as_bytes())
+                .write(&mut body);
+        }
+        if let Some((fd, path)) = &self.control {
+            Entry::new("control")
+                .put("fd", *fd)
+                .put_bytes("path", path.as_os_str().as_encoded_bytes())
                 .write(&mut body);
         }
         for e in &self.programs {
@@ -352,6 +368,10 @@ impl Record {
                         .map_err(|_| format!("listener: bad addr '{addr}'"))?;
                     record.listeners.push((e.get("fd")?, addr));
                 }
+                "control" if record.control.is_none() => {
+                    record.control = Some((e.get("fd")?, PathBuf::from(e.text("path")?)));
+                }
+                "control" => return Err("a second control line".into()),
                 "end" => return Err("an end line before the end".into()),
                 _ => record.programs.push(e),
             }
@@ -374,6 +394,7 @@ mod tests {
                 (5, "127.0.0.1:8080".parse().unwrap()),
                 (6, "[::1]:80".parse().unwrap()),
             ],
+            control: Some((9, PathBuf::from("/run/uw gate.sock"))),
             programs: vec![
                 Entry::new("proc")
                     .put_bytes("name", b"django 1")
@@ -390,9 +411,9 @@ mod tests {
     fn a_record_reads_back_as_written() {
         let r = sample();
         let bytes = r.encode();
-        assert!(bytes.starts_with(b"uwgate-handoff 1 "));
+        assert!(bytes.starts_with(b"uwgate-handoff 2 "));
         assert_eq!(Record::decode(&bytes).unwrap(), r);
-        assert_eq!(r.fds(), vec![5, 6, 7]);
+        assert_eq!(r.fds(), vec![5, 6, 9, 7]);
     }
 
     #[test]
@@ -424,7 +445,7 @@ mod tests {
     fn an_unknown_format_or_magic_is_refused() {
         let bytes = sample().encode();
         let text =
-            String::from_utf8_lossy(&bytes).replacen("uwgate-handoff 1", "uwgate-handoff 9", 1);
+            String::from_utf8_lossy(&bytes).replacen("uwgate-handoff 2", "uwgate-handoff 9", 1);
         assert!(Record::decode(text.as_bytes())
             .unwrap_err()
             .contains("format 9"));
@@ -432,6 +453,46 @@ mod tests {
         assert!(Record::decode(text.as_bytes()).is_err());
         assert!(Record::decode(b"").is_err());
         assert!(Record::decode(b"uwgate-handoff 1 4\nend\n").is_err());
+    }
+
+    #[test]
+    fn the_control_line_carries_the_socket_and_its_path() {
+        let bytes = sample().encode();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            text.contains("\ncontrol fd=9 path=/run/uw%20gate.sock\n"),
+            "{text}"
+        );
+        let r = Record::decode(&bytes).unwrap();
+        assert_eq!(r.control, Some((9, PathBuf::from("/run/uw gate.sock"))));
+        // Off: no line at all.
+        let off = Record {
+            control: None,
+            ..sample()
+        };
+        let text = String::from_utf8_lossy(&off.encode()).into_owned();
+        assert!(!text.contains("control"), "{text}");
+        assert_eq!(Record::decode(text.as_bytes()).unwrap().control, None);
+        // Two control lines are not one record's.
+        let twice = text.replace("end\n", "control fd=3 path=/a\ncontrol fd=4 path=/b\nend\n");
+        let body = twice.split_once('\n').unwrap().1;
+        let again = format!("uwgate-handoff 2 {}\n{body}", body.len());
+        assert!(Record::decode(again.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn a_format_1_record_without_a_control_line_still_reads() {
+        // As the build before the control line wrote it.
+        let body = "from version=0.1.0\nbinary path=/usr/sbin/uwgate\nclock ns=5\n\
+                    counters accepts=1 handled=1 requests=2\n\
+                    listener fd=5 addr=127.0.0.1:8080\n\
+                    proc program=django name=django pid=42\nend\n";
+        let bytes = format!("uwgate-handoff 1 {}\n{body}", body.len());
+        let r = Record::decode(bytes.as_bytes()).unwrap();
+        assert_eq!(r.control, None);
+        assert_eq!(r.listeners.len(), 1);
+        assert_eq!(r.programs.len(), 1);
+        assert_eq!(r.fds(), vec![5]);
     }
 
     #[test]
