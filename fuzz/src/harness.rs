@@ -329,6 +329,23 @@ fn check_request_head(buf: &[u8], h: &Head) {
         "a prefix of {cut} bytes is not incomplete"
     );
 
+    // TRACE and CONNECT are refused (405) once the head is otherwise valid: the same head with
+    // either in place of an accepted GET.
+    if h.method == Method::Get {
+        let (start, end) = (h.method_span.start() as usize, h.method_span.end() as usize);
+        for refused in [&b"TRACE"[..], b"CONNECT"] {
+            let mut other = head_bytes[..start].to_vec();
+            other.extend_from_slice(refused);
+            other.extend_from_slice(&head_bytes[end..]);
+            assert_eq!(
+                parse_head(&other),
+                Err(Status::MethodNotAllowed),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+
     // The line ends carry no meaning: the head with every line ending in LF, and with every one
     // ending in CRLF, is the same request.
     let meaning = Meaning::of(buf, h);
