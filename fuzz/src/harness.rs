@@ -19,7 +19,8 @@ use uwgate::http::proxy_protocol::{self as pp, Parsed};
 use uwgate::http::range::{if_range_matches, parse_range, RangeSpec, MAX_RANGES};
 use uwgate::http::realip::{forwarded_addr, parse_addr_port};
 use uwgate::http::request::{
-    fields as head_fields, head_overflow_status, parse_head, Head, Method, Span, TargetForm,
+    fields as head_fields, head_overflow_status, header_contains_token, parse_head, Head, Method,
+    Span, TargetForm,
 };
 use uwgate::http::response_head::{self as response, Framing, ResponseHead as UpstreamHead};
 use uwgate::http::Status;
@@ -124,6 +125,8 @@ fn check_request_head(buf: &[u8], h: &Head) {
         (h.host, "host"),
         (h.if_none_match, "if-none-match"),
         (h.if_modified_since, "if-modified-since"),
+        (h.if_match, "if-match"),
+        (h.if_unmodified_since, "if-unmodified-since"),
         (h.range, "range"),
         (h.if_range, "if-range"),
         (h.accept_encoding, "accept-encoding"),
@@ -135,6 +138,14 @@ fn check_request_head(buf: &[u8], h: &Head) {
             check_span(span, head_len, what);
         }
     }
+
+    // Line ends: CRLF or a bare LF, mixed freely (issue 10); never a bare CR. The head ends with
+    // an empty line.
+    assert!(no_bare_cr(head_bytes), "a bare CR in an accepted head");
+    assert!(
+        head_bytes.ends_with(b"\n\n") || head_bytes.ends_with(b"\n\r\n"),
+        "an accepted head that does not end with an empty line"
+    );
 
     // The request line and the framing decisions.
     let method = h.method_bytes(buf);
@@ -152,21 +163,24 @@ fn check_request_head(buf: &[u8], h: &Head) {
         _ => Method::Other,
     };
     assert_eq!(h.method, known);
-    assert_ne!(h.method, Method::Connect, "CONNECT must be refused");
+    assert!(
+        !matches!(h.method, Method::Connect | Method::Trace),
+        "{:?} must be refused (405)",
+        h.method
+    );
     assert!(h.version_minor <= 1);
     assert!(
         h.host.is_some() || h.version_minor == 0,
         "HTTP/1.1 without Host"
     );
+    if let Some(host) = h.host {
+        let host = host.get(buf);
+        assert!(valid_host(host), "host {:?}", String::from_utf8_lossy(host));
+    }
     if h.chunked {
         assert_eq!(h.content_length, None, "chunked with a Content-Length");
         assert_eq!(h.version_minor, 1, "chunked on HTTP/1.0");
     }
-    assert!(!h.expect_continue || h.version_minor == 1);
-    assert!(
-        no_bare_cr_or_lf(head_bytes),
-        "a bare CR or LF in an accepted head"
-    );
 
     // The target and its parts.
     let target = h.target.get(buf);
@@ -189,6 +203,16 @@ fn check_request_head(buf: &[u8], h: &Head) {
             assert_eq!(h.method, Method::Options);
         }
         TargetForm::Absolute => {
+            // Never the authority form (`host:port`): only `http://` and `https://` targets.
+            let scheme = |s: &[u8]| {
+                target
+                    .get(..s.len())
+                    .is_some_and(|p| p.eq_ignore_ascii_case(s))
+            };
+            assert!(
+                scheme(b"http://") || scheme(b"https://"),
+                "target {target:?}"
+            );
             assert!(path.starts_with(b"/"));
             let authority = h.host.expect("absolute form without its authority");
             assert!(h.target.start() < authority.start() && authority.end() <= h.path.start());
@@ -203,20 +227,29 @@ fn check_request_head(buf: &[u8], h: &Head) {
         }
     }
 
-    // The fields: the spans are the first occurrence of each, trimmed.
-    let mut fields: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    for (name, value) in head_fields(&buf[..head_len]) {
-        fields.push((name.to_ascii_lowercase(), value.to_vec()));
-    }
+    // The fields: `fields` walks exactly what httparse accepted; the spans are the first
+    // occurrence of each, trimmed.
+    let fields: Vec<(Vec<u8>, Vec<u8>)> = head_fields(head_bytes)
+        .map(|(name, value)| (name.to_ascii_lowercase(), value.to_vec()))
+        .collect();
+    check_fields_match_httparse(head_bytes);
     let first = |name: &[u8]| {
         fields
             .iter()
             .find(|(n, _)| n.as_slice() == name)
-            .map(|(_, v)| trim_ows(v).to_vec())
+            .map(|(_, v)| v.clone())
+    };
+    let all = |name: &'static [u8]| {
+        fields
+            .iter()
+            .filter(move |(n, _)| n.as_slice() == name)
+            .map(|(_, v)| v.as_slice())
     };
     for (span, name) in [
         (h.if_none_match, &b"if-none-match"[..]),
         (h.if_modified_since, b"if-modified-since"),
+        (h.if_match, b"if-match"),
+        (h.if_unmodified_since, b"if-unmodified-since"),
         (h.range, b"range"),
         (h.if_range, b"if-range"),
         (h.accept_encoding, b"accept-encoding"),
@@ -231,15 +264,60 @@ fn check_request_head(buf: &[u8], h: &Head) {
             String::from_utf8_lossy(name)
         );
     }
-    let hosts = fields.iter().filter(|(n, _)| n == b"host").count();
+    let hosts = all(b"host").count();
     assert!(hosts <= 1, "{hosts} Host fields accepted");
     if h.form == TargetForm::Origin {
         assert_eq!(h.host.map(|s| s.get(buf).to_vec()), first(b"host"));
     }
-    let lengths = fields.iter().filter(|(n, _)| n == b"content-length");
     if h.content_length.is_none() {
-        assert_eq!(lengths.count(), 0, "a Content-Length field was dropped");
+        assert_eq!(
+            all(b"content-length").count(),
+            0,
+            "a Content-Length field was dropped"
+        );
     }
+    // Transfer-Encoding: one line whose only coding is `chunked`, or none at all.
+    let te: Vec<&[u8]> = all(b"transfer-encoding").collect();
+    if h.chunked {
+        assert_eq!(
+            te.len(),
+            1,
+            "Transfer-Encoding on {} lines accepted",
+            te.len()
+        );
+        let codings: Vec<&[u8]> = te[0]
+            .split(|&b| b == b',')
+            .map(trim_ows)
+            .filter(|c| !c.is_empty())
+            .collect();
+        assert!(
+            codings.len() == 1 && codings[0].eq_ignore_ascii_case(b"chunked"),
+            "Transfer-Encoding {:?} accepted",
+            String::from_utf8_lossy(te[0])
+        );
+    } else {
+        assert!(te.is_empty(), "a Transfer-Encoding field was dropped");
+    }
+    // Expect: only `100-continue`, which matters on HTTP/1.1 only.
+    let mut expect = all(b"expect").peekable();
+    let continues = expect.peek().is_some();
+    for value in expect {
+        assert!(
+            value.eq_ignore_ascii_case(b"100-continue"),
+            "Expect {value:?} accepted"
+        );
+    }
+    assert_eq!(h.expect_continue, continues && h.version_minor == 1);
+    // Keep-alive: the version's default, `Connection` tokens, and nginx's `keepalive_disable
+    // msie6` for a POST.
+    let close = all(b"connection").any(|v| header_contains_token(v, b"close"));
+    let keep = all(b"connection").any(|v| header_contains_token(v, b"keep-alive"));
+    let old_msie = h.method == Method::Post && first(b"user-agent").is_some_and(|ua| is_msie6(&ua));
+    assert_eq!(
+        h.keep_alive,
+        !close && (h.version_minor == 1 || keep) && !old_msie,
+        "keep-alive"
+    );
 
     // The same answer from exactly the head's bytes, and "incomplete" from any shorter prefix:
     // a head split across reads is parsed as it would be in one read.
@@ -254,14 +332,185 @@ fn check_request_head(buf: &[u8], h: &Head) {
         Ok(None),
         "a prefix of {cut} bytes is not incomplete"
     );
+
+    // TRACE and CONNECT are refused (405) once the head is otherwise valid: the same head with
+    // either in place of an accepted GET.
+    if h.method == Method::Get {
+        let (start, end) = (h.method_span.start() as usize, h.method_span.end() as usize);
+        for refused in [&b"TRACE"[..], b"CONNECT"] {
+            let mut other = head_bytes[..start].to_vec();
+            other.extend_from_slice(refused);
+            other.extend_from_slice(&head_bytes[end..]);
+            assert_eq!(
+                parse_head(&other),
+                Err(Status::MethodNotAllowed),
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+    }
+
+    // The line ends carry no meaning: the head with every line ending in LF, and with every one
+    // ending in CRLF, is the same request.
+    let meaning = Meaning::of(buf, h);
+    let lf_only: Vec<u8> = head_bytes.iter().copied().filter(|&b| b != b'\r').collect();
+    let mut crlf = Vec::with_capacity(head_len * 2);
+    for (i, &b) in head_bytes.iter().enumerate() {
+        if b == b'\n' && (i == 0 || head_bytes[i - 1] != b'\r') {
+            crlf.push(b'\r');
+        }
+        crlf.push(b);
+    }
+    for (what, other) in [("LF", &lf_only), ("CRLF", &crlf)] {
+        match parse_head(other) {
+            Ok(Some(o)) => {
+                assert_eq!(o.head_len as usize, other.len(), "{what} only: head_len");
+                assert_eq!(
+                    Meaning::of(other, &o),
+                    meaning,
+                    "{what} only: another request"
+                );
+            }
+            other => panic!("{what} only: {other:?}"),
+        }
+    }
 }
 
-fn no_bare_cr_or_lf(bytes: &[u8]) -> bool {
-    bytes.iter().enumerate().all(|(i, &b)| match b {
-        b'\r' => bytes.get(i + 1) == Some(&b'\n'),
-        b'\n' => i > 0 && bytes[i - 1] == b'\r',
-        _ => true,
-    })
+/// What a [`Head`] says, as bytes rather than offsets: equal for two heads that differ only in
+/// their line ends.
+#[derive(Debug, PartialEq, Eq)]
+struct Meaning {
+    method: Method,
+    form: TargetForm,
+    version_minor: u8,
+    content_length: Option<u64>,
+    flags: (bool, bool, bool),
+    parts: Vec<Option<Vec<u8>>>,
+}
+
+impl Meaning {
+    fn of(buf: &[u8], h: &Head) -> Meaning {
+        let bytes = |s: Option<Span>| s.map(|s| s.get(buf).to_vec());
+        Meaning {
+            method: h.method,
+            form: h.form,
+            version_minor: h.version_minor,
+            content_length: h.content_length,
+            flags: (h.chunked, h.keep_alive, h.expect_continue),
+            parts: [
+                Some(h.method_span),
+                Some(h.target),
+                Some(h.path),
+                h.query,
+                h.host,
+                h.if_none_match,
+                h.if_modified_since,
+                h.if_match,
+                h.if_unmodified_since,
+                h.range,
+                h.if_range,
+                h.accept_encoding,
+                h.user_agent,
+                h.referer,
+                h.content_type,
+            ]
+            .into_iter()
+            .map(bytes)
+            .collect(),
+        }
+    }
+}
+
+/// `http::request::fields` (what the uwsgi encoder walks) sees exactly the fields httparse
+/// accepted, in order, values trimmed.
+fn check_fields_match_httparse(head: &[u8]) {
+    let mut headers = [httparse::EMPTY_HEADER; uwgate::http::request::MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    assert_eq!(
+        request.parse(head),
+        Ok(httparse::Status::Complete(head.len())),
+        "httparse on an accepted head"
+    );
+    let parsed: Vec<(&[u8], &[u8])> = request
+        .headers
+        .iter()
+        .map(|f| (f.name.as_bytes(), trim_ows(f.value)))
+        .collect();
+    let walked: Vec<(&[u8], &[u8])> = head_fields(head).collect();
+    assert_eq!(walked, parsed, "fields() and httparse disagree");
+}
+
+/// The Host rule (`http::request`'s module header), restated: `name[:port]` of letters, digits,
+/// `-`, `.` and `_` not starting with `.`, or `[` hex digits, `:` and `.` `]`; never empty,
+/// never `..`; a port of at most 5 digits.
+fn valid_host(host: &[u8]) -> bool {
+    let (name_ok, rest) = if let Some(after) = host.strip_prefix(b"[") {
+        match after.iter().position(|&b| b == b']') {
+            Some(close) => {
+                let literal = &after[..close];
+                let ok = !literal.is_empty()
+                    && literal
+                        .iter()
+                        .all(|&b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+                (ok, &after[close + 1..])
+            }
+            None => (false, &b""[..]),
+        }
+    } else {
+        let colon = host.iter().position(|&b| b == b':').unwrap_or(host.len());
+        let name = &host[..colon];
+        let ok = !name.is_empty()
+            && name[0] != b'.'
+            && name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        (ok, &host[colon..])
+    };
+    let port_ok = match rest.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    name_ok && port_ok && !host.windows(2).any(|w| w == b"..")
+}
+
+/// nginx's `msie6` test (ngx_http_process_user_agent), read from its source: `MSIE ` followed by
+/// more than 7 bytes counted from the `M`, `.` at offset 6, and a `4` or `5` at offset 5, or a
+/// `6` without `SV1` after offset 8; never when `Opera` appears anywhere.
+fn is_msie6(ua: &[u8]) -> bool {
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    if find(ua, b"Opera").is_some() {
+        return false;
+    }
+    let Some(at) = find(ua, b"MSIE ") else {
+        return false;
+    };
+    let m = &ua[at..];
+    if at + 7 >= ua.len() || m[6] != b'.' {
+        return false;
+    }
+    match m[5] {
+        b'4' | b'5' => true,
+        b'6' => find(&m[8..], b"SV1").is_none(),
+        _ => false,
+    }
+}
+
+/// Every CR is followed by LF (the only line ends a request head may have are CRLF and LF).
+fn no_bare_cr(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .enumerate()
+        .all(|(i, &b)| b != b'\r' || bytes.get(i + 1) == Some(&b'\n'))
+}
+
+/// Every line end is CRLF: what uwgate writes (a response head) must never hold a bare CR or LF.
+fn crlf_only(bytes: &[u8]) -> bool {
+    no_bare_cr(bytes)
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b != b'\n' || (i > 0 && bytes[i - 1] == b'\r'))
 }
 
 // -------------------------------------------------------------------------------------------
@@ -692,9 +941,8 @@ enum Ranges {
     Serve(Vec<(u64, u64)>),
 }
 
-/// The reference: `bytes=` (any case), comma list, OWS around elements, empty elements skipped;
-/// any syntax error, more than 16 ranges or more bytes than the file → Ignore; no satisfiable
-/// range → Unsatisfiable.
+/// The reference for `parse_range`: nginx's range parser (see below), with uwgate's cap of
+/// [`MAX_RANGES`] on top of `max_ranges`.
 fn reference_range(header: &[u8], size: u64, max_ranges: usize) -> Ranges {
     // nginx's ngx_http_range_parse, read from its source: `bytes=` then a comma list of
     // `N-M`, `N-` or `-N`, spaces (only) around numbers and the dash but not after a suffix's
@@ -933,7 +1181,10 @@ pub fn config(data: &[u8]) {
                 assert!(warning.starts_with(&format!("{FILE}:")), "{warning:?}");
                 assert!(!warning.contains('\n'));
             }
-            for server in &c.servers {
+            check_limits(&g.limits);
+            let no_route = uwgate::config::NO_ROUTE;
+            assert_eq!(c.limits(no_route, no_route), &g.limits);
+            for (i, server) in c.servers.iter().enumerate() {
                 assert!(!server.listen.is_empty());
                 for addr in &server.proxy_protocol {
                     assert!(
@@ -942,14 +1193,31 @@ pub fn config(data: &[u8]) {
                     );
                 }
                 check_realip(&server.realip);
-                for location in &server.locations {
+                check_server_names(&server.server_name);
+                check_limits(&server.limits);
+                let i = u16::try_from(i).expect("a server index");
+                assert_eq!(c.limits(i, no_route), &server.limits);
+                for (j, location) in server.locations.iter().enumerate() {
                     check_realip(&location.realip);
                     assert!(location.prefix.starts_with('/'), "{:?}", location.prefix);
+                    check_limits(&location.limits);
+                    let j = u16::try_from(j).expect("a location index");
+                    assert_eq!(c.limits(i, j), &location.limits);
                     match &location.handler {
                         uwgate::config::Handler::Static(s) => {
                             let (uwgate::config::StaticBase::Alias(p)
                             | uwgate::config::StaticBase::Root(p)) = &s.base;
                             assert!(p.is_absolute(), "{p:?}");
+                            assert!(!s.index.is_empty());
+                            for name in &s.index {
+                                assert!(
+                                    !name.is_empty()
+                                        && !name.contains('/')
+                                        && name != "."
+                                        && name != "..",
+                                    "index {name:?}"
+                                );
+                            }
                         }
                         uwgate::config::Handler::Uwsgi(u) => {
                             assert!(!u.upstreams.is_empty());
@@ -993,6 +1261,35 @@ fn check_realip(r: &uwgate::config::RealIp) {
         assert!(c.bits <= max, "{c:?}");
         assert!(c.contains(c.net), "{c:?} does not contain its own network");
         assert!(!r.from[..i].contains(c), "{c:?} twice");
+    }
+}
+
+/// What every resolved set of limits holds: `max_ranges` within nginx's int range.
+fn check_limits(limits: &uwgate::config::Limits) {
+    assert!(
+        limits.max_ranges.is_none_or(|n| n <= i32::MAX as u32),
+        "{limits:?}"
+    );
+}
+
+/// `server_name`: lowercased, no duplicates, no regular expression, a `*` only as a whole first
+/// or last label (`*.example.com`, `www.example.*`).
+fn check_server_names(names: &[String]) {
+    for (i, name) in names.iter().enumerate() {
+        assert!(!name.is_empty() && !name.starts_with('~'), "{name:?}");
+        assert_eq!(name, &name.to_ascii_lowercase());
+        assert!(!names[..i].contains(name), "{name:?} twice");
+        assert!(!name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/'));
+        match name.matches('*').count() {
+            0 => {}
+            1 => assert!(
+                (name.starts_with("*.") || name.ends_with(".*")) && name.len() > 2,
+                "{name:?}"
+            ),
+            _ => panic!("server_name {name:?}"),
+        }
     }
 }
 
@@ -1089,7 +1386,7 @@ fn check_client_head(written: &[u8], head: &UpstreamHead, framing: Framing, keep
         "{:?}",
         String::from_utf8_lossy(written)
     );
-    assert!(no_bare_cr_or_lf(written));
+    assert!(crlf_only(written), "a bare CR or LF in a written head");
     assert_eq!(parsed.version, Some(1));
     assert_eq!(parsed.code, Some(head.status));
     let count = |name: &str| {
@@ -1148,7 +1445,8 @@ fn check_chunk_header(line: &[u8], len: usize) {
 // The uwsgi request packet.
 
 /// `upstream::uwsgi::packet::encode` on a request built from the input (every `RequestInfo` field,
-/// header fields, `uwsgi_param` lines, the size of `out`), decoded by an independent decoder:
+/// header fields with CRLF or bare LF line ends, `uwsgi_param` lines, the size of `out`), for
+/// heads `parse_head` accepts (the encoder's contract), decoded by an independent decoder:
 /// the framing must be exact and the vars must be byte for byte the ones nginx's rules give
 /// (computed here from the same inputs), or the encoder must refuse with 431 exactly when they
 /// do not fit.
@@ -1190,7 +1488,16 @@ pub fn packet(data: &[u8]) {
         }
         params.push((key, value));
     }
-    let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+    // Each line ends in CRLF or a bare LF, as a client may send them (issue 10).
+    let eol = |lf: bool| -> &'static [u8] {
+        if lf {
+            b"\n"
+        } else {
+            b"\r\n"
+        }
+    };
+    let mut head = b"GET / HTTP/1.1".to_vec();
+    head.extend_from_slice(eol(flags & 64 != 0));
     for _ in 0..input.byte() % 12 {
         let pick = input.byte();
         let name: &[u8] = match pick % 8 {
@@ -1205,9 +1512,9 @@ pub fn packet(data: &[u8]) {
         head.extend_from_slice(name);
         head.extend_from_slice(b":");
         head.extend_from_slice(value);
-        head.extend_from_slice(b"\r\n");
+        head.extend_from_slice(eol(pick & 0x80 != 0));
     }
-    head.extend_from_slice(b"\r\n");
+    head.extend_from_slice(eol(flags & 128 != 0));
     let out_len = if flags & 32 != 0 {
         usize::from(input.u16())
     } else {
@@ -1367,6 +1674,8 @@ fn expected_vars(
             "REQUEST_SCHEME" => Some(if info.https { &b"https"[..] } else { b"http" }.to_vec()),
             "HTTPS" => info.https.then(|| b"on".to_vec()),
             "REMOTE_ADDR" => Some(show_ip(info.remote_addr).into_bytes()),
+            // nginx's $remote_port is empty when realip took an address without a port.
+            "REMOTE_PORT" if info.remote_port == 0 => Some(Vec::new()),
             "REMOTE_PORT" => Some(info.remote_port.to_string().into_bytes()),
             "SERVER_ADDR" => Some(show_ip(info.server_addr).into_bytes()),
             "SERVER_PORT" => Some(info.server_port.to_string().into_bytes()),

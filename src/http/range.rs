@@ -43,42 +43,53 @@ fn trim_ows(s: &[u8]) -> &[u8] {
     }
 }
 
-/// A cursor over the range set; `0` past the end, as nginx reads its NUL-terminated copy.
+/// A cursor over the range set; `None` past the end (where nginx reads the NUL ending its
+/// copy). A NUL byte inside the value is a byte like any other, not the end: nginx never sees
+/// one (it refuses the header line), so after `bytes=` it can only be a syntax error.
 struct Cursor<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
 impl Cursor<'_> {
-    fn peek(&self) -> u8 {
-        self.bytes.get(self.at).copied().unwrap_or(0)
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
     }
 
-    fn bump(&mut self) -> u8 {
+    fn bump(&mut self) -> Option<u8> {
         let b = self.peek();
         self.at += 1;
         b
     }
 
     fn skip_spaces(&mut self) {
-        while self.peek() == b' ' {
+        while self.peek() == Some(b' ') {
             self.at += 1;
         }
     }
 
+    /// At the end of the value or of one range (`,` or nothing left).
+    fn at_separator(&self) -> bool {
+        matches!(self.peek(), Some(b',') | None)
+    }
+
+    fn digit(&self) -> Option<u8> {
+        self.peek().filter(u8::is_ascii_digit)
+    }
+
     /// 1*DIGIT at the cursor, at most [`MAX_OFFSET`]; `None` when absent or too large.
     fn number(&mut self) -> Option<u64> {
-        if !self.peek().is_ascii_digit() {
-            return None;
-        }
         let mut n: u64 = 0;
-        while self.peek().is_ascii_digit() {
+        let mut digits = 0;
+        while let Some(d) = self.digit() {
+            self.at += 1;
+            digits += 1;
             n = n
                 .checked_mul(10)?
-                .checked_add(u64::from(self.bump() - b'0'))
+                .checked_add(u64::from(d - b'0'))
                 .filter(|&n| n <= MAX_OFFSET)?;
         }
-        Some(n)
+        (digits > 0).then_some(n)
     }
 }
 
@@ -108,7 +119,7 @@ pub fn parse_range(header: &[u8], size: u64, max_ranges: usize) -> RangeSpec {
     loop {
         // 1. One range as [start, end), the end clamped to the file.
         c.skip_spaces();
-        let (start, end) = if c.peek() == b'-' {
+        let (start, end) = if c.peek() == Some(b'-') {
             c.bump();
             let Some(suffix) = c.number() else {
                 return RangeSpec::Unsatisfiable;
@@ -119,11 +130,11 @@ pub fn parse_range(header: &[u8], size: u64, max_ranges: usize) -> RangeSpec {
                 return RangeSpec::Unsatisfiable;
             };
             c.skip_spaces();
-            if c.bump() != b'-' {
+            if c.bump() != Some(b'-') {
                 return RangeSpec::Unsatisfiable;
             }
             c.skip_spaces();
-            if matches!(c.peek(), b',' | 0) {
+            if c.at_separator() {
                 (start, size)
             } else {
                 let Some(last) = c.number() else {
@@ -133,7 +144,7 @@ pub fn parse_range(header: &[u8], size: u64, max_ranges: usize) -> RangeSpec {
             }
         };
         c.skip_spaces();
-        if !matches!(c.peek(), b',' | 0) {
+        if !c.at_separator() {
             return RangeSpec::Unsatisfiable;
         }
         // 2. Keep it if it overlaps the file; a range starting at 0 that cannot (an empty
@@ -149,7 +160,7 @@ pub fn parse_range(header: &[u8], size: u64, max_ranges: usize) -> RangeSpec {
         } else if start == 0 {
             return RangeSpec::Ignore;
         }
-        if c.bump() != b',' {
+        if c.bump() != Some(b',') {
             break;
         }
     }
@@ -289,6 +300,28 @@ mod tests {
                 String::from_utf8_lossy(h)
             );
         }
+    }
+
+    #[test]
+    fn a_nul_byte_is_not_the_end_of_the_range_set() {
+        // Found by fuzzing: the cursor read a NUL as the end of the value, so the bytes after it
+        // were never looked at and `bytes=-2\0...` served the last 2 bytes instead of 416.
+        for h in [
+            &b"bytes=-2\0\0x"[..],
+            b"bytes=0-\0",
+            b"bytes=0-1\0,2-3",
+            b"bytes=0-1,\0",
+            b"bytes=\0",
+            b"bytes=0\0-1",
+        ] {
+            assert_eq!(
+                parse(h, 1000),
+                RangeSpec::Unsatisfiable,
+                "{:?}",
+                String::from_utf8_lossy(h)
+            );
+        }
+        assert_eq!(parse(b"bytes=0-", 1000), ranges(&[(0, 999)]));
     }
 
     #[test]

@@ -176,7 +176,7 @@ pub struct Head {
     /// next pipelined request) starts here.
     pub head_len: u32,
     /// The authority of an absolute-form target, else the `Host` field value (`host[:port]`,
-    /// possibly empty). `None` only for HTTP/1.0 without `Host`.
+    /// never empty: an empty one is 400). `None` only for HTTP/1.0 without `Host`.
     pub host: Option<Span>,
     /// The body length from `Content-Length`.
     pub content_length: Option<u64>,
