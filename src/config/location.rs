@@ -65,9 +65,7 @@ pub(crate) fn build_server(
     vars: &Vars<'_>,
     warnings: &mut Vec<(usize, String)>,
 ) -> Result<(Server, Keys), ConfigError> {
-    let mut listen: Vec<(SocketAddr, usize)> = Vec::new();
-    let mut proxy_protocol: Vec<SocketAddr> = Vec::new();
-    let mut server_name: Vec<String> = Vec::new();
+    let mut keys = ServerKeys::default();
     let mut limits = LimitKeys::default();
     let mut realip = RealIpKeys::default();
     let mut seen = Seen::default();
@@ -85,65 +83,94 @@ pub(crate) fn build_server(
             continue;
         }
         match entry.key.as_str() {
-            "listen" => {
-                let value = vars.expand(section, entry)?;
-                let (addr, proxied) =
-                    listen_line(&value).map_err(|why| section.invalid(entry, &value, &why))?;
-                if proxied {
-                    proxy_protocol.push(addr);
-                }
-                if let Some((_, first)) = listen.iter().find(|(a, _)| *a == addr) {
-                    return Err(at(
-                        entry.line,
-                        format!(
-                            "listen {addr} given twice in [{}] (lines {first} and {})",
-                            section.title, entry.line
-                        ),
-                    ));
-                }
-                listen.push((addr, entry.line));
-            }
+            "listen" => keys.read_listen(section, entry, &vars.expand(section, entry)?)?,
             "server_name" => {
-                let value = vars.expand(section, entry)?;
-                let mut any = false;
-                for name in value.split_whitespace() {
-                    any = true;
-                    if let Err(why) = valid_server_name(name) {
-                        return Err(section.invalid(entry, &value, &why));
-                    }
-                    let name = name.to_ascii_lowercase();
-                    if !server_name.contains(&name) {
-                        server_name.push(name);
-                    }
-                }
-                if !any {
-                    return Err(section.invalid(
-                        entry,
-                        &value,
-                        "expected host names separated by spaces",
-                    ));
-                }
+                keys.read_server_name(section, entry, &vars.expand(section, entry)?)?
             }
             _ => return Err(section.unknown(entry)),
         }
     }
-    let listen = if listen.is_empty() {
-        vec![default_listen()]
-    } else {
-        listen.into_iter().map(|(addr, _)| addr).collect()
-    };
-    Ok((
+    Ok((keys.into_server(section.line), (limits, realip)))
+}
+
+/// What a `[server]` section's own keys (`listen`, `server_name`) have said so far.
+#[derive(Default)]
+struct ServerKeys {
+    /// Each address with the line that gave it, in file order.
+    listen: Vec<(SocketAddr, usize)>,
+    proxy_protocol: Vec<SocketAddr>,
+    /// Lowercased, without duplicates, in file order.
+    server_name: Vec<String>,
+}
+
+impl ServerKeys {
+    /// One `listen` line: an address not given before in this section.
+    fn read_listen(
+        &mut self,
+        section: &Section,
+        entry: &Entry,
+        value: &str,
+    ) -> Result<(), ConfigError> {
+        let (addr, proxied) =
+            listen_line(value).map_err(|why| section.invalid(entry, value, &why))?;
+        if proxied {
+            self.proxy_protocol.push(addr);
+        }
+        if let Some((_, first)) = self.listen.iter().find(|(a, _)| *a == addr) {
+            return Err(at(
+                entry.line,
+                format!(
+                    "listen {addr} given twice in [{}] (lines {first} and {})",
+                    section.title, entry.line
+                ),
+            ));
+        }
+        self.listen.push((addr, entry.line));
+        Ok(())
+    }
+
+    /// One `server_name` line: at least one valid name; names already given are skipped.
+    fn read_server_name(
+        &mut self,
+        section: &Section,
+        entry: &Entry,
+        value: &str,
+    ) -> Result<(), ConfigError> {
+        let mut any = false;
+        for name in value.split_whitespace() {
+            any = true;
+            if let Err(why) = valid_server_name(name) {
+                return Err(section.invalid(entry, value, &why));
+            }
+            let name = name.to_ascii_lowercase();
+            if !self.server_name.contains(&name) {
+                self.server_name.push(name);
+            }
+        }
+        if !any {
+            return Err(section.invalid(entry, value, "expected host names separated by spaces"));
+        }
+        Ok(())
+    }
+
+    /// The server these keys describe ([`default_listen`] when no `listen` was given), with
+    /// no locations yet and the default limits and realip.
+    fn into_server(self, line: usize) -> Server {
+        let listen = if self.listen.is_empty() {
+            vec![default_listen()]
+        } else {
+            self.listen.into_iter().map(|(addr, _)| addr).collect()
+        };
         Server {
-            line: section.line,
+            line,
             listen,
-            proxy_protocol,
-            server_name,
+            proxy_protocol: self.proxy_protocol,
+            server_name: self.server_name,
             locations: Vec::new(),
             limits: Limits::default(),
             realip: RealIp::default(),
-        },
-        (limits, realip),
-    ))
+        }
+    }
 }
 
 /// `listen`: an address, then optionally `proxy_protocol` (nginx's listen parameter);
