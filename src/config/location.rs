@@ -703,6 +703,19 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_key_is_read() {
+        for key in [HANDLER_KEYS, COMMON_KEYS, STATIC_KEYS, UWSGI_KEYS].concat() {
+            if let Err(e) = parse(
+                &format!("[location:/]\n{key} = ???\n"),
+                Path::new("uwgate.ini"),
+                &|_| None,
+            ) {
+                assert!(!e.to_string().contains("unknown key"), "{key}: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn server_defaults_to_port_80_and_no_names() {
         let c = config("[server]\n");
         assert_eq!(c.servers.len(), 1);

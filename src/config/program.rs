@@ -736,6 +736,19 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_key_is_read() {
+        for key in KEYS {
+            if let Err(e) = parse(
+                &format!("[program:web]\n{key} = ???\n"),
+                Path::new("uwgate.ini"),
+                &|_| None,
+            ) {
+                assert!(!e.to_string().contains("unknown key"), "{key}: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn required_for_health_defaults_off_and_is_read() {
         assert!(!Program::new("x", "/bin/true").required_for_health);
         let c = super::super::parse(
