@@ -126,25 +126,7 @@ fn main() -> ExitCode {
         }
     };
     if args.test {
-        for w in &cfg.warnings {
-            eprintln!("uwgate: [warn] {w}");
-        }
-        // The same descriptor check as a start, so -t warns as the start would.
-        match fit_descriptors(&mut cfg) {
-            Ok(Some(scaled)) => eprintln!("uwgate: [warn] {scaled}"),
-            Ok(None) => {}
-            Err(e) => {
-                eprintln!("uwgate: {e}");
-                eprintln!("uwgate: configuration file {path} test failed");
-                return ExitCode::FAILURE;
-            }
-        }
-        if std::env::var_os(handoff::CHECK_ENV).is_some() {
-            eprintln!("{}", handoff::check_line());
-        }
-        eprintln!("uwgate: the configuration file {path} syntax is ok");
-        eprintln!("uwgate: configuration file {path} test is successful");
-        return ExitCode::SUCCESS;
+        return test_config(&mut cfg, &path);
     }
     if let Some(sig) = args.signal {
         return send_signal(&cfg, &sig);
@@ -159,6 +141,30 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `-t` on a loaded configuration: its warnings, the descriptor check a start would make,
+/// then nginx's two success lines (`path` is the file as given).
+fn test_config(cfg: &mut config::Config, path: &str) -> ExitCode {
+    for w in &cfg.warnings {
+        eprintln!("uwgate: [warn] {w}");
+    }
+    // The same descriptor check as a start, so -t warns as the start would.
+    match fit_descriptors(cfg) {
+        Ok(Some(scaled)) => eprintln!("uwgate: [warn] {scaled}"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("uwgate: {e}");
+            eprintln!("uwgate: configuration file {path} test failed");
+            return ExitCode::FAILURE;
+        }
+    }
+    if std::env::var_os(handoff::CHECK_ENV).is_some() {
+        eprintln!("{}", handoff::check_line());
+    }
+    eprintln!("uwgate: the configuration file {path} syntax is ok");
+    eprintln!("uwgate: configuration file {path} test is successful");
+    ExitCode::SUCCESS
 }
 
 /// The configuration file, checked (an `upgrade-test` build also refuses its test value).

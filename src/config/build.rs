@@ -34,124 +34,178 @@ pub(crate) type Keys = (LimitKeys, RealIpKeys);
 
 /// Builds and cross-checks every section.
 pub(crate) fn build(sections: &[Section], vars: &Vars<'_>) -> Result<Built, ConfigError> {
-    let mut global: Option<(Global, usize)> = None;
-    let mut servers: Vec<Server> = Vec::new();
-    let mut implicit: Option<Server> = None;
-    // The limit keys each server, and each of its locations, sets (parallel to `servers`, the
-    // implicit server last): resolved once `[uwgate]` is known, wherever it is in the file.
-    let mut server_limits: Vec<(Keys, Vec<Keys>)> = Vec::new();
-    let mut implicit_limits: Vec<Keys> = Vec::new();
-    let mut programs: Vec<BuiltProgram> = Vec::new();
-    // Header line of each program, and of each prefix in the current server, by name.
-    let mut program_lines: HashMap<&str, usize> = HashMap::new();
-    let mut prefix_lines: HashMap<&str, usize> = HashMap::new();
-    let mut warnings: Vec<(usize, String)> = Vec::new();
-    // `uwsgi_program` values with their line and section, checked once every program is known.
-    let mut program_refs: Vec<(String, usize, &str)> = Vec::new();
-
+    let mut builder = Builder::default();
     for section in sections {
         match &section.kind {
-            SectionKind::Global => {
-                if let Some((_, first)) = &global {
-                    return Err(at(
-                        section.line,
-                        format!("[uwgate] given twice (lines {first} and {})", section.line),
-                    ));
-                }
-                global = Some((build_global(section, vars, &mut warnings)?, section.line));
-            }
-            SectionKind::Server => {
-                if let Some(location) = implicit.as_ref().and_then(|s| s.locations.first()) {
-                    return Err(at(
-                        location.line,
-                        format!(
-                            "[location:{}] comes before the first [server] (line {}): a location belongs to the [server] above it, and only a file without any [server] gets an implicit default server",
-                            location.prefix, section.line
-                        ),
-                    ));
-                }
-                let (server, keys) = build_server(section, vars, &mut warnings)?;
-                servers.push(server);
-                server_limits.push((keys, Vec::new()));
-                prefix_lines.clear();
-            }
-            SectionKind::Location(prefix) => {
-                let (location, keys) = build_location(section, prefix, vars, &mut warnings)?;
-                if let Some(named) = uwsgi_program_of(&location) {
-                    let line = section
-                        .entries
-                        .iter()
-                        .find(|e| e.key == "uwsgi_program")
-                        .map_or(section.line, |e| e.line);
-                    program_refs.push((named.to_string(), line, section.title.as_str()));
-                }
-                let (server, location_limits) = match (servers.last_mut(), server_limits.last_mut())
-                {
-                    (Some(server), Some((_, locations))) => (server, locations),
-                    _ => (
-                        implicit.get_or_insert_with(|| Server {
-                            line: 0,
-                            listen: vec![default_listen()],
-                            server_name: Vec::new(),
-                            locations: Vec::new(),
-                            limits: Limits::default(),
-                            proxy_protocol: Vec::new(),
-                            realip: RealIp::default(),
-                        }),
-                        &mut implicit_limits,
-                    ),
-                };
-                location_limits.push(keys);
-                if let Some(first) = prefix_lines.insert(prefix, section.line) {
-                    return Err(at(
-                        section.line,
-                        format!(
-                            "duplicate location prefix '{prefix}' in one server (lines {first} and {})",
-                            section.line
-                        ),
-                    ));
-                }
-                server.locations.push(location);
-            }
-            SectionKind::Program(name) => {
-                if let Some(first) = program_lines.insert(name, section.line) {
-                    return Err(at(
-                        section.line,
-                        format!(
-                            "[program:{name}] given twice (lines {first} and {})",
-                            section.line
-                        ),
-                    ));
-                }
-                programs.push(build_program(section, name, vars, &mut warnings)?);
-            }
+            SectionKind::Global => builder.add_global(section, vars)?,
+            SectionKind::Server => builder.add_server(section, vars)?,
+            SectionKind::Location(prefix) => builder.add_location(section, prefix, vars)?,
+            SectionKind::Program(name) => builder.add_program(section, name, vars)?,
         }
     }
-    // Only reachable when no [server] came after the locations (checked above), so `servers`
-    // is empty here.
-    if let Some(server) = implicit {
-        servers.push(server);
-        server_limits.push((Keys::default(), implicit_limits));
-    }
-    let global = global.map(|(g, _)| g).unwrap_or_default();
-    inherit_limits(&global, &mut servers, &server_limits);
-    check_programs(&programs)?;
-    for (named, line, title) in &program_refs {
-        if !programs.iter().any(|b| b.program.name == *named) {
+    builder.finish()
+}
+
+/// The sections built so far, in file order, with what the file-wide checks need.
+#[derive(Default)]
+struct Builder<'s> {
+    /// `[uwgate]` with its header line.
+    global: Option<(Global, usize)>,
+    servers: Vec<Server>,
+    /// The default server of locations that come before any `[server]`.
+    implicit: Option<Server>,
+    /// The limit keys each server, and each of its locations, sets (parallel to `servers`, the
+    /// implicit server last): resolved once `[uwgate]` is known, wherever it is in the file.
+    server_limits: Vec<(Keys, Vec<Keys>)>,
+    implicit_limits: Vec<Keys>,
+    programs: Vec<BuiltProgram>,
+    /// Header line of each program, by name.
+    program_lines: HashMap<&'s str, usize>,
+    /// Header line of each location prefix in the current server.
+    prefix_lines: HashMap<&'s str, usize>,
+    warnings: Vec<(usize, String)>,
+    /// `uwsgi_program` values with their line and section, checked once every program is known.
+    program_refs: Vec<(String, usize, &'s str)>,
+}
+
+impl<'s> Builder<'s> {
+    /// `[uwgate]`, at most once.
+    fn add_global(&mut self, section: &Section, vars: &Vars<'_>) -> Result<(), ConfigError> {
+        if let Some((_, first)) = &self.global {
             return Err(at(
-                *line,
-                format!("uwsgi_program names unknown program '{named}' in [{title}]"),
+                section.line,
+                format!("[uwgate] given twice (lines {first} and {})", section.line),
             ));
         }
+        self.global = Some((
+            build_global(section, vars, &mut self.warnings)?,
+            section.line,
+        ));
+        Ok(())
     }
-    warn_server_name_conflicts(&servers, &mut warnings);
-    warnings.sort_by_key(|(line, _)| *line);
-    Ok(Built {
-        global,
-        servers,
-        programs: programs.into_iter().map(|b| b.program).collect(),
-        warnings,
-    })
+
+    /// A `[server]`, refused after locations that had no server above them.
+    fn add_server(&mut self, section: &Section, vars: &Vars<'_>) -> Result<(), ConfigError> {
+        if let Some(location) = self.implicit.as_ref().and_then(|s| s.locations.first()) {
+            return Err(at(
+                location.line,
+                format!(
+                    "[location:{}] comes before the first [server] (line {}): a location belongs to the [server] above it, and only a file without any [server] gets an implicit default server",
+                    location.prefix, section.line
+                ),
+            ));
+        }
+        let (server, keys) = build_server(section, vars, &mut self.warnings)?;
+        self.servers.push(server);
+        self.server_limits.push((keys, Vec::new()));
+        self.prefix_lines.clear();
+        Ok(())
+    }
+
+    /// A `[location:PREFIX]`, into the server above it (or the implicit one); its prefix is
+    /// refused when that server has it already.
+    fn add_location(
+        &mut self,
+        section: &'s Section,
+        prefix: &'s str,
+        vars: &Vars<'_>,
+    ) -> Result<(), ConfigError> {
+        let (location, keys) = build_location(section, prefix, vars, &mut self.warnings)?;
+        if let Some(named) = uwsgi_program_of(&location) {
+            let line = section
+                .entries
+                .iter()
+                .find(|e| e.key == "uwsgi_program")
+                .map_or(section.line, |e| e.line);
+            self.program_refs
+                .push((named.to_string(), line, section.title.as_str()));
+        }
+        if let Some(first) = self.prefix_lines.insert(prefix, section.line) {
+            return Err(at(
+                section.line,
+                format!(
+                    "duplicate location prefix '{prefix}' in one server (lines {first} and {})",
+                    section.line
+                ),
+            ));
+        }
+        let (server, location_limits) = self.current_server();
+        location_limits.push(keys);
+        server.locations.push(location);
+        Ok(())
+    }
+
+    /// The server a location belongs to — the last `[server]`, else the implicit default
+    /// server (made on first use) — with its locations' limit keys.
+    fn current_server(&mut self) -> (&mut Server, &mut Vec<Keys>) {
+        match (self.servers.last_mut(), self.server_limits.last_mut()) {
+            (Some(server), Some((_, locations))) => (server, locations),
+            _ => (
+                self.implicit.get_or_insert_with(|| Server {
+                    line: 0,
+                    listen: vec![default_listen()],
+                    server_name: Vec::new(),
+                    locations: Vec::new(),
+                    limits: Limits::default(),
+                    proxy_protocol: Vec::new(),
+                    realip: RealIp::default(),
+                }),
+                &mut self.implicit_limits,
+            ),
+        }
+    }
+
+    /// A `[program:NAME]`, each name at most once.
+    fn add_program(
+        &mut self,
+        section: &Section,
+        name: &'s str,
+        vars: &Vars<'_>,
+    ) -> Result<(), ConfigError> {
+        if let Some(first) = self.program_lines.insert(name, section.line) {
+            return Err(at(
+                section.line,
+                format!(
+                    "[program:{name}] given twice (lines {first} and {})",
+                    section.line
+                ),
+            ));
+        }
+        self.programs
+            .push(build_program(section, name, vars, &mut self.warnings)?);
+        Ok(())
+    }
+
+    /// The checks that need the whole file, then the built config with its warnings in line
+    /// order.
+    fn finish(mut self) -> Result<Built, ConfigError> {
+        // Only reachable when no [server] came after the locations (checked above), so
+        // `servers` is empty here.
+        if let Some(server) = self.implicit {
+            self.servers.push(server);
+            self.server_limits
+                .push((Keys::default(), self.implicit_limits));
+        }
+        let global = self.global.map(|(g, _)| g).unwrap_or_default();
+        inherit_limits(&global, &mut self.servers, &self.server_limits);
+        check_programs(&self.programs)?;
+        for (named, line, title) in &self.program_refs {
+            if !self.programs.iter().any(|b| b.program.name == *named) {
+                return Err(at(
+                    *line,
+                    format!("uwsgi_program names unknown program '{named}' in [{title}]"),
+                ));
+            }
+        }
+        warn_server_name_conflicts(&self.servers, &mut self.warnings);
+        self.warnings.sort_by_key(|(line, _)| *line);
+        Ok(Built {
+            global,
+            servers: self.servers,
+            programs: self.programs.into_iter().map(|b| b.program).collect(),
+            warnings: self.warnings,
+        })
+    }
 }
 
 /// The `uwsgi_program` of a uwsgi location.

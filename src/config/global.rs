@@ -77,97 +77,128 @@ pub(crate) fn build_global(
             }
             continue;
         }
-        let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
-        match key {
-            "user" => global.user = Some(values::account(&value).map_err(bad)?),
-            "group" => global.group = Some(values::account(&value).map_err(bad)?),
-            "pidfile" => global.pidfile = Some(values::absolute_path(&value).map_err(bad)?),
-            "upgrade_binary" => {
-                global.upgrade_binary = Some(values::absolute_path(&value).map_err(bad)?);
-            }
-            "worker_connections" => {
-                let n = values::number_in(&value, 1, MAX_CONNECTIONS).map_err(bad)?;
-                global.worker_connections = usize_of(n);
-            }
-            "client_header_buffer_size" => {
-                let n = values::size_in(&value, 1 << 10, 1 << 20).map_err(bad)?;
-                global.client_header_buffer_size = usize_of(n);
-            }
-            "buffer_size" => {
-                let n = values::size_in(&value, 4 << 10, 16 << 20).map_err(bad)?;
-                global.buffer_size = usize_of(n);
-            }
-            "buffer_pool" => {
-                let n = values::number_in(&value, 1, MAX_CONNECTIONS * 2).map_err(bad)?;
-                pool = Some((n, entry, value.clone()));
-            }
-            "temp_path" => global.temp_path = values::absolute_path(&value).map_err(bad)?,
-            "client_header_timeout" => {
-                global.client_header_timeout = values::duration(&value, false).map_err(bad)?;
-            }
-            "client_body_min_rate" => {
-                global.client_body_min_rate = values::size(&value).map_err(bad)?;
-            }
-            "shutdown_timeout" => {
-                global.shutdown_timeout = values::duration(&value, true).map_err(bad)?;
-            }
-            "listen_backlog" => {
-                let n = values::number_in(&value, 1, 65_535).map_err(bad)?;
-                global.listen_backlog = i32::try_from(n).unwrap_or(i32::MAX);
-            }
-            "server_tokens" => global.server_tokens = values::boolean(&value).map_err(bad)?,
-            "syslog" => global.syslog = values::syslog_target(&value, vars.resolve).map_err(bad)?,
-            "syslog_facility" => global.syslog_facility = values::facility(&value).map_err(bad)?,
-            "syslog_tag" => global.syslog_tag = values::tag(&value).map_err(bad)?,
-            "access_log" => global.access_log = values::boolean(&value).map_err(bad)?,
-            "access_log_tag" => global.access_log_tag = values::tag(&value).map_err(bad)?,
-            "error_log_level" => global.error_log_level = values::level(&value).map_err(bad)?,
-            "open_file_cache" => {
-                let n = if values::boolean(&value) == Ok(false) {
-                    0
-                } else {
-                    values::number_in(&value, 0, 1 << 20).map_err(bad)?
-                };
-                global.open_file_cache = usize_of(n);
-            }
-            "open_file_cache_valid" => {
-                global.open_file_cache_valid = values::duration(&value, true).map_err(bad)?;
-            }
-            "limit_conn_per_ip" => {
-                let n = if values::boolean(&value) == Ok(false) {
-                    0
-                } else {
-                    values::number_in(&value, 0, MAX_CONNECTIONS).map_err(bad)?
-                };
-                global.limit_conn_per_ip = u32::try_from(n).unwrap_or(u32::MAX);
-            }
-            "proxy_protocol_timeout" => {
-                global.proxy_protocol_timeout = values::duration(&value, false).map_err(bad)?;
-            }
-            "shutdown_delay" => {
-                global.shutdown_delay = values::duration(&value, true).map_err(bad)?;
-            }
-            "control_socket" => {
-                global.control_socket = if values::boolean(&value) == Ok(false) {
-                    None
-                } else {
-                    Some(values::control_socket(&value).map_err(bad)?)
-                };
-            }
-            "control_socket_group" => {
-                global.control_socket_group = Some(values::account(&value).map_err(bad)?);
-            }
-            "control_socket_mode" => {
-                global.control_socket_mode = Some(values::socket_mode(&value).map_err(bad)?);
-            }
-            _ => return Err(section.unknown(entry)),
+        if key == "buffer_pool" {
+            let n = values::number_in(&value, 1, MAX_CONNECTIONS * 2).map_err(bad)?;
+            pool = Some((n, entry, value.clone()));
+            continue;
+        }
+        let read = read_process_key(&mut global, key, &value)
+            .or_else(|| read_capacity_key(&mut global, key, &value))
+            .or_else(|| read_timing_key(&mut global, key, &value))
+            .or_else(|| read_logging_key(&mut global, key, &value, vars));
+        match read {
+            Some(read) => read.map_err(bad)?,
+            None => return Err(section.unknown(entry)),
         }
     }
     global.limits = limits.apply(global.limits);
     global.realip = realip.apply(&global.realip);
+    global.buffer_pool = buffer_pool(section, &global, pool)?;
+    Ok(global)
+}
+
+/// Who uwgate runs as and where its files are: user, group, pidfile, upgrade_binary,
+/// temp_path, control_socket, control_socket_group, control_socket_mode. `None` for any other
+/// key.
+fn read_process_key(global: &mut Global, key: &str, value: &str) -> Option<Result<(), String>> {
+    Some(match key {
+        "user" => values::account(value).map(|v| global.user = Some(v)),
+        "group" => values::account(value).map(|v| global.group = Some(v)),
+        "pidfile" => values::absolute_path(value).map(|v| global.pidfile = Some(v)),
+        "upgrade_binary" => values::absolute_path(value).map(|v| global.upgrade_binary = Some(v)),
+        "temp_path" => values::absolute_path(value).map(|v| global.temp_path = v),
+        "control_socket" => {
+            if values::boolean(value) == Ok(false) {
+                global.control_socket = None;
+                Ok(())
+            } else {
+                values::control_socket(value).map(|v| global.control_socket = Some(v))
+            }
+        }
+        "control_socket_group" => {
+            values::account(value).map(|v| global.control_socket_group = Some(v))
+        }
+        "control_socket_mode" => {
+            values::socket_mode(value).map(|v| global.control_socket_mode = Some(v))
+        }
+        _ => return None,
+    })
+}
+
+/// How much uwgate holds: worker_connections, client_header_buffer_size, buffer_size,
+/// listen_backlog, open_file_cache, limit_conn_per_ip (the last two: `off` is 0). `None` for
+/// any other key.
+fn read_capacity_key(global: &mut Global, key: &str, value: &str) -> Option<Result<(), String>> {
+    let usize_of = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let off_or = |max: u64| {
+        if values::boolean(value) == Ok(false) {
+            Ok(0)
+        } else {
+            values::number_in(value, 0, max)
+        }
+    };
+    Some(match key {
+        "worker_connections" => values::number_in(value, 1, MAX_CONNECTIONS)
+            .map(|n| global.worker_connections = usize_of(n)),
+        "client_header_buffer_size" => values::size_in(value, 1 << 10, 1 << 20)
+            .map(|n| global.client_header_buffer_size = usize_of(n)),
+        "buffer_size" => {
+            values::size_in(value, 4 << 10, 16 << 20).map(|n| global.buffer_size = usize_of(n))
+        }
+        "listen_backlog" => values::number_in(value, 1, 65_535)
+            .map(|n| global.listen_backlog = i32::try_from(n).unwrap_or(i32::MAX)),
+        "open_file_cache" => off_or(1 << 20).map(|n| global.open_file_cache = usize_of(n)),
+        "limit_conn_per_ip" => off_or(MAX_CONNECTIONS)
+            .map(|n| global.limit_conn_per_ip = u32::try_from(n).unwrap_or(u32::MAX)),
+        _ => return None,
+    })
+}
+
+/// Timeouts and rates: client_header_timeout, client_body_min_rate, shutdown_timeout,
+/// open_file_cache_valid, proxy_protocol_timeout, shutdown_delay. `None` for any other key.
+fn read_timing_key(global: &mut Global, key: &str, value: &str) -> Option<Result<(), String>> {
+    let duration = |allow_zero| values::duration(value, allow_zero);
+    Some(match key {
+        "client_header_timeout" => duration(false).map(|v| global.client_header_timeout = v),
+        "client_body_min_rate" => values::size(value).map(|v| global.client_body_min_rate = v),
+        "shutdown_timeout" => duration(true).map(|v| global.shutdown_timeout = v),
+        "open_file_cache_valid" => duration(true).map(|v| global.open_file_cache_valid = v),
+        "proxy_protocol_timeout" => duration(false).map(|v| global.proxy_protocol_timeout = v),
+        "shutdown_delay" => duration(true).map(|v| global.shutdown_delay = v),
+        _ => return None,
+    })
+}
+
+/// What uwgate logs and says about itself: syslog, syslog_facility, syslog_tag, access_log,
+/// access_log_tag, error_log_level, server_tokens. `None` for any other key.
+fn read_logging_key(
+    global: &mut Global,
+    key: &str,
+    value: &str,
+    vars: &Vars<'_>,
+) -> Option<Result<(), String>> {
+    Some(match key {
+        "syslog" => values::syslog_target(value, vars.resolve).map(|v| global.syslog = v),
+        "syslog_facility" => values::facility(value).map(|v| global.syslog_facility = v),
+        "syslog_tag" => values::tag(value).map(|v| global.syslog_tag = v),
+        "access_log" => values::boolean(value).map(|v| global.access_log = v),
+        "access_log_tag" => values::tag(value).map(|v| global.access_log_tag = v),
+        "error_log_level" => values::level(value).map(|v| global.error_log_level = v),
+        "server_tokens" => values::boolean(value).map(|v| global.server_tokens = v),
+        _ => return None,
+    })
+}
+
+/// `buffer_pool` against `worker_connections` (at most twice it); without one, as many as
+/// worker_connections, at most 256.
+fn buffer_pool(
+    section: &Section,
+    global: &Global,
+    pool: Option<(u64, &Entry, String)>,
+) -> Result<usize, ConfigError> {
     let most = global.worker_connections.saturating_mul(2);
-    global.buffer_pool = match pool {
-        None => global.worker_connections.min(256),
+    match pool {
+        None => Ok(global.worker_connections.min(256)),
         Some((n, entry, value)) => {
             let n = usize::try_from(n).unwrap_or(usize::MAX);
             if n > most {
@@ -177,10 +208,9 @@ pub(crate) fn build_global(
                     &format!("expected a number from 1 to {most} (twice worker_connections)"),
                 ));
             }
-            n
+            Ok(n)
         }
-    };
-    Ok(global)
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +233,16 @@ mod tests {
         parse(&text, Path::new("uwgate.ini"), &|_| None)
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn every_listed_key_is_read() {
+        for key in KEYS {
+            let text = format!("[uwgate]\n{key} = ???\n");
+            if let Err(e) = parse(&text, Path::new("uwgate.ini"), &|_| None) {
+                assert!(!e.to_string().contains("unknown key"), "{key}: {e}");
+            }
+        }
     }
 
     #[test]

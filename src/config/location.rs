@@ -15,7 +15,8 @@ use super::realip::{RealIpKeys, REALIP_KEYS};
 use super::syntax::{Entry, Section, Seen};
 use super::values;
 use super::{
-    ConfigError, Handler, Limits, Location, RealIp, Server, StaticBase, StaticConf, UwsgiConf,
+    AccessRule, ConfigError, Handler, Limits, Location, RealIp, Server, StaticBase, StaticConf,
+    UwsgiConf,
 };
 
 /// Keys of `[server]` that accumulate (besides the limit keys ([`LIMIT_KEYS`]) and the realip
@@ -65,9 +66,7 @@ pub(crate) fn build_server(
     vars: &Vars<'_>,
     warnings: &mut Vec<(usize, String)>,
 ) -> Result<(Server, Keys), ConfigError> {
-    let mut listen: Vec<(SocketAddr, usize)> = Vec::new();
-    let mut proxy_protocol: Vec<SocketAddr> = Vec::new();
-    let mut server_name: Vec<String> = Vec::new();
+    let mut keys = ServerKeys::default();
     let mut limits = LimitKeys::default();
     let mut realip = RealIpKeys::default();
     let mut seen = Seen::default();
@@ -85,65 +84,94 @@ pub(crate) fn build_server(
             continue;
         }
         match entry.key.as_str() {
-            "listen" => {
-                let value = vars.expand(section, entry)?;
-                let (addr, proxied) =
-                    listen_line(&value).map_err(|why| section.invalid(entry, &value, &why))?;
-                if proxied {
-                    proxy_protocol.push(addr);
-                }
-                if let Some((_, first)) = listen.iter().find(|(a, _)| *a == addr) {
-                    return Err(at(
-                        entry.line,
-                        format!(
-                            "listen {addr} given twice in [{}] (lines {first} and {})",
-                            section.title, entry.line
-                        ),
-                    ));
-                }
-                listen.push((addr, entry.line));
-            }
+            "listen" => keys.read_listen(section, entry, &vars.expand(section, entry)?)?,
             "server_name" => {
-                let value = vars.expand(section, entry)?;
-                let mut any = false;
-                for name in value.split_whitespace() {
-                    any = true;
-                    if let Err(why) = valid_server_name(name) {
-                        return Err(section.invalid(entry, &value, &why));
-                    }
-                    let name = name.to_ascii_lowercase();
-                    if !server_name.contains(&name) {
-                        server_name.push(name);
-                    }
-                }
-                if !any {
-                    return Err(section.invalid(
-                        entry,
-                        &value,
-                        "expected host names separated by spaces",
-                    ));
-                }
+                keys.read_server_name(section, entry, &vars.expand(section, entry)?)?
             }
             _ => return Err(section.unknown(entry)),
         }
     }
-    let listen = if listen.is_empty() {
-        vec![default_listen()]
-    } else {
-        listen.into_iter().map(|(addr, _)| addr).collect()
-    };
-    Ok((
+    Ok((keys.into_server(section.line), (limits, realip)))
+}
+
+/// What a `[server]` section's own keys (`listen`, `server_name`) have said so far.
+#[derive(Default)]
+struct ServerKeys {
+    /// Each address with the line that gave it, in file order.
+    listen: Vec<(SocketAddr, usize)>,
+    proxy_protocol: Vec<SocketAddr>,
+    /// Lowercased, without duplicates, in file order.
+    server_name: Vec<String>,
+}
+
+impl ServerKeys {
+    /// One `listen` line: an address not given before in this section.
+    fn read_listen(
+        &mut self,
+        section: &Section,
+        entry: &Entry,
+        value: &str,
+    ) -> Result<(), ConfigError> {
+        let (addr, proxied) =
+            listen_line(value).map_err(|why| section.invalid(entry, value, &why))?;
+        if proxied {
+            self.proxy_protocol.push(addr);
+        }
+        if let Some((_, first)) = self.listen.iter().find(|(a, _)| *a == addr) {
+            return Err(at(
+                entry.line,
+                format!(
+                    "listen {addr} given twice in [{}] (lines {first} and {})",
+                    section.title, entry.line
+                ),
+            ));
+        }
+        self.listen.push((addr, entry.line));
+        Ok(())
+    }
+
+    /// One `server_name` line: at least one valid name; names already given are skipped.
+    fn read_server_name(
+        &mut self,
+        section: &Section,
+        entry: &Entry,
+        value: &str,
+    ) -> Result<(), ConfigError> {
+        let mut any = false;
+        for name in value.split_whitespace() {
+            any = true;
+            if let Err(why) = valid_server_name(name) {
+                return Err(section.invalid(entry, value, &why));
+            }
+            let name = name.to_ascii_lowercase();
+            if !self.server_name.contains(&name) {
+                self.server_name.push(name);
+            }
+        }
+        if !any {
+            return Err(section.invalid(entry, value, "expected host names separated by spaces"));
+        }
+        Ok(())
+    }
+
+    /// The server these keys describe ([`default_listen`] when no `listen` was given), with
+    /// no locations yet and the default limits and realip.
+    fn into_server(self, line: usize) -> Server {
+        let listen = if self.listen.is_empty() {
+            vec![default_listen()]
+        } else {
+            self.listen.into_iter().map(|(addr, _)| addr).collect()
+        };
         Server {
-            line: section.line,
+            line,
             listen,
-            proxy_protocol,
-            server_name,
+            proxy_protocol: self.proxy_protocol,
+            server_name: self.server_name,
             locations: Vec::new(),
             limits: Limits::default(),
             realip: RealIp::default(),
-        },
-        (limits, realip),
-    ))
+        }
+    }
 }
 
 /// `listen`: an address, then optionally `proxy_protocol` (nginx's listen parameter);
@@ -232,20 +260,58 @@ pub(crate) fn build_location(
     vars: &Vars<'_>,
     warnings: &mut Vec<(usize, String)>,
 ) -> Result<(Location, Keys), ConfigError> {
-    let mut handlers = Handlers::default();
-    let mut limits = LimitKeys::default();
-    let mut realip = RealIpKeys::default();
-    let mut upstreams = Vec::new();
-    let mut internal = false;
-    let mut access = Vec::new();
-    let mut files = StaticConf::new(StaticBase::Root(PathBuf::from("/")));
-    let mut uwsgi = UwsgiConf::new(Vec::new());
-    // The first static-only and uwsgi-only keys, to refuse them on the other handlers.
-    let mut first_static: Option<&Entry> = None;
-    let mut first_uwsgi: Option<&Entry> = None;
+    let mut keys = LocationKeys::new();
     let mut seen = Seen::default();
-
     for entry in &section.entries {
+        keys.read(section, entry, vars, &mut seen, warnings)?;
+    }
+    let chosen = choose_handler(section, &keys.handlers)?;
+    refuse_other_handlers_keys(section, chosen, keys.first_static, keys.first_uwsgi)?;
+    Ok(keys.into_location(section, prefix, chosen, warnings))
+}
+
+/// What a location's keys have said so far, before its one handler is chosen.
+struct LocationKeys<'s> {
+    handlers: Handlers,
+    limits: LimitKeys,
+    realip: RealIpKeys,
+    internal: bool,
+    /// allow/deny rules in file order.
+    access: Vec<AccessRule>,
+    /// The static settings (base chosen at the end) and the uwsgi settings (with every
+    /// uwsgi_pass); only the chosen handler's are kept.
+    files: StaticConf,
+    uwsgi: UwsgiConf,
+    /// The first static-only and uwsgi-only keys, to refuse them on the other handlers.
+    first_static: Option<&'s Entry>,
+    first_uwsgi: Option<&'s Entry>,
+}
+
+impl<'s> LocationKeys<'s> {
+    fn new() -> Self {
+        LocationKeys {
+            handlers: Handlers::default(),
+            limits: LimitKeys::default(),
+            realip: RealIpKeys::default(),
+            internal: false,
+            access: Vec::new(),
+            files: StaticConf::new(StaticBase::Root(PathBuf::from("/"))),
+            uwsgi: UwsgiConf::new(Vec::new()),
+            first_static: None,
+            first_uwsgi: None,
+        }
+    }
+
+    /// Reads one entry: refuses unknown and repeated keys, then hands the expanded value to
+    /// the reader of its key group.
+    fn read(
+        &mut self,
+        section: &Section,
+        entry: &'s Entry,
+        vars: &Vars<'_>,
+        seen: &mut Seen<'s>,
+        warnings: &mut Vec<(usize, String)>,
+    ) -> Result<(), ConfigError> {
         let key = entry.key.as_str();
         let is_static = STATIC_KEYS.contains(&key);
         let is_uwsgi = UWSGI_KEYS.contains(&key);
@@ -260,98 +326,169 @@ pub(crate) fn build_location(
         }
         seen.once(section, entry, LOCATION_REPEATABLE)?;
         if REALIP_KEYS.contains(&key) {
-            read_realip(&mut realip, section, entry, vars, warnings)?;
-            continue;
+            return read_realip(&mut self.realip, section, entry, vars, warnings);
         }
-        if is_static && first_static.is_none() {
-            first_static = Some(entry);
+        if is_static && self.first_static.is_none() {
+            self.first_static = Some(entry);
         }
-        if is_uwsgi && first_uwsgi.is_none() {
-            first_uwsgi = Some(entry);
+        if is_uwsgi && self.first_uwsgi.is_none() {
+            self.first_uwsgi = Some(entry);
         }
         let value = vars.expand(section, entry)?;
-        let bad = |why: String| section.invalid(entry, &value, &why);
-        if let Some(read) = limits.read(key, &value) {
-            read.map_err(bad)?;
-            continue;
-        }
-        match key {
-            "alias" => {
-                values::absolute_path(&value).map_err(bad)?;
-                handlers.alias = Some((value.clone(), entry.line));
-            }
-            "root" => {
-                values::absolute_path(&value).map_err(bad)?;
-                handlers.root = Some((value.clone(), entry.line));
-            }
-            "uwsgi_pass" => {
-                upstreams.push(values::upstream(&value, vars.resolve).map_err(bad)?);
-                handlers.pass.get_or_insert(entry.line);
-            }
-            "stub_status" => {
-                if values::boolean(&value).map_err(bad)? {
-                    handlers.stub = Some(entry.line);
-                }
-            }
-            "health" => {
-                if values::boolean(&value).map_err(bad)? {
-                    handlers.health = Some(entry.line);
-                }
-            }
-            "internal" => internal = values::boolean(&value).map_err(bad)?,
-            "allow" | "deny" => {
-                let (rule, warning) = values::access(&value, key == "allow").map_err(bad)?;
-                if let Some(warning) = warning {
-                    warnings.push((entry.line, format!("{warning} in [{}]", section.title)));
-                }
-                access.push(rule);
-            }
-            "index" => files.index = index_names(&value).map_err(bad)?,
-            "gzip_static" => files.gzip_static = values::boolean(&value).map_err(bad)?,
-            "expires" => files.expires = values::expires(&value).map_err(bad)?,
-            "disable_symlinks" => files.disable_symlinks = values::boolean(&value).map_err(bad)?,
-            "charset" => files.charset = values::charset(&value).map_err(bad)?,
-            "uwsgi_param" => {
-                let (name, param) = uwsgi_param(&value).map_err(bad)?;
-                if param.starts_with('$') {
-                    warnings.push((
-                        entry.line,
-                        format!(
-                            "uwsgi_param {name} is sent as the literal text '{param}' in [{}]: uwgate does not expand nginx variables",
-                            section.title
-                        ),
-                    ));
-                }
-                uwsgi.params.push((name, param));
-            }
-            "uwsgi_connect_timeout" => {
-                uwsgi.connect_timeout = values::duration(&value, false).map_err(bad)?;
-            }
-            "uwsgi_read_timeout" => {
-                uwsgi.read_timeout = values::duration(&value, false).map_err(bad)?
-            }
-            "uwsgi_send_timeout" => {
-                uwsgi.send_timeout = values::duration(&value, false).map_err(bad)?
-            }
-            "uwsgi_script_name" => uwsgi.script_name = Some(script_name(&value).map_err(bad)?),
-            "uwsgi_max_temp_file_size" => {
-                uwsgi.max_temp_file_size = values::size(&value).map_err(bad)?;
-            }
-            "uwsgi_ignore_client_abort" => {
-                uwsgi.ignore_client_abort = values::boolean(&value).map_err(bad)?;
-            }
-            "uwsgi_program" => {
-                if !super::syntax::is_program_name(&value) {
-                    return Err(bad("expected the name of a [program:x] section".to_string()));
-                }
-                uwsgi.program = Some(value.clone());
-            }
-            _ => return Err(section.unknown(entry)),
+        let read = if let Some(read) = self.limits.read(key, &value) {
+            Some(read)
+        } else if is_static {
+            read_static_key(&mut self.files, key, &value)
+        } else if is_uwsgi {
+            read_uwsgi_key(&mut self.uwsgi, section, entry, &value, warnings)
+        } else {
+            self.read_handler_or_common_key(section, entry, &value, vars, warnings)
+        };
+        match read {
+            Some(read) => read.map_err(|why| section.invalid(entry, &value, &why)),
+            None => Err(section.unknown(entry)),
         }
     }
 
-    let handler = choose_handler(section, &handlers)?;
-    let refused = match handler {
+    /// The handler keys (alias, root, uwsgi_pass, stub_status, health) and the keys of any
+    /// location (internal, allow, deny); `None` for any other key.
+    fn read_handler_or_common_key(
+        &mut self,
+        section: &Section,
+        entry: &Entry,
+        value: &str,
+        vars: &Vars<'_>,
+        warnings: &mut Vec<(usize, String)>,
+    ) -> Option<Result<(), String>> {
+        let key = entry.key.as_str();
+        let line = entry.line;
+        let handlers = &mut self.handlers;
+        Some(match key {
+            "alias" => values::absolute_path(value)
+                .map(|_| handlers.alias = Some((value.to_string(), line))),
+            "root" => values::absolute_path(value)
+                .map(|_| handlers.root = Some((value.to_string(), line))),
+            "uwsgi_pass" => values::upstream(value, vars.resolve).map(|upstream| {
+                self.uwsgi.upstreams.push(upstream);
+                handlers.pass.get_or_insert(line);
+            }),
+            "stub_status" => values::boolean(value).map(|on| {
+                if on {
+                    handlers.stub = Some(line);
+                }
+            }),
+            "health" => values::boolean(value).map(|on| {
+                if on {
+                    handlers.health = Some(line);
+                }
+            }),
+            "internal" => values::boolean(value).map(|on| self.internal = on),
+            "allow" | "deny" => values::access(value, key == "allow").map(|(rule, warning)| {
+                if let Some(warning) = warning {
+                    warnings.push((line, format!("{warning} in [{}]", section.title)));
+                }
+                self.access.push(rule);
+            }),
+            _ => return None,
+        })
+    }
+
+    /// The location these keys describe, with the `chosen` handler's settings; `warnings`
+    /// receives an alias that lacks the prefix's trailing '/'.
+    fn into_location(
+        self,
+        section: &Section,
+        prefix: &str,
+        chosen: Chosen,
+        warnings: &mut Vec<(usize, String)>,
+    ) -> (Location, Keys) {
+        let handler = match chosen {
+            Chosen::Alias | Chosen::Root => {
+                let mut files = self.files;
+                files.base = static_base(section, prefix, self.handlers, warnings);
+                Handler::Static(files)
+            }
+            Chosen::Uwsgi => Handler::Uwsgi(self.uwsgi),
+            Chosen::Stub => Handler::StubStatus,
+            Chosen::Health => Handler::Health,
+        };
+        let location = Location {
+            line: section.line,
+            prefix: prefix.to_string(),
+            handler,
+            internal: self.internal,
+            access: self.access,
+            limits: Limits::default(),
+            realip: RealIp::default(),
+        };
+        (location, (self.limits, self.realip))
+    }
+}
+
+/// A static-only key (index, gzip_static, expires, disable_symlinks, charset) into `files`;
+/// `None` for any other key.
+fn read_static_key(files: &mut StaticConf, key: &str, value: &str) -> Option<Result<(), String>> {
+    Some(match key {
+        "index" => index_names(value).map(|v| files.index = v),
+        "gzip_static" => values::boolean(value).map(|v| files.gzip_static = v),
+        "expires" => values::expires(value).map(|v| files.expires = v),
+        "disable_symlinks" => values::boolean(value).map(|v| files.disable_symlinks = v),
+        "charset" => values::charset(value).map(|v| files.charset = v),
+        _ => return None,
+    })
+}
+
+/// A uwsgi-only key (besides uwsgi_pass) into `uwsgi`; `warnings` receives a uwsgi_param
+/// value that looks like an nginx variable. `None` for any other key.
+fn read_uwsgi_key(
+    uwsgi: &mut UwsgiConf,
+    section: &Section,
+    entry: &Entry,
+    value: &str,
+    warnings: &mut Vec<(usize, String)>,
+) -> Option<Result<(), String>> {
+    let timeout = || values::duration(value, false);
+    Some(match entry.key.as_str() {
+        "uwsgi_param" => uwsgi_param(value).map(|(name, param)| {
+            if param.starts_with('$') {
+                warnings.push((
+                    entry.line,
+                    format!(
+                        "uwsgi_param {name} is sent as the literal text '{param}' in [{}]: uwgate does not expand nginx variables",
+                        section.title
+                    ),
+                ));
+            }
+            uwsgi.params.push((name, param));
+        }),
+        "uwsgi_connect_timeout" => timeout().map(|v| uwsgi.connect_timeout = v),
+        "uwsgi_read_timeout" => timeout().map(|v| uwsgi.read_timeout = v),
+        "uwsgi_send_timeout" => timeout().map(|v| uwsgi.send_timeout = v),
+        "uwsgi_script_name" => script_name(value).map(|v| uwsgi.script_name = Some(v)),
+        "uwsgi_max_temp_file_size" => values::size(value).map(|v| uwsgi.max_temp_file_size = v),
+        "uwsgi_ignore_client_abort" => {
+            values::boolean(value).map(|v| uwsgi.ignore_client_abort = v)
+        }
+        "uwsgi_program" => {
+            if super::syntax::is_program_name(value) {
+                uwsgi.program = Some(value.to_string());
+                Ok(())
+            } else {
+                Err("expected the name of a [program:x] section".to_string())
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Refuses the first static-only or uwsgi-only key of a location whose handler is another.
+fn refuse_other_handlers_keys(
+    section: &Section,
+    chosen: Chosen,
+    first_static: Option<&Entry>,
+    first_uwsgi: Option<&Entry>,
+) -> Result<(), ConfigError> {
+    let refused = match chosen {
         Chosen::Alias | Chosen::Root => first_uwsgi.map(|e| (e, "uwsgi_pass")),
         Chosen::Uwsgi => first_static.map(|e| (e, "alias/root")),
         Chosen::Stub | Chosen::Health => first_static.or(first_uwsgi).map(|e| {
@@ -363,58 +500,44 @@ pub(crate) fn build_location(
             (e, owner)
         }),
     };
-    if let Some((entry, owner)) = refused {
-        return Err(at(
+    match refused {
+        Some((entry, owner)) => Err(at(
             entry.line,
             format!(
                 "'{}' applies only to {owner} locations, and [{}] uses {}",
                 entry.key,
                 section.title,
-                handler.key()
+                chosen.key()
             ),
-        ));
+        )),
+        None => Ok(()),
     }
+}
 
-    let handler = match handler {
-        Chosen::Alias | Chosen::Root => {
-            let (alias, root) = (handlers.alias, handlers.root);
-            files.base = match (alias, root) {
-                (Some((path, line)), _) => {
-                    if prefix.ends_with('/') && !path.ends_with('/') {
-                        warnings.push((
-                            line,
-                            format!(
-                                "alias '{path}' lacks the trailing '/' of prefix '{prefix}' in [{}]: {prefix}x maps to {path}x",
-                                section.title
-                            ),
-                        ));
-                    }
-                    StaticBase::Alias(PathBuf::from(path))
-                }
-                (None, Some((path, _))) => StaticBase::Root(PathBuf::from(path)),
-                (None, None) => StaticBase::Root(PathBuf::from("/")),
-            };
-            Handler::Static(files)
+/// Where a static location's files are: its alias (warning when it lacks the trailing '/' of
+/// a prefix that has one), else its root.
+fn static_base(
+    section: &Section,
+    prefix: &str,
+    handlers: Handlers,
+    warnings: &mut Vec<(usize, String)>,
+) -> StaticBase {
+    match (handlers.alias, handlers.root) {
+        (Some((path, line)), _) => {
+            if prefix.ends_with('/') && !path.ends_with('/') {
+                warnings.push((
+                    line,
+                    format!(
+                        "alias '{path}' lacks the trailing '/' of prefix '{prefix}' in [{}]: {prefix}x maps to {path}x",
+                        section.title
+                    ),
+                ));
+            }
+            StaticBase::Alias(PathBuf::from(path))
         }
-        Chosen::Uwsgi => {
-            uwsgi.upstreams = upstreams;
-            Handler::Uwsgi(uwsgi)
-        }
-        Chosen::Stub => Handler::StubStatus,
-        Chosen::Health => Handler::Health,
-    };
-    Ok((
-        Location {
-            line: section.line,
-            prefix: prefix.to_string(),
-            handler,
-            internal,
-            access,
-            limits: Limits::default(),
-            realip: RealIp::default(),
-        },
-        (limits, realip),
-    ))
+        (None, Some((path, _))) => StaticBase::Root(PathBuf::from(path)),
+        (None, None) => StaticBase::Root(PathBuf::from("/")),
+    }
 }
 
 /// Which handler key a location uses.
@@ -576,6 +699,19 @@ mod tests {
         match &location.handler {
             Handler::Uwsgi(u) => u,
             other => panic!("not uwsgi: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_listed_key_is_read() {
+        for key in [HANDLER_KEYS, COMMON_KEYS, STATIC_KEYS, UWSGI_KEYS].concat() {
+            if let Err(e) = parse(
+                &format!("[location:/]\n{key} = ???\n"),
+                Path::new("uwgate.ini"),
+                &|_| None,
+            ) {
+                assert!(!e.to_string().contains("unknown key"), "{key}: {e}");
+            }
         }
     }
 

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use super::expand::{expand, Lookup, Vars};
-use super::syntax::{is_program_name, Section, Seen};
+use super::syntax::{is_program_name, Entry, Section, Seen};
 use super::{at, values, AutoRestart, ConfigError, ProcessSpec, Program};
 
 /// Keys `[program:x]` implements; none repeats.
@@ -84,26 +84,14 @@ pub(crate) fn build_program(
 ) -> Result<BuiltProgram, ConfigError> {
     let mut program = Program::new(name, "");
     program.line = section.line;
-    let mut command_line = None;
-    let mut process_name_line = None;
-    let mut numprocs_line = section.line;
-    let mut numprocs_start_line = section.line;
-    let mut depends_on_line = section.line;
+    let mut lines = KeyLines::new(section.line);
     let mut seen = Seen::default();
 
     for entry in &section.entries {
         let key = entry.key.as_str();
         if IGNORED.contains(&key) {
             seen.once(section, entry, &[])?;
-            let why = if key == "serverurl" {
-                "uwgate ctl finds the socket through control_socket (or -s)"
-            } else {
-                "output goes to syslog"
-            };
-            warnings.push((
-                entry.line,
-                format!("'{key}' ignored in [{}]: {why}", section.title),
-            ));
+            warn_ignored(section, entry, warnings);
             continue;
         }
         if !KEYS.contains(&key) {
@@ -112,79 +100,176 @@ pub(crate) fn build_program(
         seen.once(section, entry, &[])?;
         let per_process = key == "command" || key == "process_name";
         let value = vars.expand_program(section, entry, name, per_process)?;
-        let bad = |why: String| section.invalid(entry, &value, &why);
-        let duration = |allow_zero| values::duration(&value, allow_zero).map_err(bad);
-        let boolean = || values::boolean(&value).map_err(bad);
-        let u32_in = |min: u32, max: u32| {
-            values::number_in(&value, u64::from(min), u64::from(max))
-                .map(|n| u32::try_from(n).unwrap_or(max))
-                .map_err(bad)
-        };
-        match key {
-            "command" => {
-                if value.trim().is_empty() {
-                    return Err(bad("expected a command line".to_string()));
-                }
-                program.command = value.clone();
-                command_line = Some(entry.line);
-            }
-            "process_name" => {
-                program.process_name = value.clone();
-                process_name_line = Some(entry.line);
-            }
-            "numprocs" => {
-                program.numprocs = u32_in(1, MAX_NUMPROCS)?;
-                numprocs_line = entry.line;
-            }
-            "numprocs_start" => {
-                program.numprocs_start = u32_in(0, u32::MAX)?;
-                numprocs_start_line = entry.line;
-            }
-            "directory" => program.directory = Some(values::absolute_path(&value).map_err(bad)?),
-            "umask" => program.umask = Some(values::umask(&value).map_err(bad)?),
-            "priority" => {
-                let n = values::signed_in(&value, i64::from(i32::MIN), i64::from(i32::MAX))
-                    .map_err(bad)?;
-                program.priority = i32::try_from(n).unwrap_or(i32::MAX);
-            }
-            "autostart" => program.autostart = boolean()?,
-            "startsecs" => program.startsecs = duration(true)?,
-            "startretries" => program.startretries = u32_in(0, u32::MAX)?,
-            "autorestart" => program.autorestart = values::autorestart(&value).map_err(bad)?,
-            "exitcodes" => program.exitcodes = values::exitcodes(&value).map_err(bad)?,
-            "stopsignal" => program.stopsignal = values::signal(&value).map_err(bad)?,
-            "stopwaitsecs" => program.stopwaitsecs = duration(true)?,
-            "stopasgroup" => program.stopasgroup = boolean()?,
-            "killasgroup" => program.killasgroup = boolean()?,
-            "user" => program.user = Some(values::account(&value).map_err(bad)?),
-            "environment" => program.environment = parse_environment(&value).map_err(bad)?,
-            "redirect_stderr" => program.redirect_stderr = boolean()?,
-            "depends_on" => {
-                program.depends_on = depends_on(&value).map_err(bad)?;
-                depends_on_line = entry.line;
-            }
-            "ready" => program.ready = Some(values::ready(&value, vars.resolve).map_err(bad)?),
-            "ready_timeout" => program.ready_timeout = duration(false)?,
-            "required_for_health" => program.required_for_health = boolean()?,
-            "output_buffer_size" => {
-                let n = values::size_in(&value, 0, MAX_OUTPUT_BUFFER).map_err(bad)?;
-                program.output_buffer_size = usize::try_from(n).unwrap_or(0);
-            }
-            "reloadsignal" => program.reloadsignal = values::signal(&value).map_err(bad)?,
-            "stdout_syslog_priority" => {
-                program.stdout_syslog_priority = values::priority(&value).map_err(bad)?;
-            }
-            "stderr_syslog_priority" => {
-                program.stderr_syslog_priority = values::priority(&value).map_err(bad)?;
-            }
-            _ => return Err(section.unknown(entry)),
+        let read = read_process_key(&mut program, &mut lines, key, &value, entry.line)
+            .or_else(|| read_lifecycle_key(&mut program, key, &value))
+            .or_else(|| read_readiness_key(&mut program, &mut lines, key, &value, entry.line, vars))
+            .or_else(|| read_output_key(&mut program, key, &value));
+        match read {
+            Some(read) => read.map_err(|why| section.invalid(entry, &value, &why))?,
+            None => return Err(section.unknown(entry)),
         }
     }
     // supervisor: stopasgroup implies killasgroup.
     if program.stopasgroup {
         program.killasgroup = true;
     }
-    let Some(command_line) = command_line else {
+    let command_line = check_program(section, &program, &lines)?;
+    let process_names = expand_processes(section, &program, command_line, lines.process_name)?;
+    Ok(BuiltProgram {
+        program,
+        process_names,
+        depends_on_line: lines.depends_on,
+    })
+}
+
+/// The lines of the keys that later checks point at, the section's header line when absent.
+struct KeyLines {
+    command: Option<usize>,
+    process_name: Option<usize>,
+    numprocs: usize,
+    numprocs_start: usize,
+    depends_on: usize,
+}
+
+impl KeyLines {
+    fn new(header: usize) -> Self {
+        KeyLines {
+            command: None,
+            process_name: None,
+            numprocs: header,
+            numprocs_start: header,
+            depends_on: header,
+        }
+    }
+}
+
+/// Warns that a supervisor key is accepted and ignored, and why.
+fn warn_ignored(section: &Section, entry: &Entry, warnings: &mut Vec<(usize, String)>) {
+    let key = entry.key.as_str();
+    let why = if key == "serverurl" {
+        "uwgate ctl finds the socket through control_socket (or -s)"
+    } else {
+        "output goes to syslog"
+    };
+    warnings.push((
+        entry.line,
+        format!("'{key}' ignored in [{}]: {why}", section.title),
+    ));
+}
+
+/// What runs and as whom: command, process_name, numprocs, numprocs_start, directory, umask,
+/// priority, user, environment. `None` for any other key.
+fn read_process_key(
+    program: &mut Program,
+    lines: &mut KeyLines,
+    key: &str,
+    value: &str,
+    line: usize,
+) -> Option<Result<(), String>> {
+    Some(match key {
+        "command" => {
+            if value.trim().is_empty() {
+                return Some(Err("expected a command line".to_string()));
+            }
+            program.command = value.to_string();
+            lines.command = Some(line);
+            Ok(())
+        }
+        "process_name" => {
+            program.process_name = value.to_string();
+            lines.process_name = Some(line);
+            Ok(())
+        }
+        "numprocs" => u32_in(value, 1, MAX_NUMPROCS).map(|n| {
+            program.numprocs = n;
+            lines.numprocs = line;
+        }),
+        "numprocs_start" => u32_in(value, 0, u32::MAX).map(|n| {
+            program.numprocs_start = n;
+            lines.numprocs_start = line;
+        }),
+        "directory" => values::absolute_path(value).map(|v| program.directory = Some(v)),
+        "umask" => values::umask(value).map(|v| program.umask = Some(v)),
+        "priority" => values::signed_in(value, i64::from(i32::MIN), i64::from(i32::MAX))
+            .map(|n| program.priority = i32::try_from(n).unwrap_or(i32::MAX)),
+        "user" => values::account(value).map(|v| program.user = Some(v)),
+        "environment" => parse_environment(value).map(|v| program.environment = v),
+        _ => return None,
+    })
+}
+
+/// How processes start, restart and stop: autostart, startsecs, startretries, autorestart,
+/// exitcodes, stopsignal, stopwaitsecs, stopasgroup, killasgroup, reloadsignal. `None` for
+/// any other key.
+fn read_lifecycle_key(program: &mut Program, key: &str, value: &str) -> Option<Result<(), String>> {
+    Some(match key {
+        "autostart" => values::boolean(value).map(|v| program.autostart = v),
+        "startsecs" => values::duration(value, true).map(|v| program.startsecs = v),
+        "startretries" => u32_in(value, 0, u32::MAX).map(|v| program.startretries = v),
+        "autorestart" => values::autorestart(value).map(|v| program.autorestart = v),
+        "exitcodes" => values::exitcodes(value).map(|v| program.exitcodes = v),
+        "stopsignal" => values::signal(value).map(|v| program.stopsignal = v),
+        "stopwaitsecs" => values::duration(value, true).map(|v| program.stopwaitsecs = v),
+        "stopasgroup" => values::boolean(value).map(|v| program.stopasgroup = v),
+        "killasgroup" => values::boolean(value).map(|v| program.killasgroup = v),
+        "reloadsignal" => values::signal(value).map(|v| program.reloadsignal = v),
+        _ => return None,
+    })
+}
+
+/// When a program counts as up: depends_on, ready, ready_timeout, required_for_health.
+/// `None` for any other key.
+fn read_readiness_key(
+    program: &mut Program,
+    lines: &mut KeyLines,
+    key: &str,
+    value: &str,
+    line: usize,
+    vars: &Vars<'_>,
+) -> Option<Result<(), String>> {
+    Some(match key {
+        "depends_on" => depends_on(value).map(|names| {
+            program.depends_on = names;
+            lines.depends_on = line;
+        }),
+        "ready" => values::ready(value, vars.resolve).map(|v| program.ready = Some(v)),
+        "ready_timeout" => values::duration(value, false).map(|v| program.ready_timeout = v),
+        "required_for_health" => values::boolean(value).map(|v| program.required_for_health = v),
+        _ => return None,
+    })
+}
+
+/// Where output goes: redirect_stderr, output_buffer_size, stdout_syslog_priority,
+/// stderr_syslog_priority. `None` for any other key.
+fn read_output_key(program: &mut Program, key: &str, value: &str) -> Option<Result<(), String>> {
+    Some(match key {
+        "redirect_stderr" => values::boolean(value).map(|v| program.redirect_stderr = v),
+        "output_buffer_size" => values::size_in(value, 0, MAX_OUTPUT_BUFFER)
+            .map(|n| program.output_buffer_size = usize::try_from(n).unwrap_or(0)),
+        "stdout_syslog_priority" => {
+            values::priority(value).map(|v| program.stdout_syslog_priority = v)
+        }
+        "stderr_syslog_priority" => {
+            values::priority(value).map(|v| program.stderr_syslog_priority = v)
+        }
+        _ => return None,
+    })
+}
+
+/// A number from `min` to `max`.
+fn u32_in(value: &str, min: u32, max: u32) -> Result<u32, String> {
+    values::number_in(value, u64::from(min), u64::from(max))
+        .map(|n| u32::try_from(n).unwrap_or(max))
+}
+
+/// The rules between keys: a command is given, several processes have distinct names, and
+/// the last process number fits. Returns the command's line.
+fn check_program(
+    section: &Section,
+    program: &Program,
+    lines: &KeyLines,
+) -> Result<usize, ConfigError> {
+    let Some(command_line) = lines.command else {
         return Err(at(
             section.line,
             format!("[{}] needs a command", section.title),
@@ -192,7 +277,7 @@ pub(crate) fn build_program(
     };
     if program.numprocs > 1 && !program.process_name.contains("%(process_num)") {
         return Err(at(
-            numprocs_line,
+            lines.numprocs,
             format!(
                 "numprocs = {} in [{}] needs %(process_num)d in process_name (now '{}'), so that each process has its own name",
                 program.numprocs, section.title, program.process_name
@@ -205,7 +290,7 @@ pub(crate) fn build_program(
         .is_none()
     {
         return Err(at(
-            numprocs_start_line,
+            lines.numprocs_start,
             format!(
                 "numprocs_start + numprocs - 1 is above {} in [{}]",
                 u32::MAX,
@@ -213,7 +298,17 @@ pub(crate) fn build_program(
             ),
         ));
     }
-    // Expand every process now, so that `processes()` cannot fail at run time.
+    Ok(command_line)
+}
+
+/// Expands every process now, so that `processes()` cannot fail at run time; the process
+/// names in process order.
+fn expand_processes(
+    section: &Section,
+    program: &Program,
+    command_line: usize,
+    process_name_line: Option<usize>,
+) -> Result<Vec<String>, ConfigError> {
     let mut process_names = Vec::new();
     for offset in 0..program.numprocs {
         let num = program.numprocs_start.saturating_add(offset);
@@ -231,11 +326,7 @@ pub(crate) fn build_program(
         })?;
         process_names.push(name);
     }
-    Ok(BuiltProgram {
-        program,
-        process_names,
-        depends_on_line,
-    })
+    Ok(process_names)
 }
 
 /// `depends_on`: program names separated by commas or spaces; duplicates dropped.
@@ -642,6 +733,19 @@ mod tests {
 
     fn words(line: &str) -> Vec<String> {
         split_command(line).unwrap()
+    }
+
+    #[test]
+    fn every_listed_key_is_read() {
+        for key in KEYS {
+            if let Err(e) = parse(
+                &format!("[program:web]\n{key} = ???\n"),
+                Path::new("uwgate.ini"),
+                &|_| None,
+            ) {
+                assert!(!e.to_string().contains("unknown key"), "{key}: {e}");
+            }
+        }
     }
 
     #[test]

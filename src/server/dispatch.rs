@@ -8,7 +8,7 @@
 
 use super::status;
 use super::Ctx;
-use crate::config::{AccessRule, Handler, StaticConf, NO_ROUTE};
+use crate::config::{AccessRule, Handler, Location, StaticConf, NO_ROUTE};
 use crate::http::request::{header_contains_token, Head, Method, Span};
 use crate::http::response::{error_page, error_page_len, start, HeadWriter};
 use crate::http::Status;
@@ -185,28 +185,50 @@ fn span(buf: &[u8], r: Option<Span>) -> Option<&[u8]> {
 /// Routing decides which limits apply: keep-alive and `client_max_body_size` (413, checked
 /// before the access rules, as nginx) are the location's.
 pub fn answer(req: &Request<'_>, input: &[u8], out: &mut [u8], ctx: &Ctx<'_>) -> Outcome {
-    let mut route = (NO_ROUTE, NO_ROUTE);
-    let fail = |status, extra, route: (u16, u16), out: &mut [u8]| {
-        let keep_alive = req.keep_alive(ctx, route);
-        let mut a = error(status, extra, keep_alive, req.head_only, out, ctx);
-        a.route = route;
-        Outcome::Answer(a)
-    };
-    let head = req.head;
+    let unrouted = (NO_ROUTE, NO_ROUTE);
     // 1. Canonical path into the loop's buffer (decoded once, dot segments resolved).
     let Ok(mut path_buf) = ctx.uri_buf.try_borrow_mut() else {
-        return fail(Status::InternalServerError, Extra::None, route, out);
+        return refuse(
+            req,
+            Status::InternalServerError,
+            Extra::None,
+            unrouted,
+            out,
+            ctx,
+        );
     };
-    let path_len = match crate::http::path::canonicalize(head.path(input), &mut path_buf[..]) {
+    let path_len = match crate::http::path::canonicalize(req.head.path(input), &mut path_buf[..]) {
         Ok(n) => n,
-        Err(status) => return fail(status, Extra::None, route, out),
+        Err(status) => return refuse(req, status, Extra::None, unrouted, out, ctx),
     };
     let path = path_buf.get(..path_len).unwrap_or(&[]);
+    match route(req, input, path, ctx) {
+        Ok(routed) => serve(req, input, path, routed, out, ctx),
+        Err((status, route)) => refuse(req, status, Extra::None, route, out, ctx),
+    }
+}
 
-    // 2. Server by listening address and Host, then the longest-prefix location.
+/// Where a routed request goes: (server, location) indexes and the location.
+struct Routed<'c> {
+    route: (u16, u16),
+    loc: &'c Location,
+}
+
+/// Step 2: the server by listening address and Host, then the longest-prefix location; sets
+/// the request's client address (realip) once the server is known. Then the location's
+/// gates: the body size (413), then the access rules (403). `Err` has the status to answer
+/// with the route as far as it got.
+fn route<'c>(
+    req: &Request<'_>,
+    input: &[u8],
+    path: &[u8],
+    ctx: &Ctx<'c>,
+) -> Result<Routed<'c>, (Status, (u16, u16))> {
+    let head = req.head;
+    let mut route = (NO_ROUTE, NO_ROUTE);
     let host = span(input, head.host);
     let Some(si) = ctx.router.server(ctx.cfg, req.local, host) else {
-        return fail(Status::NotFound, Extra::None, route, out);
+        return Err((Status::NotFound, route));
     };
     route.0 = si as u16;
     let sources = super::realip::Sources {
@@ -217,7 +239,7 @@ pub fn answer(req: &Request<'_>, input: &[u8], out: &mut [u8], ctx: &Ctx<'_>) ->
     let Some((li, loc)) = ctx.router.location(ctx.cfg, si, path, false) else {
         req.client
             .set(super::realip::client_addr(ctx.cfg, si, None, sources));
-        return fail(Status::NotFound, Extra::None, route, out);
+        return Err((Status::NotFound, route));
     };
     route.1 = li as u16;
     let client = super::realip::client_addr(ctx.cfg, si, Some(li), sources);
@@ -226,18 +248,39 @@ pub fn answer(req: &Request<'_>, input: &[u8], out: &mut [u8], ctx: &Ctx<'_>) ->
         .content_length
         .is_some_and(|n| loc.limits.body_too_large(n))
     {
-        return fail(Status::ContentTooLarge, Extra::None, route, out);
+        return Err((Status::ContentTooLarge, route));
     }
     if !access_allowed(&loc.access, client.ip()) {
-        return fail(Status::Forbidden, Extra::None, route, out);
+        return Err((Status::Forbidden, route));
     }
+    Ok(Routed { route, loc })
+}
+
+/// Step 3: the location's handler: a static file (GET and HEAD only), the status page, the
+/// health page, or forwarding to uwsgi with the canonical `path` copied to the start of `out`.
+fn serve(
+    req: &Request<'_>,
+    input: &[u8],
+    path: &[u8],
+    routed: Routed<'_>,
+    out: &mut [u8],
+    ctx: &Ctx<'_>,
+) -> Outcome {
+    let Routed { route, loc } = routed;
+    let head = req.head;
     let keep_alive = req.keep_alive(ctx, route);
     let routed = |a: Answer| Outcome::Answer(Answer { route, ..a });
-
     match &loc.handler {
         Handler::Static(sc) => {
             if !matches!(head.method, Method::Get | Method::Head) {
-                return fail(Status::MethodNotAllowed, Extra::AllowGetHead, route, out);
+                return refuse(
+                    req,
+                    Status::MethodNotAllowed,
+                    Extra::AllowGetHead,
+                    route,
+                    out,
+                    ctx,
+                );
             }
             let target = StaticTarget {
                 path,
@@ -257,19 +300,34 @@ pub fn answer(req: &Request<'_>, input: &[u8], out: &mut [u8], ctx: &Ctx<'_>) ->
         Handler::Health => {
             super::health::page(keep_alive, req.head_only, out, ctx).map_or(Outcome::TooBig, routed)
         }
-        Handler::Uwsgi(_) => match out.get_mut(..path_len) {
+        Handler::Uwsgi(_) => match out.get_mut(..path.len()) {
             Some(dst) => {
                 dst.copy_from_slice(path);
                 Outcome::Forward {
                     server: route.0,
                     location: route.1,
-                    path_len,
+                    path_len: path.len(),
                     keep_alive,
                 }
             }
-            None => fail(Status::UriTooLong, Extra::None, route, out),
+            None => refuse(req, Status::UriTooLong, Extra::None, route, out, ctx),
         },
     }
+}
+
+/// An error answer for a request routed as far as `route`, whose limits decide keep-alive.
+fn refuse(
+    req: &Request<'_>,
+    status: Status,
+    extra: Extra,
+    route: (u16, u16),
+    out: &mut [u8],
+    ctx: &Ctx<'_>,
+) -> Outcome {
+    let keep_alive = req.keep_alive(ctx, route);
+    let mut a = error(status, extra, keep_alive, req.head_only, out, ctx);
+    a.route = route;
+    Outcome::Answer(a)
 }
 
 /// What to serve from a static location.
