@@ -243,7 +243,9 @@ check "ctl: its line says backend RUNNING with pid ${pid2:-?}" \
 check "ctl: uwgate ctl restart backend prints stopped, started" \
     test "$(guest ctlrestart 'uwgate ctl restart backend | tr "\n" " " | grep -qx "backend: stopped backend: started "')" = 0
 code=$(http '/app/after-ctl-restart')
-check "uwsgi: served by the restarted backend" test "$code" = 200
+pid3=$(backend_pid)
+check "uwsgi: served by the restarted backend (pid $pid2 -> ${pid3:-none})" \
+    test "$code" = 200 -a -n "$pid3" -a "$pid3" != "$pid2"
 
 # --- the image's init script -----------------------------------------------------------------
 check "init script: status says running" test "$(guest status '/etc/init.d/uwgate status')" = 0
@@ -265,11 +267,11 @@ check "upgrade: /etc/init.d/uwgate upgrade (exit status $status, $upgrade_ms ms 
 status=$(guest samepid '[ "$(cat /tmp/pid.before)" = "$(cat /run/uwgate.pid)" ] && [ "$(readlink /proc/$(cat /run/uwgate.pid)/exe)" = /usr/sbin/uwgate ]')
 check "upgrade: the same uwgate pid now runs the new /usr/sbin/uwgate" test "$status" = 0
 code=$(http '/uwgate_status?format=json')
-check "upgrade: the JSON status shows the new version and backend pid $pid2 still RUNNING" \
-    json_check "s['version'].endswith('+upgrade-test') and [p for p in s['programs'] if p['name'] == 'backend' and p['state'] == 'RUNNING' and p['pid'] == ${pid2:-0}]"
+check "upgrade: the JSON status shows the new version and backend pid $pid3 still RUNNING" \
+    json_check "s['version'].endswith('+upgrade-test') and [p for p in s['programs'] if p['name'] == 'backend' and p['state'] == 'RUNNING' and p['pid'] == ${pid3:-0}]"
 code=$(http '/app/after-upgrade')
 check "upgrade: forwarded by the new version to the same backend (pid $(backend_pid), $(header Server))" \
-    test "$code $(backend_pid) $(header Server | grep -c upgrade-test)" = "200 $pid2 1"
+    test "$code $(backend_pid) $(header Server | grep -c upgrade-test)" = "200 $pid3 1"
 check "syslog: the upgrade logged" \
     console_wait '^syslog: .* uwgate\[[0-9]+\]: upgraded in place from [0-9.]+ to [0-9.]+\+upgrade-test' 10
 
