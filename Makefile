@@ -10,7 +10,7 @@ RUNDIR  := $(OUT)/run
 VENV    := $(OUT)/venv
 PYTHON  ?= python3
 
-.PHONY: all build toolchain run static test unit lint venv clean size fuzz fuzz-build fuzz-merge \
+.PHONY: all build toolchain run static test lint venv clean size fuzz fuzz-build fuzz-merge \
 	scale-test haproxy upgrade-test-bin
 
 all: build
