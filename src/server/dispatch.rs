@@ -479,10 +479,14 @@ pub fn internal(
 
 /// Reads the status code back from a head just written (`HTTP/1.1 NNN …`).
 fn status_of(out: &[u8]) -> Status {
+    // Three ASCII digits, read directly (no str validation and parse on every answer).
     let code = out
         .get(9..12)
-        .and_then(|d| std::str::from_utf8(d).ok())
-        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|d| {
+            d.iter().try_fold(0u16, |n, &b| {
+                b.is_ascii_digit().then(|| n * 10 + u16::from(b - b'0'))
+            })
+        })
         .unwrap_or(500);
     Status::from_code(code).unwrap_or(Status::InternalServerError)
 }

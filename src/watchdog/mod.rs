@@ -344,25 +344,24 @@ impl Watchdog {
     }
 
     /// The earliest instant `on_timer` has work, if any.
+    /// (The loop asks twice per turn, so this is a plain loop, not an iterator chain.)
     pub fn next_deadline(&self) -> Option<Instant> {
-        let procs = self
-            .procs
-            .iter()
-            .flatten()
-            .flat_map(|p| [p.machine.deadline(), p.probe.deadline()])
-            .flatten();
-        let sweep = match self.sweep {
+        let mut next = match self.sweep {
             Sweep::Signalled { next_at, .. } => Some(next_at),
             _ => None,
         };
-        // A held start is retried when the hold ends (a report, the usual case, comes sooner).
-        let hold = self
-            .procs
-            .iter()
-            .flatten()
-            .filter_map(|p| p.exec_report.as_ref()?.holds_until)
-            .min();
-        procs.chain(sweep).chain(hold).min()
+        for p in self.procs.iter().flatten() {
+            // A held start is retried when the hold ends (a report, the usual case, comes
+            // sooner).
+            let hold = p.exec_report.as_ref().and_then(|r| r.holds_until);
+            for at in [p.machine.deadline(), p.probe.deadline(), hold]
+                .into_iter()
+                .flatten()
+            {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        next
     }
 
     /// uwgate got SIGTERM: stops every program, highest priority number first and dependents
