@@ -535,7 +535,7 @@ impl Watchdog {
         let mut order: Vec<usize> = (0..procs.len())
             .filter(|&i| matches!(procs.get(i), Some(Some(_))))
             .collect();
-        order.sort_by(|&a, &b| {
+        crate::sort::sort_by(&mut order, |&a, &b| {
             let key = |i: usize| {
                 procs
                     .get(i)
@@ -852,7 +852,8 @@ impl Watchdog {
         if mine.len() <= LINGERING_PIPES {
             return;
         }
-        mine.sort_unstable();
+        // (serial, slot) pairs are unique: a stable sort gives what an unstable one would.
+        crate::sort::sort(&mut mine);
         let excess = mine.len().saturating_sub(LINGERING_PIPES);
         for &(_, idx) in mine.iter().take(excess) {
             self.pump_pipe(registry, idx);
