@@ -33,6 +33,7 @@ pub mod handoff;
 pub mod http;
 pub mod logging;
 pub mod server;
+pub mod sort;
 pub mod static_files;
 pub mod sys;
 pub mod upstream;

@@ -198,7 +198,7 @@ impl<'s> Builder<'s> {
             }
         }
         warn_server_name_conflicts(&self.servers, &mut self.warnings);
-        self.warnings.sort_by_key(|(line, _)| *line);
+        crate::sort::sort_by_key(&mut self.warnings, |(line, _)| *line);
         Ok(Built {
             global,
             servers: self.servers,

@@ -589,7 +589,7 @@ fn choose_handler(section: &Section, handlers: &Handlers) -> Result<Chosen, Conf
     .into_iter()
     .flatten()
     .collect();
-    given.sort_by_key(|(line, _)| *line);
+    crate::sort::sort_by_key(&mut given, |(line, _)| *line);
     match given.as_slice() {
         [] => Err(at(
             section.line,

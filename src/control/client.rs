@@ -745,7 +745,7 @@ impl Ctl<'_> {
                 changes.push((n.str().to_string(), word));
             }
         }
-        changes.sort();
+        crate::sort::sort(&mut changes);
         if changes.is_empty() {
             self.line("No config updates to processes");
         }

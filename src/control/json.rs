@@ -8,7 +8,10 @@
 pub enum Value {
     Null,
     Bool(bool),
-    Num(f64),
+    /// A number: its value when it is a whole number from 0 to 1.8e19 (the control socket
+    /// writes only such counters, pids and times), else `None`. Read without floating point,
+    /// whose parser would add 16 KB to the binary for this one field type.
+    Num(Option<u64>),
     Str(String),
     Arr(Vec<Value>),
     Obj(Vec<(String, Value)>),
@@ -42,7 +45,7 @@ impl Value {
 
     pub fn as_u64(&self) -> Option<u64> {
         match self {
-            Value::Num(n) if *n >= 0.0 && n.fract() == 0.0 && *n < 1.8e19 => Some(*n as u64),
+            Value::Num(n) => *n,
             _ => None,
         }
     }
@@ -207,9 +210,80 @@ impl Parser<'_> {
         ) {
             self.pos += 1;
         }
-        let text = std::str::from_utf8(self.bytes.get(start..self.pos)?).ok()?;
-        text.parse().ok().map(Value::Num)
+        number(self.bytes.get(start..self.pos)?).map(Value::Num)
     }
+}
+
+/// Below this, a whole number is a `u64` (the bound of the floating-point reader it replaces).
+const NUM_LIMIT: u128 = 18_000_000_000_000_000_000;
+
+/// A number in the syntax Rust's float parser takes (`[+-]digits[.digits][(e|E)[+-]digits]`,
+/// either side of the point may be empty, not both): `Some(value)` where it is a whole number
+/// in 0..1.8e19 (`-0` too), `Some(None)` for any other well-formed number, `None` when
+/// malformed.
+fn number(text: &[u8]) -> Option<Option<u64>> {
+    let (negative, rest) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match rest.iter().position(|&b| b == b'e' || b == b'E') {
+        Some(at) => (rest.get(..at)?, Some(rest.get(at + 1..)?)),
+        None => (rest, None),
+    };
+    let (int, frac) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(at) => (mantissa.get(..at)?, mantissa.get(at + 1..)?),
+        None => (mantissa, &[][..]),
+    };
+    let all_digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    if int.is_empty() && frac.is_empty() || !all_digits(int) || !all_digits(frac) {
+        return None;
+    }
+    let mut scale: i64 = 0;
+    if let Some(e) = exponent {
+        let (minus, digits) = match e.split_first() {
+            Some((b'-', d)) => (true, d),
+            Some((b'+', d)) => (false, d),
+            _ => (false, e),
+        };
+        if digits.is_empty() || !all_digits(digits) {
+            return None;
+        }
+        let magnitude = digits.iter().fold(0i64, |acc, &d| {
+            acc.saturating_mul(10).saturating_add(i64::from(d - b'0'))
+        });
+        scale = if minus { -magnitude } else { magnitude };
+    }
+    // value = significant digits × 10^scale, the digits without leading or trailing zeros.
+    let all = int.iter().chain(frac.iter());
+    let significant: Vec<u8> = all.copied().skip_while(|&d| d == b'0').collect();
+    let trimmed = significant
+        .iter()
+        .rposition(|&d| d != b'0')
+        .map_or(0, |p| p + 1);
+    let Some(kept) = significant.get(..trimmed).filter(|s| !s.is_empty()) else {
+        return Some(Some(0)); // zero, whatever its sign or exponent
+    };
+    let frac_len = i64::try_from(frac.len()).unwrap_or(i64::MAX);
+    let dropped = i64::try_from(significant.len() - trimmed).unwrap_or(0);
+    scale = scale.saturating_sub(frac_len).saturating_add(dropped);
+    if negative || scale < 0 || kept.len() > 20 {
+        return Some(None);
+    }
+    let mut value = kept
+        .iter()
+        .fold(0u128, |acc, &d| acc * 10 + u128::from(d - b'0'));
+    for _ in 0..scale {
+        value = value.saturating_mul(10);
+        if value >= NUM_LIMIT {
+            break;
+        }
+    }
+    Some(
+        (value < NUM_LIMIT)
+            .then(|| u64::try_from(value).ok())
+            .flatten(),
+    )
 }
 
 #[cfg(test)]
@@ -232,6 +306,53 @@ mod tests {
         assert_eq!(p.get("x").items().len(), 3);
         assert!(v.get("missing").is_null());
         assert_eq!(parse(r#""\u00e9\n""#), Some(Value::Str("é\n".to_string())));
+    }
+
+    #[test]
+    fn whole_numbers_read_as_the_float_reader_did() {
+        // What f64 parsing followed by "whole, non-negative, below 1.8e19" gave.
+        for (text, want) in [
+            ("0", Some(0)),
+            ("-0", Some(0)),
+            ("12", Some(12)),
+            ("+7", Some(7)),
+            ("2.0", Some(2)),
+            ("2.", Some(2)),
+            ("1e3", Some(1000)),
+            ("1.5E1", Some(15)),
+            ("0.0e5", Some(0)),
+            ("250e-2", None),
+            ("2500e-2", Some(25)),
+            ("9007199254740992", Some(9_007_199_254_740_992)),
+            ("17999999999999999999", Some(17_999_999_999_999_999_999)),
+            ("18000000000000000000", None),
+            ("1e19", Some(10_000_000_000_000_000_000)),
+            ("1e999999999999999999999", None),
+            ("2.5", None),
+            ("-3", None),
+            ("-0.5", None),
+            (".5", None),
+        ] {
+            assert_eq!(number(text.as_bytes()), Some(want), "{text}");
+            if let Some(n) = want {
+                // The float reader agrees wherever a double holds the value exactly.
+                if n < 1 << 53 {
+                    let f: f64 = text.parse().unwrap();
+                    assert_eq!(f as u64, n, "{text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_numbers_are_rejected_as_the_float_reader_did() {
+        for bad in [
+            "", "-", "+", ".", "e5", "1e", "1e+", "1-2", "1..2", "1e5e5", "--1", "1.2.3",
+        ] {
+            assert_eq!(number(bad.as_bytes()), None, "{bad:?}");
+            assert!(bad.parse::<f64>().is_err(), "{bad:?}");
+        }
+        assert_eq!(parse("[1-2]"), None);
     }
 
     #[test]

@@ -46,9 +46,9 @@ pub fn diff(running: &[&Program], file: &[Program]) -> Diff {
             d.removed.push(r.name.clone());
         }
     }
-    d.added.sort();
-    d.changed.sort();
-    d.removed.sort();
+    crate::sort::sort(&mut d.added);
+    crate::sort::sort(&mut d.changed);
+    crate::sort::sort(&mut d.removed);
     d
 }
 

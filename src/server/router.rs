@@ -17,7 +17,7 @@ impl Router {
             .iter()
             .map(|s| {
                 let mut idx: Vec<usize> = (0..s.locations.len()).collect();
-                idx.sort_by_key(|&i| {
+                crate::sort::sort_by_key(&mut idx, |&i| {
                     std::cmp::Reverse(s.locations.get(i).map_or(0, |l| l.prefix.len()))
                 });
                 idx

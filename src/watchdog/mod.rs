@@ -534,7 +534,7 @@ impl Watchdog {
         let mut order: Vec<usize> = (0..procs.len())
             .filter(|&i| matches!(procs.get(i), Some(Some(_))))
             .collect();
-        order.sort_by(|&a, &b| {
+        crate::sort::sort_by(&mut order, |&a, &b| {
             let key = |i: usize| {
                 procs
                     .get(i)
@@ -851,7 +851,8 @@ impl Watchdog {
         if mine.len() <= LINGERING_PIPES {
             return;
         }
-        mine.sort_unstable();
+        // (serial, slot) pairs are unique: a stable sort gives what an unstable one would.
+        crate::sort::sort(&mut mine);
         let excess = mine.len().saturating_sub(LINGERING_PIPES);
         for &(_, idx) in mine.iter().take(excess) {
             self.pump_pipe(registry, idx);
@@ -1199,16 +1200,24 @@ fn exec_token(idx: usize) -> mio::Token {
     token(idx, EXEC_REPORT)
 }
 
-/// Seconds as supervisor prints them: `10`, or `0.5` for a fraction.
+/// Seconds as supervisor prints them: `10`, or `0.5` for a fraction. The fraction is written
+/// from the integer nanoseconds, trailing zeros dropped: for the whole seconds and milliseconds
+/// a config gives, the digits `{}` of `as_secs_f64()` printed, without linking the float
+/// formatter (12 KB) for these two log lines.
 struct Secs(Duration);
 
 impl std::fmt::Display for Secs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.subsec_nanos() == 0 {
-            write!(f, "{}", self.0.as_secs())
-        } else {
-            write!(f, "{}", self.0.as_secs_f64())
+        let mut nanos = self.0.subsec_nanos();
+        if nanos == 0 {
+            return write!(f, "{}", self.0.as_secs());
         }
+        let mut width = 9;
+        while nanos.is_multiple_of(10) {
+            nanos /= 10;
+            width -= 1;
+        }
+        write!(f, "{}.{nanos:0width$}", self.0.as_secs())
     }
 }
 

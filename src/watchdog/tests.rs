@@ -243,6 +243,32 @@ fn stop_ranks_put_dependents_first_then_higher_priority_numbers() {
 fn seconds_are_printed_like_supervisor() {
     assert_eq!(Secs(Duration::from_secs(10)).to_string(), "10");
     assert_eq!(Secs(Duration::from_millis(500)).to_string(), "0.5");
+    assert_eq!(Secs(Duration::from_millis(1050)).to_string(), "1.05");
+    assert_eq!(Secs(Duration::from_millis(7)).to_string(), "0.007");
+}
+
+#[test]
+fn seconds_print_exactly_for_every_config_duration() {
+    // A config gives whole seconds or milliseconds: each prints as the decimal it is, without
+    // trailing zeros (the float formatting this replaced printed 1118 ms as 1.1179999999999999).
+    let check = |d: Duration| {
+        let text = Secs(d).to_string();
+        let (secs, frac) = text.split_once('.').unwrap_or((&text, ""));
+        assert!(!frac.ends_with('0') && frac.len() <= 9, "{text}");
+        let nanos: u32 = format!("{frac:0<9}").parse().unwrap();
+        assert_eq!(Duration::new(secs.parse().unwrap(), nanos), d, "{text}");
+    };
+    for ms in 0..200_000 {
+        check(Duration::from_millis(ms));
+    }
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..200_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        check(Duration::from_millis(x % 100_000_000_000));
+    }
+    assert_eq!(Secs(Duration::from_millis(1118)).to_string(), "1.118");
 }
 
 #[test]
