@@ -20,6 +20,21 @@
 //! here is bounded), allocates per request, or answers a request whose framing is lost with
 //! anything but a closing response.
 
+/// The core's view of the loop, built from the fields of an `Env` (a macro,
+/// so the proxy slot can stay borrowed beside it); the client is the realip one.
+macro_rules! up_env {
+    ($conn:ident, $env:ident) => {
+        $crate::upstream::UpEnv {
+            groups: &mut *$env.groups,
+            registry: $env.registry,
+            token: $env.token,
+            now: $env.ctx.now,
+            client: $conn.exchange.client.unwrap_or($conn.peer),
+            slot: $env.slot,
+        }
+    };
+}
+
 mod body;
 mod program;
 mod proxy;

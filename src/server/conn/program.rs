@@ -115,25 +115,9 @@ impl<S: ClientSocket> Connection<S> {
         let Some(p) = env.proxies.get_mut(f.slot()) else {
             return Some(Step::Close);
         };
-        let mut up = crate::upstream::UpEnv {
-            groups: &mut *env.groups,
-            registry: env.registry,
-            token: env.token,
-            now: ctx.now,
-            client: self.peer,
-            slot: env.slot,
-        };
-        match p.connect_again(&mut up) {
-            Ok(()) => {
-                self.set_deadline(ctx.now + conf.connect_timeout, Timer::UpstreamConnect);
-                None
-            }
-            Err(_) if self.hold_for_program(env, conf, false) => Some(Step::Wait),
-            Err(status) => {
-                self.proxy_error(status, env);
-                None
-            }
-        }
+        let mut up = up_env!(self, env);
+        let connected = p.connect_again(&mut up);
+        self.connect_begun(env, conf, connected)
     }
 
     /// `Timer::Program` passed: the program did not become ready within

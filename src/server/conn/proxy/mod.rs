@@ -16,7 +16,7 @@ use crate::http::response_head::{self, client_framing, Framing, ResponseHead};
 use crate::http::Status;
 use crate::server::dispatch::{self, Extra};
 use crate::upstream::uwsgi::{self, packet};
-use crate::upstream::{HeadFailure, HeadRead, Proxy, Sent, Stage, UpEnv};
+use crate::upstream::{HeadFailure, HeadRead, Proxy, Sent, Stage};
 use std::time::Instant;
 
 /// The client side of a forwarded request.
@@ -117,20 +117,6 @@ pub(super) enum Streamed {
     Close,
     /// Failed before a byte of our head went out: answer this instead.
     Fail(Status),
-}
-
-/// The core's view of the loop, built from the fields of an `Env`.
-macro_rules! up_env {
-    ($conn:ident, $env:ident) => {
-        UpEnv {
-            groups: &mut *$env.groups,
-            registry: $env.registry,
-            token: $env.token,
-            now: $env.ctx.now,
-            client: $conn.exchange.client.unwrap_or($conn.peer),
-            slot: $env.slot,
-        }
-    };
 }
 
 mod stream;
@@ -316,9 +302,20 @@ impl<S: ClientSocket> Connection<S> {
         }
         let mut up = up_env!(self, env);
         let connected = p.connect_next(&mut up);
+        self.connect_begun(env, conf, connected)
+    }
+
+    /// A connect to the upstream was begun (or failed at once): its deadline, or a hold while
+    /// the location's program is not serving yet, or the error answer.
+    pub(super) fn connect_begun(
+        &mut self,
+        env: &mut Env<'_, '_>,
+        conf: &UwsgiConf,
+        connected: Result<(), Status>,
+    ) -> Option<Step> {
         match connected {
             Ok(()) => {
-                self.set_deadline(ctx.now + conf.connect_timeout, Timer::UpstreamConnect);
+                self.set_deadline(env.ctx.now + conf.connect_timeout, Timer::UpstreamConnect);
                 None
             }
             Err(_) if self.hold_for_program(env, conf, false) => Some(Step::Wait),
